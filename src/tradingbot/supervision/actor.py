@@ -34,12 +34,15 @@ from types import TracebackType
 from typing import Any, Protocol
 
 import pykka
+import structlog
 from pykka import messages as pykka_messages
 from pykka._envelope import Envelope
 
 from tradingbot.supervision.clock import Clock, Timer, call_every
 from tradingbot.supervision.events import Failure, SupervisionEvent
 from tradingbot.supervision.handle import RESTARTING, ActorHandle, Ping, UnknownActor
+
+log = structlog.get_logger("tradingbot.supervision")
 
 # Stop reasons a supervisor gives its child; ``None`` means nobody asked (unexpected).
 SHUTDOWN = "shutdown"  # the process is stopping cleanly
@@ -216,6 +219,8 @@ class SupervisedActor(pykka.ThreadingActor):
         self._cancel_timers()
         try:
             self.teardown(ctx.stop_reason or "stopped")
+        except Exception:
+            log.exception("actor_teardown_failed", actor=ctx.handle.id)
         finally:
             if ctx.stop_reason is None and not ctx.down_reported:
                 ctx.down_reported = True

@@ -166,7 +166,12 @@ class Supervisor(SupervisedActor):
                 for child in self._children:
                     child.handle.probe(now, self._services.probe_deadline_s)
             case RestartChild(child_id=child_id):
-                return self._operator_restart(self._find(child_id))
+                # An operator's mistake must not crash the supervisor: answer, don't raise.
+                try:
+                    child = self._find(child_id)
+                except UnknownActor as exc:
+                    return {"actor": child_id, "restarted": False, "error": str(exc)}
+                return self._operator_restart(child)
             case _:
                 return super().on_receive(message)
         return None
@@ -179,7 +184,7 @@ class Supervisor(SupervisedActor):
 
     # -- starting and stopping ------------------------------------------------------------
 
-    def _start(self, child: _Child) -> None:
+    def _start(self, child: _Child, reason: str | None = None) -> None:
         """Start one child and wait until it confirms; raise StartFailed otherwise."""
         spec = child.spec
         ctx = ActorContext(
@@ -223,9 +228,12 @@ class Supervisor(SupervisedActor):
                     actor=spec.id,
                     supervisor=self.actor_id,
                     restarts=child.handle.restarts,
-                    reason=child.handle.last_failure.summary()
-                    if child.handle.last_failure
-                    else "restart",
+                    reason=reason
+                    or (
+                        child.handle.last_failure.summary()
+                        if child.handle.last_failure
+                        else "restart"
+                    ),
                 )
             )
         else:
@@ -387,18 +395,23 @@ class Supervisor(SupervisedActor):
 
     def _operator_restart(self, child: _Child) -> dict[str, Any]:
         if child.removed:
-            raise UnknownActor(f"{child.id!r} has exited for good and is not restarted")
+            error = f"{child.id!r} has exited for good and is not restarted"
+            return {"actor": child.id, "restarted": False, "error": error}
         if child.timer is not None:
             child.timer.cancel()
             child.timer = None
         self._stop_child(child, RESTART, final=False)
         try:
-            self._start(child)
+            self._start(child, reason="operator restart")
         except StartFailed as exc:
             child.handle.record_failure(exc.failure)
-            self._after_exit(child, exc.failure)
-            raise
-        return {"actor": child.id, "restarts": child.handle.restarts}
+            child.handle.set_status(RESTARTING)
+            self._services.emit(
+                ActorCrashed(actor=child.id, supervisor=self.actor_id, failure=exc.failure)
+            )
+            self._after_exit(child, exc.failure)  # may escalate, as any failed start
+            return {"actor": child.id, "restarted": False, "error": str(exc)}
+        return {"actor": child.id, "restarted": True, "restarts": child.handle.restarts}
 
 
 def _close_subtree(handle: ActorHandle) -> None:

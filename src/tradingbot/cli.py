@@ -1,0 +1,104 @@
+"""The ``trading-bot`` command line.
+
+Exit codes (:mod:`tradingbot.exitcodes`): 0 ok, 2 bad usage or configuration (one line
+on stderr naming the setting, never a traceback), other non-zero for runtime failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from tradingbot import __version__, exitcodes
+from tradingbot.config import Config, ConfigError, load_config
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trading-bot",
+        description="Operations core of an Interactive Brokers trading bot.",
+    )
+    parser.add_argument("--version", action="version", version=f"trading-bot {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands.add_parser("run", help="run the bot: supervision tree, HTTP server, control socket")
+    check = commands.add_parser("check", help="validate the configuration and print it")
+    check.add_argument("--json", action="store_true", help="print the configuration as JSON")
+    db = commands.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(dest="db_command", metavar="DB_COMMAND", required=True)
+    db_commands.add_parser("upgrade", help="apply the database migrations (idempotent)")
+    shell = commands.add_parser("shell", help="talk to the running process (control socket)")
+    shell.add_argument("-c", dest="shell_command", metavar="COMMAND", help="run one command")
+    shell.add_argument("--json", action="store_true", help="print results as JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(prepare_home=args.command != "shell")
+    except ConfigError as exc:
+        print(f"trading-bot: configuration error: {exc}", file=sys.stderr)
+        return exitcodes.USAGE
+    match args.command:
+        case "run":
+            return _run(config)
+        case "check":
+            return _check(config, as_json=args.json)
+        case "db":
+            return _db_upgrade(config)
+        case "shell":
+            from tradingbot.control import run_shell
+
+            return run_shell(
+                config.control_socket_path,
+                args.shell_command,
+                as_json=args.json,
+                stdin=sys.stdin,
+                stdout=sys.stdout,
+                stderr=sys.stderr,
+            )
+    raise AssertionError(args.command)  # argparse allows nothing else
+
+
+def _run(config: Config) -> int:
+    from tradingbot.logconfig import configure_logging
+    from tradingbot.service import run_service
+
+    configure_logging(level=config.log_level, log_dir=config.log_dir, secrets=config.secrets())
+    return run_service(config)
+
+
+def _check(config: Config, *, as_json: bool) -> int:
+    data = config.redacted()
+    if as_json:
+        print(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        width = max(len(key) for key in data)
+        for key, value in data.items():
+            print(f"{key:<{width}}  {'' if value is None else value}")
+    print("configuration OK", file=sys.stderr)
+    return exitcodes.OK
+
+
+def _db_upgrade(config: Config) -> int:
+    from tradingbot.storage import Database, StorageError
+
+    try:
+        with Database.open(config.database_url) as database:
+            applied = database.upgrade()
+            revision = database.current_revision()
+    except StorageError as exc:
+        print(f"trading-bot: database error: {exc}", file=sys.stderr)
+        return exitcodes.FAILURE
+    if applied:
+        print(f"applied {len(applied)} migration(s): {', '.join(applied)}; now at {revision}")
+    else:
+        print(f"database already up to date at {revision}")
+    return exitcodes.OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

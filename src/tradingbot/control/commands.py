@@ -1,0 +1,147 @@
+"""The commands the control socket serves on a live process (``trading-bot shell``).
+
+Each command is a small async function of the tree; blocking tree operations (a
+restart waits for the replacement to confirm its start) run on a worker thread so the
+event loop stays responsive. User mistakes raise :class:`CommandError` with one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from tradingbot.control.server import CommandError, CommandResult
+from tradingbot.runtime import Runtime
+from tradingbot.supervision import (
+    ActorSnapshot,
+    SupervisionError,
+    SupervisionTree,
+    render_tree,
+)
+
+Command = Callable[["RuntimeCommands", list[str]], Awaitable[CommandResult]]
+_COMMANDS: dict[str, tuple[str, str, Command]] = {}
+
+
+def command(name: str, usage: str, summary: str) -> Callable[[Command], Command]:
+    def register(fn: Command) -> Command:
+        _COMMANDS[name] = (usage, summary, fn)
+        return fn
+
+    return register
+
+
+class RuntimeCommands:
+    """The :class:`~tradingbot.control.server.CommandHandler` of ``trading-bot run``."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    async def __call__(self, command: str, args: list[str]) -> CommandResult:
+        entry = _COMMANDS.get(command)
+        if entry is None:
+            raise CommandError(f"unknown command {command!r}; try 'help'")
+        return await entry[2](self, args)
+
+    @property
+    def tree(self) -> SupervisionTree:
+        tree = self._runtime.tree
+        if tree is None:
+            raise CommandError("the supervision tree is not running")
+        return tree
+
+    def actor_arg(self, args: list[str], name: str) -> str:
+        usage = _COMMANDS[name][0]
+        if len(args) != 1:
+            raise CommandError(f"usage: {usage}")
+        actor_id = args[0]
+        if actor_id not in self.tree.actor_ids():
+            known = ", ".join(self.tree.actor_ids())
+            raise CommandError(f"unknown actor {actor_id!r}; actors: {known}")
+        return actor_id
+
+
+def _no_args(args: list[str], name: str) -> None:
+    if args:
+        raise CommandError(f"usage: {_COMMANDS[name][0]}")
+
+
+@command("help", "help", "list the commands")
+async def _help(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
+    _no_args(args, "help")
+    rows = [{"usage": usage, "summary": summary} for usage, summary, _ in _COMMANDS.values()]
+    width = max(len(r["usage"]) for r in rows)
+    text = "\n".join(f"{r['usage']:<{width}}  {r['summary']}" for r in rows)
+    return CommandResult(result=rows, text=text)
+
+
+@command("tree", "tree", "show the supervision tree")
+async def _tree(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
+    _no_args(args, "tree")
+    snapshot = ctx.tree.snapshot()
+    return CommandResult(result=snapshot.to_dict(), text=render_tree(snapshot))
+
+
+@command("state", "state ACTOR", "show one actor's state, last failure and details")
+async def _state(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
+    actor_id = ctx.actor_arg(args, "state")
+    node = ctx.tree.snapshot().find(actor_id)
+    assert node is not None
+    data = node.to_dict()
+    data["children"] = [child.id for child in node.children]
+    return CommandResult(result=data, text=_render_state(node))
+
+
+@command("crash", "crash ACTOR", "failure drill: make ACTOR raise inside its own thread")
+async def _crash(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
+    actor_id = ctx.actor_arg(args, "crash")
+    try:
+        ctx.tree.crash(actor_id)
+    except SupervisionError as exc:
+        raise CommandError(str(exc)) from None
+    return CommandResult(
+        result={"actor": actor_id, "crash_requested": True},
+        text=f"crash requested: {actor_id} will raise CrashDrill in its own thread",
+    )
+
+
+@command("restart", "restart ACTOR", "stop ACTOR and start a replacement")
+async def _restart(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
+    actor_id = ctx.actor_arg(args, "restart")
+    tree = ctx.tree
+    try:
+        result = await asyncio.to_thread(tree.restart, actor_id)
+    except SupervisionError as exc:
+        raise CommandError(str(exc)) from None
+    return CommandResult(
+        result=result, text=f"restarted {actor_id} (restarts: {result.get('restarts')})"
+    )
+
+
+def _render_state(node: ActorSnapshot) -> str:
+    lines = [
+        f"id:         {node.id}",
+        f"kind:       {node.kind}",
+        f"status:     {node.status}",
+        f"restarts:   {node.restarts}",
+        f"restart:    {node.restart_type}",
+        f"started_at: {node.started_at}",
+        f"mailbox:    {node.mailbox}",
+    ]
+    if node.dropped_messages:
+        lines.append(f"dropped:    {node.dropped_messages}")
+    if node.children:
+        lines.append("children:   " + ", ".join(child.id for child in node.children))
+    for key, value in sorted(node.details.items()):
+        lines.append(f"{key + ':':<11} {_plain(value)}")
+    if node.last_failure is not None:
+        lines.append(f"last failure: {node.last_failure.summary()}")
+        lines.extend("  " + line for line in node.last_failure.traceback.rstrip().splitlines())
+    return "\n".join(lines)
+
+
+def _plain(value: Any) -> str:
+    return value if isinstance(value, str) else orjson.dumps(value).decode()

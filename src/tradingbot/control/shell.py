@@ -1,0 +1,126 @@
+"""``trading-bot shell``: run commands in the running process through its control socket.
+
+``run_shell`` never lets a traceback reach the operator: every failure is one line on
+stderr and a non-zero exit code (1 for a failed command or an unreachable process, 2 for
+a command line that cannot be parsed, 130 when interrupted).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, TextIO
+
+from tradingbot.control.client import ControlClient, ControlUnavailable
+from tradingbot.control.protocol import (
+    CommandLineError,
+    ProtocolError,
+    Response,
+    parse_command_line,
+)
+
+PROMPT = "trading-bot> "
+_QUIT = frozenset({"quit", "exit"})
+
+
+def run_shell(
+    socket_path: Path,
+    command: str | None,
+    *,
+    as_json: bool,
+    stdin: TextIO,
+    stdout: TextIO,
+    stderr: TextIO,
+) -> int:
+    """Run ``command`` (``shell -c``), or a line REPL on ``stdin``; return the exit code.
+
+    With ``as_json`` a successful command prints its ``result`` as indented, key-sorted
+    JSON instead of its text rendering.
+    """
+    with ControlClient(socket_path) as client:
+        if command is not None:
+            try:
+                return _run_one(client, command, as_json=as_json, stdout=stdout, stderr=stderr)
+            except KeyboardInterrupt:
+                _error(stderr, "interrupted")
+                return 130
+        return _repl(client, as_json=as_json, stdin=stdin, stdout=stdout, stderr=stderr)
+
+
+def _run_one(
+    client: ControlClient, line: str, *, as_json: bool, stdout: TextIO, stderr: TextIO
+) -> int:
+    try:
+        command, args = parse_command_line(line)
+    except CommandLineError as exc:
+        _error(stderr, str(exc))
+        return 2
+    try:
+        response = client.request(command, args)
+    except (ControlUnavailable, ProtocolError) as exc:
+        _error(stderr, str(exc))
+        return 1
+    return _print_response(response, as_json=as_json, stdout=stdout, stderr=stderr)
+
+
+def _repl(
+    client: ControlClient, *, as_json: bool, stdin: TextIO, stdout: TextIO, stderr: TextIO
+) -> int:
+    try:
+        client.connect()  # say at once when there is nothing to talk to
+    except ControlUnavailable as exc:
+        _error(stderr, str(exc))
+        return 1
+    interactive = _isatty(stdin)
+    while True:
+        try:
+            if interactive:
+                stdout.write(PROMPT)
+                stdout.flush()
+            line = stdin.readline()
+            if not line:  # EOF
+                if interactive:
+                    stdout.write("\n")
+                return 0
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            if line in _QUIT:
+                return 0
+            _run_one(client, line, as_json=as_json, stdout=stdout, stderr=stderr)
+        except KeyboardInterrupt:
+            client.close()  # an interrupted request leaves the stream in an unknown state
+            stdout.write("\n")
+
+
+def _print_response(response: Response, *, as_json: bool, stdout: TextIO, stderr: TextIO) -> int:
+    if not response.ok:
+        _error(stderr, response.error or "command failed")
+        return 1
+    if as_json:
+        _write_block(stdout, _pretty_json(response.result))
+    else:
+        _write_block(stdout, response.text)
+    stdout.flush()
+    return 0
+
+
+def _pretty_json(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+
+
+def _write_block(out: TextIO, text: str) -> None:
+    if text:
+        out.write(text if text.endswith("\n") else text + "\n")
+
+
+def _error(stderr: TextIO, message: str) -> None:
+    stderr.write(f"error: {' '.join(message.split())}\n")
+    stderr.flush()
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # closed or not a real file
+        return False

@@ -1,0 +1,7 @@
+"""Process exit codes of ``trading-bot``; operators and systemd units rely on them."""
+
+OK = 0
+FAILURE = 1  # a runtime failure: startup failed, port in use, database unreachable...
+USAGE = 2  # bad command line or configuration (one line on stderr names the setting)
+TREE_FAILED = 3  # the supervision tree gave up (root escalation or a fatal error)
+SHUTDOWN_DEADLINE = 4  # an orderly shutdown did not finish within its hard deadline

@@ -1,0 +1,161 @@
+"""The main job (``trading-bot run``): runtime, HTTP server, control socket and systemd.
+
+Order of events: the aiohttp runner starts the runtime (database, run record, tree) in
+its cleanup context, the port is bound, the control socket opens, then ``READY=1``.
+``WATCHDOG=1`` is sent from the event loop every half ``WATCHDOG_USEC`` only while no
+critical actor is unresponsive, so a hung tree makes systemd restart the process.
+SIGTERM/SIGINT, or the tree giving up, start the shutdown: ``STOPPING=1``, stop
+accepting, stop the tree in reverse order; a hard deadline ends the process anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+
+import structlog
+from aiohttp import web
+
+from tradingbot import exitcodes, systemd
+from tradingbot.config import Config
+from tradingbot.control import ControlServer, ControlServerError
+from tradingbot.control.commands import RuntimeCommands
+from tradingbot.runtime import Runtime
+from tradingbot.storage import StorageError
+from tradingbot.supervision import StartupError, TreeExit
+from tradingbot.web import create_app
+
+log = structlog.get_logger("tradingbot.service")
+
+
+@dataclass(slots=True)
+class _Stop:
+    """Why the service is stopping: a signal, or the tree ending on its own."""
+
+    signal: str | None = None
+    tree_exit: TreeExit | None = None
+
+
+def run_service(config: Config) -> int:
+    """Run until a signal or a tree failure; return the process exit code."""
+    return asyncio.run(_serve(config))
+
+
+async def _serve(config: Config) -> int:
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+    why = _Stop()
+
+    def on_signal(name: str) -> None:
+        if why.signal is None and why.tree_exit is None:
+            log.info("shutdown_requested", signal=name)
+        why.signal = why.signal or name
+        stop_requested.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+
+    runtime = Runtime(config)
+    app = create_app(runtime)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    control = ControlServer(config.control_socket_path, RuntimeCommands(runtime))
+    try:
+        try:
+            await runner.setup()  # starts the runtime (cleanup context)
+        except StartupError as exc:
+            log.critical("startup_failed", error=str(exc))
+            return exitcodes.FAILURE
+        except StorageError as exc:
+            log.critical("startup_failed", error=str(exc))
+            return exitcodes.FAILURE
+        tree = runtime.tree
+        assert tree is not None
+
+        def on_tree_exit(result: TreeExit) -> None:
+            if not result.clean:
+                why.tree_exit = result
+                loop.call_soon_threadsafe(stop_requested.set)
+
+        tree.on_exit(on_tree_exit)
+        try:
+            site = web.TCPSite(runner, config.http_host, config.http_port)
+            await site.start()
+            await control.start()
+        except (OSError, ControlServerError) as exc:
+            log.critical("startup_failed", error=_one_line(exc))
+            return exitcodes.FAILURE
+        port = _bound_port(runner) or config.http_port
+        log.info(
+            "service_ready",
+            http=f"http://{config.http_host}:{port}",
+            control_socket=str(config.control_socket_path),
+            run_id=runtime.run_id,
+            pid=os.getpid(),
+        )
+        systemd.ready(f"serving on {config.http_host}:{port}")
+        watchdog = asyncio.create_task(_watchdog(runtime))
+        await stop_requested.wait()
+        watchdog.cancel()
+    finally:
+        systemd.stopping()
+        deadline = _arm_deadline(config.shutdown_timeout_s)
+        try:
+            await control.close()
+            await runner.cleanup()  # stop accepting, then stop the tree in reverse order
+        finally:
+            deadline.cancel()
+    if why.tree_exit is not None:
+        log.critical("tree_gave_up", reason=why.tree_exit.reason, exit_code=exitcodes.TREE_FAILED)
+        return exitcodes.TREE_FAILED
+    log.info("service_stopped", signal=why.signal, run_id=runtime.run_id)
+    return exitcodes.OK
+
+
+async def _watchdog(runtime: Runtime) -> None:
+    interval = systemd.watchdog_interval_s()
+    if interval is None:
+        return
+    withheld = False
+    while True:
+        tree = runtime.tree
+        if tree is not None and tree.healthy():
+            systemd.watchdog_ping()
+            if withheld:
+                log.warning("watchdog_resumed")
+            withheld = False
+        elif not withheld:
+            stuck = [] if tree is None else tree.unresponsive()
+            log.error("watchdog_withheld", unresponsive=stuck)
+            withheld = True
+        await asyncio.sleep(interval)
+
+
+def _arm_deadline(timeout_s: float) -> threading.Timer:
+    """Exit the process if an orderly shutdown hangs (threads cannot be killed)."""
+
+    def expire() -> None:
+        log.critical("shutdown_deadline_exceeded", timeout_s=timeout_s)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(exitcodes.SHUTDOWN_DEADLINE)
+
+    timer = threading.Timer(timeout_s, expire)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def _bound_port(runner: web.AppRunner) -> int | None:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text

@@ -1,0 +1,30 @@
+"""Persistence for trading-bot: the only package that imports SQLAlchemy.
+
+Open a :class:`Database` from ``Config.database_url``, :meth:`~Database.upgrade` it (or
+:meth:`~Database.require_current_schema` when the operator upgrades explicitly), and use
+its repositories. Repositories take and return plain frozen dataclasses with
+timezone-aware UTC timestamps, and raise only :class:`StorageError` subclasses.
+"""
+
+from tradingbot.storage.database import Database
+from tradingbot.storage.engine import create_engine_for
+from tradingbot.storage.errors import (
+    DuplicateRecord,
+    RecordNotFound,
+    SchemaOutOfDate,
+    StorageError,
+    StorageUnavailable,
+)
+from tradingbot.storage.system_state import RunRecord, SystemStateRepository
+
+__all__ = [
+    "Database",
+    "DuplicateRecord",
+    "RecordNotFound",
+    "RunRecord",
+    "SchemaOutOfDate",
+    "StorageError",
+    "StorageUnavailable",
+    "SystemStateRepository",
+    "create_engine_for",
+]

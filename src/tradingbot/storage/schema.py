@@ -1,0 +1,87 @@
+"""Schema migrations: alembic driven in code, no ``alembic.ini`` at run time.
+
+The migration scripts live in ``migrations/`` inside the package (shipped as package
+data), so an installed trading-bot can upgrade its own database. To write a new
+migration: add ``migrations/versions/NNNN_topic.py`` from ``script.py.mako`` with
+``revision = "NNNN"`` and ``down_revision`` set to the previous head, change
+``models.py`` to match, and run the storage tests (they compare the two).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext, MigrationInfo
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+# Key of the PostgreSQL advisory lock held (for the transaction) while upgrading, so that
+# two processes upgrading at once run one after the other: b"tradingb" as a bigint.
+UPGRADE_LOCK_KEY = int.from_bytes(b"tradingb", "big")
+
+
+def alembic_config(connection: Connection | None = None) -> AlembicConfig:
+    """An alembic configuration pointing at the packaged migrations.
+
+    ``connection`` is handed to ``env.py``, which runs every migration on it.
+    """
+    config = AlembicConfig()
+    # ConfigParser interpolation: a literal "%" in the path must be doubled.
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+@functools.cache
+def script_directory() -> ScriptDirectory:
+    """The migration scripts shipped with this version (loaded once per process)."""
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def head_revision() -> str:
+    """The revision this version of trading-bot expects the database to be at."""
+    head = script_directory().get_current_head()
+    if head is None:  # pragma: no cover - the package always ships migrations
+        raise RuntimeError(f"no migrations found in {MIGRATIONS_DIR}")
+    return head
+
+
+def known_revisions() -> frozenset[str]:
+    """Every revision id this version of trading-bot knows."""
+    return frozenset(script.revision for script in script_directory().walk_revisions())
+
+
+def current_revision(connection: Connection) -> str | None:
+    """The revision stamped in the database, ``None`` when it has never been upgraded."""
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(connection: Connection) -> list[str]:
+    """Apply pending migrations on ``connection``, inside its (write) transaction.
+
+    On PostgreSQL a transaction-scoped advisory lock is taken first, so concurrent
+    upgraders queue up and the later ones find nothing left to apply.
+    Returns the applied revision ids, oldest first.
+    """
+    if False:
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": UPGRADE_LOCK_KEY})
+    applied: list[str] = []
+
+    def record(
+        *, ctx: MigrationContext, step: MigrationInfo, heads: set[str], run_args: dict[str, Any]
+    ) -> None:
+        if step.is_upgrade and step.up_revision_id is not None:
+            applied.append(step.up_revision_id)
+
+    config = alembic_config(connection)
+    config.attributes["on_version_apply"] = (record,)
+    command.upgrade(config, "head")
+    return applied

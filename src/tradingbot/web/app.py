@@ -1,0 +1,119 @@
+"""The aiohttp app factory.
+
+One ``cleanup_ctx`` generator per background service: the supervision tree (started on a
+worker thread before the first request, stopped after the last) and the event-loop lag
+monitor behind ``/api/health/live``. No pykka future is ever awaited on the loop: the
+tree snapshot is read from thread-safe handles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tradingbot import __version__
+from tradingbot.runtime import Runtime
+from tradingbot.web.problems import problem, problem_middleware
+
+RUNTIME = web.AppKey("runtime", Runtime)
+LOOP_LAG = web.AppKey("loop_lag", list[float])  # [last observed lag in seconds]
+HEALTH_JSON = "application/health+json"
+LAG_SAMPLE_S = 0.5
+LAG_WARN_S = 1.0
+LAG_FAIL_S = 5.0
+
+
+def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> web.Application:
+    """Build the app; with ``manage_runtime`` the app starts and stops the runtime."""
+    app = web.Application(middlewares=[problem_middleware])
+    app[RUNTIME] = runtime
+    app[LOOP_LAG] = [0.0]
+    if manage_runtime:
+        app.cleanup_ctx.append(_runtime_context)
+    app.cleanup_ctx.append(_loop_lag_context)
+    app.router.add_get("/api/actors", actors)
+    app.router.add_get("/api/health/live", health_live)
+    return app
+
+
+async def _runtime_context(app: web.Application) -> AsyncIterator[None]:
+    runtime = app[RUNTIME]
+    await asyncio.to_thread(runtime.start)
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(runtime.stop)
+
+
+async def _loop_lag_context(app: web.Application) -> AsyncIterator[None]:
+    async def sample() -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(LAG_SAMPLE_S)
+            app[LOOP_LAG][0] = max(0.0, loop.time() - start - LAG_SAMPLE_S)
+
+    task = asyncio.create_task(sample())
+    yield
+    task.cancel()
+
+
+def _json(body: Any, *, status: int = 200, content_type: str = "application/json") -> web.Response:
+    return web.Response(
+        status=status,
+        body=orjson.dumps(body),
+        content_type=content_type,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def actors(request: web.Request) -> web.Response:
+    """``GET /api/actors``: the supervision tree as nested nodes."""
+    tree = request.app[RUNTIME].tree
+    if tree is None:
+        return problem(503, "the supervision tree is not running")
+    return _json(tree.snapshot().to_dict())
+
+
+async def health_live(request: web.Request) -> web.Response:
+    """``GET /api/health/live``: the process and its event loop only, never dependencies."""
+    runtime = request.app[RUNTIME]
+    lag = request.app[LOOP_LAG][0]
+    status = "pass" if lag < LAG_WARN_S else "warn" if lag < LAG_FAIL_S else "fail"
+    now = datetime.now(UTC).isoformat()
+    uptime = (datetime.now(UTC) - runtime.started_at).total_seconds()
+    body = {
+        "status": status,
+        "version": "1",
+        "releaseId": __version__,
+        "serviceId": runtime.run_id,
+        "description": "trading-bot liveness: process and event loop",
+        "checks": {
+            "eventloop:lag": [
+                {
+                    "componentType": "system",
+                    "observedValue": round(lag * 1000, 3),
+                    "observedUnit": "ms",
+                    "status": status,
+                    "time": now,
+                }
+            ],
+            "process:uptime": [
+                {
+                    "componentType": "system",
+                    "componentId": str(os.getpid()),
+                    "observedValue": round(uptime, 3),
+                    "observedUnit": "s",
+                    "status": "pass",
+                    "time": now,
+                }
+            ],
+        },
+    }
+    return _json(body, status=503 if status == "fail" else 200, content_type=HEALTH_JSON)
