@@ -108,6 +108,31 @@ async def _crash(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
     )
 
 
+MAX_HANG_S = 3600.0
+
+
+@command("hang", "hang ACTOR SECONDS", "liveness drill: block ACTOR's thread for SECONDS")
+async def _hang(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
+    usage = _COMMANDS["hang"][0]
+    if len(args) != 2:
+        raise CommandError(f"usage: {usage}")
+    actor_id = ctx.actor_arg(args[:1], "state")
+    try:
+        seconds = float(args[1])
+    except ValueError:
+        raise CommandError(f"SECONDS must be a number, got {args[1]!r}") from None
+    if not 0 < seconds <= MAX_HANG_S:
+        raise CommandError(f"SECONDS must be > 0 and <= {MAX_HANG_S:g}, got {args[1]!r}")
+    try:
+        ctx.tree.hang(actor_id, seconds)
+    except SupervisionError as exc:
+        raise CommandError(str(exc)) from None
+    return CommandResult(
+        result={"actor": actor_id, "hang_s": seconds},
+        text=f"hang requested: {actor_id} will block its thread for {seconds:g} s",
+    )
+
+
 @command("restart", "restart ACTOR", "stop ACTOR and start a replacement")
 async def _restart(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
     actor_id = ctx.actor_arg(args, "restart")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import queue
 import random
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
@@ -67,6 +68,15 @@ class CrashDrillRequest:
     """Internal message: raise :class:`CrashDrill` in the actor thread (failure drill)."""
 
     __slots__ = ()
+
+
+class HangDrillRequest:
+    """Internal message: block the actor thread for ``seconds`` (liveness/watchdog drill)."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +254,9 @@ class SupervisedActor(pykka.ThreadingActor):
         try:
             if type(message) is CrashDrillRequest:
                 raise CrashDrill("failure drill requested by the operator")
+            if type(message) is HangDrillRequest:
+                time.sleep(message.seconds)
+                return None
             return super()._handle_receive(message)
         except Exception as exc:
             self._crashed(Failure.from_exception(exc))
@@ -290,7 +303,7 @@ class SupervisedActor(pykka.ThreadingActor):
             if isinstance(message, pykka_messages._ActorStop):
                 if envelope.reply_to is not None:
                     envelope.reply_to.set(None)
-            elif type(message) in (Ping, CrashDrillRequest):
+            elif type(message) in (Ping, CrashDrillRequest, HangDrillRequest):
                 continue
             else:
                 kept.append(envelope)

@@ -23,6 +23,7 @@ from tradingbot.supervision.actor import (
     ActorContext,
     ChildDown,
     CrashDrillRequest,
+    HangDrillRequest,
     StartFailed,
 )
 from tradingbot.supervision.clock import Clock, SystemClock, Timer, call_every
@@ -255,6 +256,13 @@ class SupervisionTree:
         if handle.ref is None or handle.status not in (RUNNING, UNRESPONSIVE):
             raise ActorUnavailable(f"actor {actor_id!r} is {handle.status}, not running")
         handle.tell(CrashDrillRequest())
+
+    def hang(self, actor_id: str, seconds: float) -> None:
+        """Liveness drill: block ``actor_id``'s thread for ``seconds`` (it cannot be killed)."""
+        handle = self._get(actor_id)
+        if handle.ref is None or handle.status not in (RUNNING, UNRESPONSIVE):
+            raise ActorUnavailable(f"actor {actor_id!r} is {handle.status}, not running")
+        handle.tell(HangDrillRequest(seconds))
 
     def restart(self, actor_id: str, timeout_s: float = 30.0) -> dict[str, Any]:
         """Stop ``actor_id`` and start a replacement (an operator action, not a failure)."""
