@@ -1,0 +1,28 @@
+# Shared by scripts/run and scripts/test: create .venv and install the project into it.
+# Reinstalls only when pyproject.toml changed (a stamp in .venv holds its hash).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${TRADINGBOT_VENV:-$ROOT/.venv}"
+PYTHON="${PYTHON:-python3}"
+
+ensure_venv() {
+    local extras="$1"
+    if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+        echo "trading-bot needs Python 3.11 or newer; found: $("$PYTHON" --version 2>&1)" >&2
+        exit 2
+    fi
+    if [ ! -x "$VENV/bin/python" ]; then
+        echo "==> creating virtual environment in $VENV" >&2
+        "$PYTHON" -m venv "$VENV"
+    fi
+    local stamp="$VENV/.trading-bot-installed"
+    local want
+    want="$extras $(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
+    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+        echo "==> installing trading-bot${extras:+[$extras]} into $VENV" >&2
+        "$VENV/bin/python" -m pip install --quiet --upgrade pip
+        "$VENV/bin/python" -m pip install --quiet -e "$ROOT${extras:+[$extras]}"
+        echo "$want" > "$stamp"
+    fi
+}
