@@ -49,11 +49,17 @@ from tradingbot.supervision.events import (
     RestartScheduled,
     SupervisorEscalated,
 )
-from tradingbot.supervision.handle import RESTARTING, STOPPED, ActorHandle, UnknownActor
+from tradingbot.supervision.handle import (
+    RESTARTING,
+    STOPPED,
+    ActorHandle,
+    SupervisionError,
+    UnknownActor,
+)
 from tradingbot.supervision.spec import ChildSpec, Kind, Restart, Strategy
 
 
-class Escalation(RuntimeError):
+class Escalation(SupervisionError):
     """A supervisor exceeded its restart intensity and gave up."""
 
 

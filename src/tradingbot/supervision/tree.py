@@ -152,8 +152,9 @@ class SupervisionTree:
         ctx = ActorContext(handle=handle, parent=self, services=self)
         root = Supervisor(spec, self)
         root.attach(ctx)
-        root_ref = pykka.ActorRegistry.register(root.actor_ref) or root.actor_ref
+        pykka.ActorRegistry.register(root.actor_ref)
         root._start_actor_loop()
+        root_ref = root.actor_ref
         try:
             ctx.started.result(timeout=spec.start_timeout_s)
         except StartFailed as exc:
