@@ -79,6 +79,9 @@ class HangDrillRequest:
         self.seconds = seconds
 
 
+_FRAMEWORK_MESSAGES = frozenset({Ping, CrashDrillRequest, HangDrillRequest})
+
+
 @dataclass(frozen=True, slots=True)
 class ChildDown:
     """A child stopped; ``failure`` is None for a normal exit."""
@@ -244,19 +247,13 @@ class SupervisedActor(pykka.ThreadingActor):
         traceback: TracebackType | None,
     ) -> None:
         # Normally already reported by _handle_receive; this is the safety net.
-        if exception_value is not None:
+        if exception_value is not None and not self.context.down_reported:
             self._crashed(Failure.from_exception(exception_value, traceback))
 
     def _handle_receive(self, message: Any) -> Any:
-        if type(message) is Ping:
-            message.answered.set()
-            return True
         try:
-            if type(message) is CrashDrillRequest:
-                raise CrashDrill("failure drill requested by the operator")
-            if type(message) is HangDrillRequest:
-                time.sleep(message.seconds)
-                return None
+            if type(message) in _FRAMEWORK_MESSAGES:
+                return self._handle_framework_message(message)
             return super()._handle_receive(message)
         except Exception as exc:
             self._crashed(Failure.from_exception(exc))
@@ -264,6 +261,15 @@ class SupervisedActor(pykka.ThreadingActor):
         except BaseException as exc:
             self.context.services.fatal(self.context.handle.id, Failure.from_exception(exc))
             raise
+
+    def _handle_framework_message(self, message: Any) -> Any:
+        if type(message) is Ping:
+            message.answered.set()
+            return True
+        if type(message) is HangDrillRequest:
+            time.sleep(message.seconds)
+            return None
+        raise CrashDrill("failure drill requested by the operator")
 
     def on_crash(self, failure: Failure) -> None:
         """Framework hook, actor thread, right after a crash (supervisors stop children)."""
@@ -303,7 +309,7 @@ class SupervisedActor(pykka.ThreadingActor):
             if isinstance(message, pykka_messages._ActorStop):
                 if envelope.reply_to is not None:
                     envelope.reply_to.set(None)
-            elif type(message) in (Ping, CrashDrillRequest, HangDrillRequest):
+            elif type(message) in _FRAMEWORK_MESSAGES:
                 continue
             else:
                 kept.append(envelope)

@@ -110,14 +110,11 @@ class ActorHandle:
     def tell(self, message: Any) -> None:
         """Deliver ``message`` to the current actor, or park it for the replacement."""
         ref = self.ref
-        if ref is not None:
-            try:
-                ref.tell(message)
-            except pykka.ActorDeadError:
-                pass
-            else:
-                return
-        self._park(Envelope(message))
+        envelope = Envelope(message)
+        if ref is not None and not ref.actor_stopped.is_set():
+            ref.actor_inbox.put(envelope)  # what ref.tell does, minus a call and a raise
+            return
+        self._park(envelope)
 
     def ask(self, message: Any, timeout_s: float) -> Any:
         """Send ``message`` and wait for the answer; parked across a restart like a tell.
