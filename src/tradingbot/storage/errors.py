@@ -26,25 +26,25 @@ class StorageError(Exception):
     """Base class of every error raised by ``tradingbot.storage``."""
 
 
-class StorageUnavailable(StorageError):  # noqa: N818 - public names of the storage API
+class StorageUnavailable(StorageError):
     """The database cannot be reached or did not answer in time; retrying later may work.
 
     The message names the database with its password redacted.
     """
 
 
-class SchemaOutOfDate(StorageError):  # noqa: N818 - public names of the storage API
+class SchemaOutOfDate(StorageError):
     """The database schema does not match this version of trading-bot.
 
     The message tells the operator what to do (usually ``trading-bot db upgrade``).
     """
 
 
-class DuplicateRecord(StorageError):  # noqa: N818 - public names of the storage API
+class DuplicateRecord(StorageError):
     """A record with the same client-generated id is already stored."""
 
 
-class RecordNotFound(StorageError, LookupError):  # noqa: N818 - public names of the storage API
+class RecordNotFound(StorageError, LookupError):
     """The record an operation refers to does not exist."""
 
 

@@ -71,7 +71,7 @@ def upgrade(connection: Connection) -> list[str]:
     upgraders queue up and the later ones find nothing left to apply.
     Returns the applied revision ids, oldest first.
     """
-    if False:
+    if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": UPGRADE_LOCK_KEY})
     applied: list[str] = []
 

@@ -1,0 +1,137 @@
+"""Schema migrations: idempotent upgrade, revision checks, concurrency, model agreement."""
+
+from __future__ import annotations
+
+import threading
+import tomllib
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+import tradingbot.storage
+from tradingbot.storage import Database, SchemaOutOfDate
+from tradingbot.storage.engine import create_engine_for
+from tradingbot.storage.models import Base
+from tradingbot.storage.schema import MIGRATIONS_DIR, head_revision
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_upgrade_applies_migrations_once(database_url: str) -> None:
+    """A first upgrade applies every migration up to head; a second one applies nothing."""
+    db = Database.open(database_url)
+    try:
+        first = db.upgrade()
+        second = db.upgrade()
+        assert first[0] == "0001"
+        assert first[-1] == head_revision()
+        assert second == []
+        assert db.current_revision() == head_revision()
+    finally:
+        db.dispose()
+
+
+def test_current_revision_is_none_before_the_first_upgrade(database_url: str) -> None:
+    """A database that was never upgraded reports no revision."""
+    db = Database.open(database_url)
+    try:
+        assert db.current_revision() is None
+    finally:
+        db.dispose()
+
+
+def test_require_current_schema_tells_the_operator_to_upgrade(database_url: str) -> None:
+    """On a fresh database the schema check fails and says to run `trading-bot db upgrade`."""
+    db = Database.open(database_url)
+    try:
+        with pytest.raises(SchemaOutOfDate, match="trading-bot db upgrade"):
+            db.require_current_schema()
+        db.upgrade()
+        db.require_current_schema()
+    finally:
+        db.dispose()
+
+
+def test_repository_on_a_fresh_database_raises_schema_out_of_date(database_url: str) -> None:
+    """Using a table before the schema exists raises SchemaOutOfDate, not a driver error."""
+    db = Database.open(database_url)
+    try:
+        with pytest.raises(SchemaOutOfDate, match="trading-bot db upgrade"):
+            db.system_state.latest()
+    finally:
+        db.dispose()
+
+
+def test_database_from_a_newer_version_is_refused(database: Database, database_url: str) -> None:
+    """A revision this version does not know makes both the check and the upgrade fail."""
+    engine = create_engine_for(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sqlalchemy.text("UPDATE alembic_version SET version_num = '9999'"))
+    finally:
+        engine.dispose()
+    with pytest.raises(SchemaOutOfDate, match="does not know"):
+        database.require_current_schema()
+    with pytest.raises(SchemaOutOfDate, match="newer version"):
+        database.upgrade()
+
+
+def test_concurrent_upgrades_both_succeed(database_url: str) -> None:
+    """Two processes upgrading the same fresh database at once both succeed; one applies all."""
+    barrier = threading.Barrier(2, timeout=30)
+    results: list[list[str]] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def upgrade() -> None:
+        db = Database.open(database_url)
+        try:
+            db.ping(5.0)  # connect first, so both upgrades start as close together as possible
+            barrier.wait()
+            applied = db.upgrade()
+            with lock:
+                results.append(applied)
+        except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+            with lock:
+                errors.append(error)
+        finally:
+            db.dispose()
+
+    threads = [threading.Thread(target=upgrade) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert sorted(results) == [[], ["0001"]]
+
+
+def test_models_match_migrations(database: Database, database_url: str) -> None:
+    """After upgrading, the database schema is exactly what the models describe."""
+    engine = create_engine_for(database_url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            differences = compare_metadata(context, Base.metadata)
+    finally:
+        engine.dispose()
+    assert differences == []
+
+
+def test_migration_files_are_shipped_as_package_data() -> None:
+    """Every migration file matches a package-data glob, so installed copies can upgrade."""
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    globs = pyproject["tool"]["setuptools"]["package-data"]["tradingbot"]
+    package_root = Path(tradingbot.storage.__file__).parent.parent
+    shipped = [
+        path
+        for path in MIGRATIONS_DIR.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    ]
+    assert {p.name for p in shipped} >= {"env.py", "script.py.mako", "0001_system_state.py"}
+    for path in shipped:
+        relative = path.relative_to(package_root)
+        assert any(relative.match(pattern) for pattern in globs), f"{relative} is not shipped"
