@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -96,12 +97,12 @@ async def _serve(config: Config) -> int:
             run_id=runtime.run_id,
             pid=os.getpid(),
         )
-        systemd.ready(f"serving on {config.http_host}:{port}")
+        _notify(systemd.ready, f"serving on {config.http_host}:{port}")
         watchdog = asyncio.create_task(_watchdog(runtime))
         await stop_requested.wait()
         watchdog.cancel()
     finally:
-        systemd.stopping()
+        _notify(systemd.stopping)
         deadline = _arm_deadline(config.shutdown_timeout_s)
         try:
             await control.close()
@@ -123,7 +124,7 @@ async def _watchdog(runtime: Runtime) -> None:
     while True:
         tree = runtime.tree
         if tree is not None and tree.healthy():
-            systemd.watchdog_ping()
+            _notify(systemd.watchdog_ping)
             if withheld:
                 log.warning("watchdog_resumed")
             withheld = False
@@ -132,6 +133,14 @@ async def _watchdog(runtime: Runtime) -> None:
             log.error("watchdog_withheld", unresponsive=stuck)
             withheld = True
         await asyncio.sleep(interval)
+
+
+def _notify(send: Callable[..., bool], *args: str) -> None:
+    """Tell systemd; a broken NOTIFY_SOCKET is logged, never fatal to the bot."""
+    try:
+        send(*args)
+    except OSError as exc:
+        log.warning("systemd_notify_failed", error=str(exc), notify=send.__name__)
 
 
 def _arm_deadline(timeout_s: float) -> threading.Timer:

@@ -17,7 +17,7 @@ from tradingbot.control.protocol import (
 )
 
 
-class ControlUnavailable(Exception):  # noqa: N818 - the name is public API
+class ControlUnavailable(Exception):
     """The running process cannot be reached; ``str()`` is one line saying why and what to do."""
 
 

@@ -67,7 +67,7 @@ class ControlServerError(Exception):
     """The control socket cannot be set up; ``str()`` says why and names the path."""
 
 
-class ControlSocketInUse(ControlServerError):  # noqa: N818 - the name is public API
+class ControlSocketInUse(ControlServerError):
     """Another live process already answers on the control socket."""
 
 
@@ -252,6 +252,10 @@ class ControlServer:
         except Exception as exc:
             log.exception("control.command_failed", command=request.command, args=request.args)
             error = f"internal error: {type(exc).__name__}: {exc}"
+            return Response.failure(request.id, error).encode()
+        if not isinstance(outcome, CommandResult):
+            log.error("control.bad_handler_result", command=request.command, got=repr(outcome))
+            error = f"internal error: {request.command!r} returned {type(outcome).__name__}"
             return Response.failure(request.id, error).encode()
         try:
             return Response.success(request.id, outcome.result, outcome.text).encode()
