@@ -22,7 +22,9 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 LOG_FILE_NAME = "trading-bot.log"
 REDACTED = "***"
-_SECRET_KEY = re.compile(r"pass(word)?|token|api_?key|secret|authorization|credential", re.I)
+_SECRET_KEY = re.compile(
+    r"passw(or)?d|passphrase|token|api_?key|secret|authorization|credential", re.I
+)
 
 
 class Redactor:
