@@ -42,9 +42,12 @@ class ConfigError(ValueError):
         super().__init__(f"{variable}: expected {expected}{shown}")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class Config:
-    """The effective configuration of one process. Units are in the field names."""
+    """The effective configuration of one process. Units are in the field names.
+
+    Its ``repr`` is the redacted form, so logging the object never leaks a secret.
+    """
 
     home: Path
     database_url: str
@@ -79,6 +82,10 @@ class Config:
         found.append(password or "")
         return tuple(s for s in found if s)
 
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{key}={value!r}" for key, value in self.redacted().items())
+        return f"Config({fields})"
+
     def redacted(self) -> dict[str, Any]:
         """The configuration as plain data with every secret replaced by ``***``."""
         data: dict[str, Any] = {}
@@ -105,9 +112,10 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}@{netloc[-1]}"))
 
 
-def default_home() -> Path:
+def default_home(environ: Mapping[str, str] | None = None) -> Path:
     """``$XDG_STATE_HOME/trading-bot``, else ``~/.local/state/trading-bot``."""
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    env = os.environ if environ is None else environ
+    state = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(state) / "trading-bot"
 
 
@@ -136,7 +144,7 @@ def load_config(environ: Mapping[str, str] | None = None, *, prepare_home: bool 
     """
     env = read_environment(environ)
     reader = _Reader(env)
-    home = Path(reader.text("HOME", str(default_home()))).expanduser()
+    home = Path(reader.text("HOME", str(default_home(env)))).expanduser()
     if not home.is_absolute():
         home = Path.cwd() / home
     if prepare_home:
@@ -263,7 +271,8 @@ def _prepare_home(home: Path) -> None:
     variable = PREFIX + "HOME"
     expected = "a writable directory"
     try:
-        home.mkdir(parents=True, exist_ok=True)
+        # Private by default: the database, logs and socket are the operator's alone.
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=home, prefix=".write-test-"):
             pass
     except OSError as exc:

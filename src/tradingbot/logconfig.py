@@ -85,7 +85,7 @@ def configure_logging(
     )
     handlers: list[logging.Handler] = [logging.StreamHandler(stream or sys.stdout)]
     if log_dir is not None:
-        log_dir.mkdir(parents=True, exist_ok=True)
+        log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         handlers.append(logging.handlers.WatchedFileHandler(log_dir / LOG_FILE_NAME))
     root = logging.getLogger()
     for old in list(root.handlers):

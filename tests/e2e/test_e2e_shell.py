@@ -1,0 +1,142 @@
+"""`trading-bot shell` against a real process: mistakes, JSON output, liveness drill, other uids."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from e2e_support import Bot, clean_env, find_node, run_cli, wait_until
+
+pytestmark = pytest.mark.slow
+
+NOBODY = 65534
+
+
+def _one_error_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", ["crash nosuchactor", "state nosuchactor"])
+def test_unknown_actor_is_one_error_line_naming_it(sqlite_bot: Bot, command: str) -> None:
+    """An unknown actor exits 1 with one stderr line naming it and the known actors."""
+    result = sqlite_bot.shell(command)
+    assert result.returncode == 1
+    line = _one_error_line(result.stderr)
+    assert "nosuchactor" in line
+    assert "heartbeat" in line
+    assert result.stdout == ""
+
+
+def test_unknown_command_is_one_error_line(sqlite_bot: Bot) -> None:
+    """An unknown command exits 1 with one stderr line naming it."""
+    result = sqlite_bot.shell("frobnicate heartbeat")
+    assert result.returncode == 1
+    assert "frobnicate" in _one_error_line(result.stderr)
+
+
+def test_json_tree_prints_the_tree_as_json(sqlite_bot: Bot) -> None:
+    """`shell --json -c tree` prints the supervision tree as JSON, as /api/actors has it."""
+    result = sqlite_bot.shell("tree", as_json=True)
+    assert result.returncode == 0, result.stderr
+    tree = json.loads(result.stdout)
+    assert (tree["id"], tree["kind"], tree["status"]) == ("root", "supervisor", "running")
+    heartbeat = find_node(tree, "heartbeat")
+    assert heartbeat is not None
+    assert (heartbeat["kind"], heartbeat["status"]) == ("worker", "running")
+
+
+def test_text_tree_lists_the_actors(sqlite_bot: Bot) -> None:
+    """`shell -c tree` prints one line per actor with its kind and status."""
+    result = sqlite_bot.shell("tree")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "root [supervisor] running",
+        "  heartbeat [worker] running",
+    ]
+
+
+def test_shell_without_a_running_process_says_so(short_tmp: Path) -> None:
+    """With no process running, `shell -c tree` exits 1 saying no trading-bot process is running."""
+    result = run_cli(["shell", "-c", "tree"], clean_env(short_tmp / "home"), cwd=short_tmp)
+    assert result.returncode == 1
+    assert "no trading-bot process is running" in _one_error_line(result.stderr)
+
+
+def test_hang_drill_shows_the_heartbeat_unresponsive_then_running(sqlite_bot: Bot) -> None:
+    """`hang heartbeat 2` makes /api/actors show the heartbeat unresponsive, then running again."""
+    result = sqlite_bot.shell("hang heartbeat 2")
+    assert result.returncode == 0, result.stderr
+
+    wait_until(
+        lambda: sqlite_bot.node("heartbeat")["status"] == "unresponsive",
+        message="the heartbeat to be reported unresponsive",
+    )
+    node = wait_until(
+        lambda: (n := sqlite_bot.node("heartbeat"))["status"] == "running" and n,
+        message="the heartbeat to be running again",
+    )
+    assert node["restarts"] == 0  # a hang is reported, not restarted
+    events = [e["event"] for e in sqlite_bot.log_events()]
+    assert "actor_unresponsive" in events
+    assert "actor_responsive" in events
+
+
+@pytest.mark.parametrize(
+    "arguments", ["hang heartbeat", "hang heartbeat soon", "hang heartbeat -1"]
+)
+def test_hang_with_bad_seconds_is_refused(sqlite_bot: Bot, arguments: str) -> None:
+    """`hang` without a positive number of seconds exits 1 with one line and hangs nothing."""
+    result = sqlite_bot.shell(arguments)
+    assert result.returncode == 1
+    _one_error_line(result.stderr)
+    assert sqlite_bot.node("heartbeat")["status"] == "running"
+
+
+def _needs_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("running a process as another uid needs root")
+
+
+def _let_others_reach_home(bot: Bot) -> None:
+    """Open the test's own folders (not the bot's) so only the bot's modes protect it."""
+    for folder in (bot.home.parent.parent, bot.home.parent):
+        os.chmod(folder, 0o755)
+
+
+def test_other_uid_cannot_reach_the_control_socket(sqlite_bot: Bot) -> None:
+    """Another uid is refused by the 0700 socket folder (socket 0600) with a permission message."""
+    _needs_root()
+    run_dir = sqlite_bot.control_socket.parent
+    assert stat.S_IMODE(os.stat(run_dir).st_mode) == 0o700
+    assert stat.S_IMODE(os.lstat(sqlite_bot.control_socket).st_mode) == 0o600
+    _let_others_reach_home(sqlite_bot)
+
+    result = sqlite_bot.shell("crash heartbeat", uid=NOBODY)
+    assert result.returncode != 0
+    assert "permission denied" in _one_error_line(result.stderr).lower()
+    assert sqlite_bot.node("heartbeat")["restarts"] == 0
+
+
+def test_other_uid_is_refused_even_if_the_socket_is_opened_up(sqlite_bot: Bot) -> None:
+    """If an admin loosens the modes, the kernel-reported uid still gets another uid refused."""
+    _needs_root()
+    _let_others_reach_home(sqlite_bot)
+    os.chmod(sqlite_bot.control_socket.parent.parent, 0o711)  # TRADINGBOT_HOME is 0700
+    os.chmod(sqlite_bot.control_socket.parent, 0o711)
+    os.chmod(sqlite_bot.control_socket, 0o666)
+
+    result = sqlite_bot.shell("crash heartbeat", uid=NOBODY)
+    assert result.returncode != 0
+    line = _one_error_line(result.stderr)
+    assert "permission denied" in line
+    assert str(NOBODY) in line
+    assert sqlite_bot.node("heartbeat")["restarts"] == 0
+    refused = [e for e in sqlite_bot.log_events() if e.get("event") == "control.peer_refused"]
+    assert refused
+    assert refused[0]["uid"] == NOBODY
