@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from dotenv import dotenv_values
 PREFIX = "TRADINGBOT_"
 BrokerKind = Literal["sim", "ibkr"]
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DEFAULT_PERSIST_TYPES = ("TRADE", "SIGNAL", "ORDER", "RISK")
+_EVENT_TYPE = re.compile(r"[A-Z][A-Z0-9_]{0,31}")
 # sockaddr_un.sun_path is 108 bytes including the terminating NUL.
 _MAX_UNIX_PATH = 107
 
@@ -65,6 +68,11 @@ class Config:
     liveness_probe_interval_s: float = 5.0
     liveness_deadline_s: float = 10.0
     log_level: str = "INFO"
+    events_persist_types: tuple[str, ...] = DEFAULT_PERSIST_TYPES
+    events_min_severity: str = "WARNING"
+    event_retention_days: float = 30.0
+    events_batch_size: int = 500
+    events_flush_interval_s: float = 0.1
 
     @property
     def control_socket_path(self) -> Path:
@@ -74,6 +82,11 @@ class Config:
     @property
     def log_dir(self) -> Path:
         return self.home / "logs"
+
+    @property
+    def spool_dir(self) -> Path:
+        """Where events wait, fsync'd, while the database is unreachable."""
+        return self.home / "spool"
 
     def secrets(self) -> tuple[str, ...]:
         """Configured secret values, for redaction wherever text leaves the process."""
@@ -97,6 +110,8 @@ class Config:
                 value = redact_url(value)
             elif isinstance(value, Path):
                 value = str(value)
+            elif isinstance(value, tuple):
+                value = list(value)
             data[field.name] = value
         data["control_socket_path"] = str(self.control_socket_path)
         return data
@@ -193,6 +208,11 @@ def load_config(environ: Mapping[str, str] | None = None, *, prepare_home: bool 
         liveness_probe_interval_s=probe,
         liveness_deadline_s=reader.number("LIVENESS_DEADLINE_S", 10.0, minimum=probe),
         log_level=reader.choice("LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
+        events_persist_types=reader.event_types("EVENTS_PERSIST_TYPES", DEFAULT_PERSIST_TYPES),
+        events_min_severity=reader.choice("EVENTS_MIN_SEVERITY", "WARNING", LOG_LEVELS, upper=True),
+        event_retention_days=reader.number("EVENT_RETENTION_DAYS", 30.0, minimum=1.0, unit="days"),
+        events_batch_size=reader.integer("EVENTS_BATCH_SIZE", 500, minimum=1, maximum=10_000),
+        events_flush_interval_s=reader.number("EVENTS_FLUSH_INTERVAL_S", 0.1, minimum=0.001),
     )
 
 
@@ -242,11 +262,11 @@ class _Reader:
             raise ConfigError(PREFIX + name, expected, raw)
         return value
 
-    def number(self, name: str, default: float, *, minimum: float) -> float:
+    def number(self, name: str, default: float, *, minimum: float, unit: str = "seconds") -> float:
         raw = self._raw(name)
         if raw is None:
             return default
-        expected = f"a number of seconds >= {minimum:g}"
+        expected = f"a number of {unit} >= {minimum:g}"
         try:
             value = float(raw)
         except ValueError:
@@ -254,6 +274,20 @@ class _Reader:
         if not value >= minimum or value == float("inf"):
             raise ConfigError(PREFIX + name, expected, raw)
         return value
+
+    def event_types(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        types = tuple(part.strip().upper() for part in raw.split(",") if part.strip())
+        for value in types:
+            if not _EVENT_TYPE.fullmatch(value):
+                raise ConfigError(
+                    PREFIX + name,
+                    "a comma-separated list of event types like TRADE,SIGNAL,ORDER,RISK",
+                    raw,
+                )
+        return types
 
     def choice(
         self, name: str, default: str, allowed: tuple[str, ...], *, upper: bool = False

@@ -34,24 +34,26 @@ class Redactor:
         self._secrets = tuple(sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True))
 
     def __call__(self, logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
-        for key in list(event_dict):
-            value = event_dict[key]
-            if _SECRET_KEY.search(key) and value not in (None, ""):
-                event_dict[key] = REDACTED
-            elif self._secrets:
-                event_dict[key] = self._scrub(value)
+        self.redact(event_dict)
         return event_dict
 
-    def _scrub(self, value: Any) -> Any:
+    def redact(self, data: MutableMapping[str, Any]) -> None:
+        """Redact a mapping in place, recursively: secret-looking keys and secret values."""
+        for key in list(data):
+            data[key] = self._value(key, data[key])
+
+    def _value(self, key: str, value: Any) -> Any:
+        if isinstance(key, str) and _SECRET_KEY.search(key) and value not in (None, ""):
+            return REDACTED
         if isinstance(value, str):
             for secret in self._secrets:
                 if secret in value:
                     value = value.replace(secret, REDACTED)
             return value
         if isinstance(value, MutableMapping):
-            return {k: self._scrub(v) for k, v in value.items()}
+            return {k: self._value(k, v) for k, v in value.items()}
         if isinstance(value, list | tuple):
-            return [self._scrub(v) for v in value]
+            return [self._value("", v) for v in value]
         return value
 
 

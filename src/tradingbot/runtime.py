@@ -16,7 +16,15 @@ import structlog
 
 from tradingbot import __version__
 from tradingbot.actors import HeartbeatActor
+from tradingbot.actors.event_logger import EventLoggerActor, EventLoggerSettings
 from tradingbot.config import Config
+from tradingbot.events import Severity
+from tradingbot.events.hub import EventHub
+from tradingbot.events.policy import PersistPolicy
+from tradingbot.events.recorder import EventRecorder
+from tradingbot.events.spool import EventSpool
+from tradingbot.events.system import SystemEventRecorder
+from tradingbot.logconfig import Redactor
 from tradingbot.storage import Database, RunRecord
 from tradingbot.supervision import (
     ChildSpec,
@@ -32,11 +40,34 @@ ROOT_INTENSITY = 3
 ROOT_PERIOD_S = 5.0
 
 
-def root_spec(config: Config, database: Database, run_id: str) -> ChildSpec:
-    """The product's tree. Children start in this order and stop in reverse."""
+def event_logger_settings(config: Config) -> EventLoggerSettings:
+    return EventLoggerSettings(
+        policy=PersistPolicy.of(
+            config.events_persist_types, Severity.parse(config.events_min_severity)
+        ),
+        batch_size=config.events_batch_size,
+        flush_interval_s=config.events_flush_interval_s,
+        retention_days=config.event_retention_days,
+    )
+
+
+def root_spec(
+    config: Config, database: Database, run_id: str, spool: EventSpool, hub: EventHub
+) -> ChildSpec:
+    """The product's tree. Children start in this order and stop in reverse.
+
+    The event logger comes first: everything after it records events, and it is the
+    last to stop, so the final events of a shutdown are still stored.
+    """
+    settings = event_logger_settings(config)
     return supervisor(
         "root",
         [
+            worker(
+                "event_logger",
+                lambda: EventLoggerActor(database, spool, hub, settings),
+                shutdown_s=config.shutdown_timeout_s / 2,
+            ),
             worker(
                 "heartbeat",
                 lambda: HeartbeatActor(database, run_id, config.heartbeat_interval_s),
@@ -60,6 +91,9 @@ class Runtime:
         self.database: Database | None = None
         self.tree: SupervisionTree | None = None
         self.run: RunRecord | None = None
+        self.hub = EventHub()
+        self.spool = EventSpool(config.spool_dir)
+        self.recorder: EventRecorder | None = None
 
     def start(self) -> None:
         """Open and migrate the database, record this run, start the tree (blocking)."""
@@ -83,11 +117,15 @@ class Runtime:
             started_at=self.started_at,
         )
         tree = SupervisionTree(
-            root_spec(config, database, self.run_id),
+            root_spec(config, database, self.run_id, self.spool, self.hub),
             probe_interval_s=config.liveness_probe_interval_s,
             probe_deadline_s=config.liveness_deadline_s,
         )
         self.tree = tree
+        self.recorder = EventRecorder(
+            tree.handle("event_logger"), scrub=Redactor(config.secrets()).redact
+        )
+        tree.add_listener(SystemEventRecorder(self.recorder))
         tree.start()
         log.info("tree_started", run_id=self.run_id, actors=tree.actor_ids())
 

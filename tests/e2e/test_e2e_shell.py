@@ -57,6 +57,7 @@ def test_text_tree_lists_the_actors(sqlite_bot: Bot) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "root [supervisor] running",
+        "  event_logger [worker] running",
         "  heartbeat [worker] running",
     ]
 

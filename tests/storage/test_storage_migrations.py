@@ -15,7 +15,7 @@ import tradingbot.storage
 from tradingbot.storage import Database, SchemaOutOfDate
 from tradingbot.storage.engine import create_engine_for
 from tradingbot.storage.models import Base
-from tradingbot.storage.schema import MIGRATIONS_DIR, head_revision
+from tradingbot.storage.schema import MIGRATIONS_DIR, head_revision, known_revisions
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -106,7 +106,7 @@ def test_concurrent_upgrades_both_succeed(database_url: str) -> None:
     for thread in threads:
         thread.join(timeout=60)
     assert errors == []
-    assert sorted(results) == [[], ["0001"]]
+    assert sorted(results) == [[], sorted(known_revisions())]
 
 
 def test_models_match_migrations(database: Database, database_url: str) -> None:
@@ -131,7 +131,12 @@ def test_migration_files_are_shipped_as_package_data() -> None:
         for path in MIGRATIONS_DIR.rglob("*")
         if path.is_file() and "__pycache__" not in path.parts
     ]
-    assert {p.name for p in shipped} >= {"env.py", "script.py.mako", "0001_system_state.py"}
+    assert {p.name for p in shipped} >= {
+        "env.py",
+        "script.py.mako",
+        "0001_system_state.py",
+        "0002_events.py",
+    }
     for path in shipped:
         relative = path.relative_to(package_root)
         assert any(relative.match(pattern) for pattern in globs), f"{relative} is not shipped"

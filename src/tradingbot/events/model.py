@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 # The built-in types; a strategy may declare more (upper-case identifiers).
 TRADE = "TRADE"
 SIGNAL = "SIGNAL"
@@ -98,6 +100,11 @@ class Event:
                 raise EventValidationError(f"{name}: at most {MAX_ID_CHARS} characters")
         if not isinstance(self.context, dict):
             raise EventValidationError("context: expected a JSON object (dict)")
+        try:
+            orjson.dumps(self.context)
+        except TypeError as exc:
+            # Caught here, at the caller, not later inside the event logger's batch.
+            raise EventValidationError(f"context: not JSON-serialisable: {exc}") from None
 
     @property
     def durable(self) -> bool:

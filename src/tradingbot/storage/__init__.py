@@ -10,16 +10,24 @@ from tradingbot.storage.database import Database
 from tradingbot.storage.engine import create_engine_for
 from tradingbot.storage.errors import (
     DuplicateRecord,
+    InvalidQuery,
     RecordNotFound,
     SchemaOutOfDate,
     StorageError,
     StorageUnavailable,
 )
+from tradingbot.storage.event_query import EventPage, EventQuery, EventSummary
+from tradingbot.storage.events import EventRepository
 from tradingbot.storage.system_state import RunRecord, SystemStateRepository
 
 __all__ = [
     "Database",
     "DuplicateRecord",
+    "EventPage",
+    "EventQuery",
+    "EventRepository",
+    "EventSummary",
+    "InvalidQuery",
     "RecordNotFound",
     "RunRecord",
     "SchemaOutOfDate",

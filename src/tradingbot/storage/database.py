@@ -18,6 +18,7 @@ from tradingbot.storage.errors import (
     StorageError,
     StorageUnavailable,
 )
+from tradingbot.storage.events import EventRepository
 from tradingbot.storage.system_state import SystemStateRepository
 from tradingbot.storage.transactions import Transactions
 
@@ -34,6 +35,7 @@ class Database:
         self._tx = transactions
         self._url = url
         self._system_state = SystemStateRepository(transactions)
+        self._events = EventRepository(transactions)
 
     @classmethod
     def open(cls, url: str) -> Database:
@@ -81,6 +83,11 @@ class Database:
     def system_state(self) -> SystemStateRepository:
         """Process runs (start, heartbeat, clean stop)."""
         return self._system_state
+
+    @property
+    def events(self) -> EventRepository:
+        """Recorded events: idempotent batched writes, filtered pages, summary, retention."""
+        return self._events
 
     def upgrade(self) -> list[str]:
         """Apply pending migrations; return the revisions applied (``[]`` when up to date).

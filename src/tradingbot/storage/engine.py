@@ -9,6 +9,8 @@ applies completely or not at all.
 PostgreSQL (psycopg2) gets ``pool_pre_ping`` so connections dropped by a server restart
 are replaced transparently, and a 5 s connect timeout so an unreachable server fails
 fast instead of hanging an actor.
+
+Both encode JSON columns with :mod:`tradingbot.storage.jsoncodec` (orjson).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Any
 import sqlalchemy
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
+
+from tradingbot.storage import jsoncodec
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 POSTGRES_CONNECT_TIMEOUT_S = 5
@@ -55,7 +59,9 @@ def _sqlite_engine(url: URL) -> Engine:
     path = sqlite_file(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-    engine = sqlalchemy.create_engine(url)
+    engine = sqlalchemy.create_engine(
+        url, json_serializer=jsoncodec.dumps, json_deserializer=jsoncodec.loads
+    )
     event.listen(engine, "connect", _sqlite_on_connect)
     event.listen(engine, "begin", _sqlite_on_begin)
     return engine
@@ -113,5 +119,7 @@ def _postgres_engine(url: URL) -> Engine:
     return sqlalchemy.create_engine(
         url,
         pool_pre_ping=True,
+        json_serializer=jsoncodec.dumps,
+        json_deserializer=jsoncodec.loads,
         connect_args={"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S},
     )

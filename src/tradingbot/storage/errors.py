@@ -48,6 +48,14 @@ class RecordNotFound(StorageError, LookupError):
     """The record an operation refers to does not exist."""
 
 
+class InvalidQuery(StorageError, ValueError):
+    """A query or retention parameter is invalid; nothing was read or written.
+
+    The message starts with the parameter's name (``"limit: expected 1..1000, got 0"``),
+    so an HTTP layer can name it in a 400 answer.
+    """
+
+
 def translate_error(error: sa_exc.SQLAlchemyError, url: str) -> Exception:
     """Map a SQLAlchemy error to the storage exception a caller can act on.
 

@@ -9,10 +9,25 @@ suite fails when the two disagree.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Index, MetaData, String, false
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    false,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from tradingbot.events.model import MAX_ID_CHARS, Severity
 from tradingbot.storage.timestamps import UTCDateTime
 
 NAMING_CONVENTION = {
@@ -24,6 +39,12 @@ NAMING_CONVENTION = {
 }
 
 UUID_LENGTH = 36
+EVENT_TYPE_LENGTH = 32
+
+# The CHECK on events.severity: the query planner of the events repository relies on
+# severity taking only these values (it expands "severity >= X" into one index range per
+# value). A new Severity member therefore needs a migration.
+SEVERITY_CHECK = "severity IN ({})".format(", ".join(str(int(s)) for s in Severity))
 
 
 class Base(DeclarativeBase):
@@ -47,3 +68,55 @@ class SystemState(Base):
     last_heartbeat: Mapped[datetime]
     stopped_at: Mapped[datetime | None]
     clean_stop: Mapped[bool] = mapped_column(default=False, server_default=false())
+
+
+class EventRow(Base):
+    """One recorded event (see :class:`tradingbot.events.Event`).
+
+    ``seq`` is a surrogate key in insertion order, never reused (SQLite: the rowid, with
+    AUTOINCREMENT; PostgreSQL: a bigserial); with ``ts`` it gives the total order of the
+    keyset pagination. Every ``(…, ts, seq)`` index serves "newest first" by a backward
+    scan. ``type`` and ``severity`` share one index: a query on types, on a minimum
+    severity or on both is answered as one short range per (type, severity) pair. The
+    ``strategy_id`` and ``trade_id`` indexes are partial (most events have neither).
+    """
+
+    __tablename__ = "events"
+    __table_args__ = (
+        CheckConstraint(SEVERITY_CHECK, name="severity"),
+        Index("ix_events_ts_seq", "ts", "seq"),
+        Index("ix_events_type_severity_ts_seq", "type", "severity", "ts", "seq"),
+        Index("ix_events_severity_ts_seq", "severity", "ts", "seq"),
+        Index(
+            "ix_events_strategy_id_ts_seq",
+            "strategy_id",
+            "ts",
+            "seq",
+            postgresql_where=text("strategy_id IS NOT NULL"),
+            sqlite_where=text("strategy_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_events_trade_id_ts_seq",
+            "trade_id",
+            "ts",
+            "seq",
+            postgresql_where=text("trade_id IS NOT NULL"),
+            sqlite_where=text("trade_id IS NOT NULL"),
+        ),
+        {"sqlite_autoincrement": True},
+    )
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    event_id: Mapped[str] = mapped_column(String(UUID_LENGTH), unique=True)
+    ts: Mapped[datetime]
+    type: Mapped[str] = mapped_column(String(EVENT_TYPE_LENGTH))
+    severity: Mapped[int] = mapped_column(SmallInteger())
+    message: Mapped[str] = mapped_column(Text())
+    source: Mapped[str] = mapped_column(String(MAX_ID_CHARS))
+    strategy_id: Mapped[str | None] = mapped_column(String(MAX_ID_CHARS))
+    trade_id: Mapped[str | None] = mapped_column(String(MAX_ID_CHARS))
+    user_id: Mapped[str | None] = mapped_column(String(MAX_ID_CHARS))
+    context: Mapped[dict[str, Any]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
+    recorded_at: Mapped[datetime] = mapped_column(server_default=text("CURRENT_TIMESTAMP"))

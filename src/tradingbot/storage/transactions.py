@@ -49,6 +49,12 @@ class Transactions:
             yield session
 
     @contextmanager
+    def read_connection(self) -> Iterator[Connection]:
+        """A Core connection in a read transaction (SQLite: one snapshot for the block)."""
+        with self.translated(), self._engine.connect() as connection, connection.begin():
+            yield connection
+
+    @contextmanager
     def write(self) -> Iterator[Session]:
         """A session in a write transaction (SQLite: takes the write lock up front)."""
         with self.translated(), Session(self._writer) as session, session.begin():
@@ -56,6 +62,6 @@ class Transactions:
 
     @contextmanager
     def write_connection(self) -> Iterator[Connection]:
-        """A Core connection in a write transaction, for DDL and migrations."""
+        """A Core connection in a write transaction, for DDL, migrations and bulk writes."""
         with self.translated(), self._writer.connect() as connection, connection.begin():
             yield connection

@@ -82,6 +82,54 @@ class HangDrillRequest:
 _FRAMEWORK_MESSAGES = frozenset({Ping, CrashDrillRequest, HangDrillRequest})
 
 
+class _Inbox(queue.Queue[Envelope[Any]]):
+    """A pykka inbox that can be closed: a message put after that goes back to the handle.
+
+    A sender checks that the actor is alive and *then* puts (pykka's ``tell`` does the
+    same); one that passed the check just before the actor died would otherwise leave
+    its message in an inbox nobody reads any more, and it would be lost. Closing and
+    draining are one step under the queue's lock, so every message is either drained
+    with the inbox or handed to ``forward``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = False
+        self.forward: Callable[[Envelope[Any]], None] | None = None
+
+    def put(self, item: Envelope[Any], block: bool = True, timeout: float | None = None) -> None:
+        with self.mutex:
+            if not self.closed:
+                self._put(item)
+                self.unfinished_tasks += 1
+                self.not_empty.notify()
+                return
+        forward = self.forward
+        if forward is not None:
+            forward(item)  # outside the lock: the handle may put into the replacement
+
+    def close(self) -> list[Envelope[Any]]:
+        """Refuse further messages and return the ones still waiting, in order."""
+        with self.mutex:
+            self.closed = True
+            items = list(self.queue)
+            self.queue.clear()
+            return items
+
+
+def _salvage(envelopes: list[Envelope[Any]]) -> list[Envelope[Any]]:
+    """The messages of a dead incarnation worth handing to its replacement."""
+    kept: list[Envelope[Any]] = []
+    for envelope in envelopes:
+        message = envelope.message
+        if isinstance(message, pykka_messages._ActorStop):
+            if envelope.reply_to is not None:
+                envelope.reply_to.set(None)
+        elif type(message) not in _FRAMEWORK_MESSAGES:
+            kept.append(envelope)
+    return kept
+
+
 @dataclass(frozen=True, slots=True)
 class ChildDown:
     """A child stopped; ``failure`` is None for a normal exit."""
@@ -140,6 +188,10 @@ class SupervisedActor(pykka.ThreadingActor):
         super().__init__()
         self._ctx: ActorContext | None = None
         self._timers: list[Timer] = []
+
+    @staticmethod
+    def _create_actor_inbox() -> _Inbox:
+        return _Inbox()
 
     # -- for subclasses -------------------------------------------------------------------
 
@@ -202,6 +254,18 @@ class SupervisedActor(pykka.ThreadingActor):
     def attach(self, ctx: ActorContext) -> None:
         """Called by the supervisor before the actor starts."""
         self._ctx = ctx
+        self._inbox.forward = self._forward_late
+
+    @property
+    def _inbox(self) -> _Inbox:
+        inbox = self.actor_inbox
+        assert isinstance(inbox, _Inbox)
+        return inbox
+
+    def _forward_late(self, envelope: Envelope[Any]) -> None:
+        # Sender's thread: the message reached this incarnation after its inbox closed.
+        for kept in _salvage([envelope]):
+            self.context.handle.forward(kept)
 
     def on_start(self) -> None:
         ctx = self.context
@@ -298,21 +362,7 @@ class SupervisedActor(pykka.ThreadingActor):
             super()._actor_loop_teardown()
 
     def _drain_inbox(self) -> list[Envelope[Any]]:
-        kept: list[Envelope[Any]] = []
-        inbox: queue.Queue[Envelope[Any]] = self.actor_inbox  # type: ignore[assignment]
-        while True:
-            try:
-                envelope = inbox.get_nowait()
-            except queue.Empty:
-                return kept
-            message = envelope.message
-            if isinstance(message, pykka_messages._ActorStop):
-                if envelope.reply_to is not None:
-                    envelope.reply_to.set(None)
-            elif type(message) in _FRAMEWORK_MESSAGES:
-                continue
-            else:
-                kept.append(envelope)
+        return _salvage(self._inbox.close())
 
     def _cancel_timers(self) -> None:
         timers, self._timers = self._timers, []

@@ -102,6 +102,10 @@ class ActorRestarted(SupervisionEvent):
     restarts: int
     reason: str
 
+    @property
+    def level(self) -> str:
+        return "warning"
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RestartScheduled(SupervisionEvent):

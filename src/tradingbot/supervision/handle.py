@@ -149,6 +149,10 @@ class ActorHandle:
                 return
             self._pending.append(envelope)
 
+    def forward(self, envelope: Envelope[Any]) -> None:
+        """A message that reached a dead actor's closed inbox: deliver it, or park it."""
+        self._park(envelope)
+
     def requeue(self, envelopes: Iterable[Envelope[Any]]) -> None:
         """Take back messages left in a dead actor's inbox (they precede parked ones)."""
         envelopes = list(envelopes)

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from tradingbot import __version__
 from tradingbot.runtime import Runtime
+from tradingbot.web.events import add_routes as add_event_routes
 from tradingbot.web.problems import problem, problem_middleware
 
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -39,6 +40,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> web.Applicat
     app.cleanup_ctx.append(_loop_lag_context)
     app.router.add_get("/api/actors", actors)
     app.router.add_get("/api/health/live", health_live)
+    add_event_routes(app, RUNTIME)
     return app
 
 

@@ -1,0 +1,35 @@
+"""Supervision events (crash, restart, escalation...) recorded as SYSTEM events."""
+
+from __future__ import annotations
+
+from tradingbot.events.model import SYSTEM, Severity
+from tradingbot.events.recorder import EventRecorder
+from tradingbot.supervision import SupervisionEvent
+
+_SEVERITY = {
+    "debug": Severity.DEBUG,
+    "info": Severity.INFO,
+    "warning": Severity.WARNING,
+    "error": Severity.ERROR,
+    "critical": Severity.CRITICAL,
+}
+
+
+class SystemEventRecorder:
+    """A tree listener: each supervision event becomes a SYSTEM event (already logged)."""
+
+    def __init__(self, recorder: EventRecorder) -> None:
+        self._recorder = recorder.bind(source="supervision")
+
+    def __call__(self, event: SupervisionEvent) -> None:
+        fields = event.fields()
+        failure = fields.get("failure")
+        detail = f": {failure['type']}: {failure['message']}" if failure else ""
+        self._recorder.record(
+            SYSTEM,
+            f"{event.name} {event.actor}{detail}",
+            severity=_SEVERITY[event.level],
+            source=event.actor,
+            context={"event": event.name, **fields},
+            log_line=False,  # the tree's log listener already wrote the line
+        )
