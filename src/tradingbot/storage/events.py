@@ -294,25 +294,26 @@ def _ranges(query: EventQuery) -> list[list[ColumnElement[bool]]]:
     """The type/severity conditions of each index range the page is read from."""
     severities = [s for s in Severity if query.min_severity is None or s >= query.min_severity]
     every_severity = len(severities) == len(Severity)
+    # Filters written as expressions no index offers (type || '', severity + 0), for the
+    # cases where another index must drive: else a planner may fetch every row of the
+    # matching types and sort them all for one page.
+    by_type: list[ColumnElement[bool]] = []
+    by_severity: list[ColumnElement[bool]] = []
+    if query.types:
+        by_type.append((_C.type + "").in_(query.types))
+    if not every_severity:
+        by_severity.append((_C.severity + 0) >= int(severities[0]))
     if query.trade_id is not None:
-        # The trade_id index drives; type and severity only filter its few rows.
-        single: list[ColumnElement[bool]] = []
-        if query.types:
-            single.append(_C.type.in_(query.types))
-        if not every_severity:
-            single.append(_C.severity >= int(severities[0]))
-        return [single]
+        # The trade_id index drives; type and severity only filter a trade's few rows.
+        return [[*by_type, *by_severity]]
     if query.types:
         pairs = [(type_, severity) for type_ in query.types for severity in severities]
         if len(pairs) <= MAX_RANGES:
             return [[_C.type == type_, _C.severity == int(severity)] for type_, severity in pairs]
-        # Many types match many rows: scan in (ts, seq) order, or one range per severity,
-        # and filter on the type with an expression no index offers (else the planners
-        # may fetch every row of those types and sort them).
-        by_type = (_C.type + "").in_(query.types)
+        # Many types match many rows: scan (ts, seq), or (severity, ts, seq) per severity.
         if every_severity:
-            return [[by_type]]
-        return [[_C.severity == int(severity), by_type] for severity in severities]
+            return [by_type]
+        return [[_C.severity == int(severity), *by_type] for severity in severities]
     if not every_severity:
         return [[_C.severity == int(severity)] for severity in severities]
     return [[]]

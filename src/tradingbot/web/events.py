@@ -277,9 +277,13 @@ class _EventsApi:
             response.headers["Upgrade"] = "websocket"
             response.headers["Connection"] = "Upgrade"
             return response
-        max_pending = app.get(STREAM_MAX_PENDING, DEFAULT_STREAM_MAX_PENDING)
+        runtime = app[self._runtime]
+        # One stored batch arrives at once: a client keeping up must never be cut off
+        # by a single burst, so the default is at least twice the batch size.
+        default = max(DEFAULT_STREAM_MAX_PENDING, 2 * runtime.config.events_batch_size)
+        max_pending = app.get(STREAM_MAX_PENDING, default)
         # Subscribed before the handshake: once the client is connected, nothing is missed.
-        subscription = app[self._runtime].hub.subscribe(accept, max_pending=max_pending)
+        subscription = runtime.hub.subscribe(accept, max_pending=max_pending)
         stream = _Stream(
             ws,
             subscription,
