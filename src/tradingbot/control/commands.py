@@ -14,7 +14,10 @@ from typing import Any
 import orjson
 
 from tradingbot.control.server import CommandError, CommandResult
+from tradingbot.events import SYSTEM, EventValidationError, Severity, check_type
+from tradingbot.events.recorder import EventNotDurable, EventRecorder
 from tradingbot.runtime import Runtime
+from tradingbot.storage import Database, EventQuery, StorageError
 from tradingbot.supervision import (
     ActorSnapshot,
     SupervisionError,
@@ -45,6 +48,20 @@ class RuntimeCommands:
         if entry is None:
             raise CommandError(f"unknown command {command!r}; try 'help'")
         return await entry[2](self, args)
+
+    @property
+    def recorder(self) -> EventRecorder:
+        recorder = self._runtime.recorder
+        if recorder is None:
+            raise CommandError("the event logger is not running")
+        return recorder
+
+    @property
+    def database(self) -> Database:
+        database = self._runtime.database
+        if database is None:
+            raise CommandError("the database is not open")
+        return database
 
     @property
     def tree(self) -> SupervisionTree:
@@ -106,6 +123,52 @@ async def _crash(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
         result={"actor": actor_id, "crash_requested": True},
         text=f"crash requested: {actor_id} will raise CrashDrill in its own thread",
     )
+
+
+MAX_NOTE_CHARS = 2000
+MAX_EVENTS_SHOWN = 1000
+
+
+@command("note", "note MESSAGE...", "record an operator note (a SYSTEM WARNING event, durable)")
+async def _note(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
+    message = " ".join(args).strip()
+    if not message:
+        raise CommandError(f"usage: {_COMMANDS['note'][0]}")
+    if len(message) > MAX_NOTE_CHARS:
+        raise CommandError(f"a note is at most {MAX_NOTE_CHARS} characters, got {len(message)}")
+    recorder = ctx.recorder.bind(source="operator")
+    try:
+        event = await asyncio.to_thread(
+            recorder.record_durable, SYSTEM, message, severity=Severity.WARNING
+        )
+    except EventNotDurable as exc:
+        raise CommandError(str(exc)) from None
+    return CommandResult(result=event.to_dict(), text=f"recorded note {event.id} (stored durably)")
+
+
+@command("events", "events [LIMIT] [TYPE...]", "show the latest stored events (default 20)")
+async def _events(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
+    limit = 20
+    if args and args[0].isdigit():
+        limit = int(args.pop(0))
+    if not 1 <= limit <= MAX_EVENTS_SHOWN:
+        raise CommandError(f"LIMIT must be from 1 to {MAX_EVENTS_SHOWN}, got {limit}")
+    try:
+        types = tuple(check_type(value.upper()) for value in args)
+    except EventValidationError as exc:
+        raise CommandError(str(exc)) from None
+    database = ctx.database
+    try:
+        page = await asyncio.to_thread(database.events.query, EventQuery(types=types, limit=limit))
+    except StorageError as exc:
+        raise CommandError(f"cannot read events: {exc}") from None
+    rows = [event.to_dict() for event in page.events]
+    text = "\n".join(
+        f"{e.timestamp.isoformat(timespec='seconds')} {e.severity.name:<8} {e.type:<7} "
+        f"{e.source or '-'}: {e.message}"
+        for e in page.events
+    )
+    return CommandResult(result=rows, text=text or "no events")
 
 
 MAX_HANG_S = 3600.0

@@ -269,6 +269,9 @@ class SupervisedActor(pykka.ThreadingActor):
 
     def on_start(self) -> None:
         ctx = self.context
+        # Each pykka actor has its own thread, hence its own contextvars context: every
+        # log line written from this actor's handlers carries ``actor=<id>``.
+        structlog.contextvars.bind_contextvars(actor=ctx.handle.id)
         try:
             self.setup()
         except BaseException as exc:
