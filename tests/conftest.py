@@ -38,8 +38,12 @@ def _unavailable(reason: str) -> NoReturn:
 def postgres_url() -> Iterator[str]:
     """URL of a fresh PostgreSQL database that lives for the test session."""
     admin_url = _admin_url()
+    # pool_pre_ping: outage tests restart the server; the drop at the end must still work.
     admin = sqlalchemy.create_engine(
-        admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5}
+        admin_url,
+        isolation_level="AUTOCOMMIT",
+        connect_args={"connect_timeout": 5},
+        pool_pre_ping=True,
     )
     name = f"tradingbot_test_{uuid.uuid4().hex[:12]}"
     try:

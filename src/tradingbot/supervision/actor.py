@@ -25,6 +25,7 @@ start), ``on_receive`` (pykka's message hook; dispatch with ``match``), and
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import random
 import time
@@ -187,6 +188,7 @@ class SupervisedActor(pykka.ThreadingActor):
     def __init__(self) -> None:
         super().__init__()
         self._ctx: ActorContext | None = None
+        self._base_context: contextvars.Context | None = None
         self._timers: list[Timer] = []
 
     @staticmethod
@@ -284,6 +286,7 @@ class SupervisedActor(pykka.ThreadingActor):
             except InvalidStateError:
                 pass  # the supervisor already gave up waiting
             raise error from exc
+        self._base_context = contextvars.copy_context()
         try:
             ctx.started.set_result(None)
         except InvalidStateError:
@@ -318,6 +321,14 @@ class SupervisedActor(pykka.ThreadingActor):
             self._crashed(Failure.from_exception(exception_value, traceback))
 
     def _handle_receive(self, message: Any) -> Any:
+        # Each message runs in a fresh copy of the context set up by on_start (with
+        # ``actor=<id>``): what one handler binds (trade_id...) never tags the next.
+        base = self._base_context
+        if base is None:
+            return self._receive(message)
+        return base.copy().run(self._receive, message)
+
+    def _receive(self, message: Any) -> Any:
         try:
             if type(message) in _FRAMEWORK_MESSAGES:
                 return self._handle_framework_message(message)
