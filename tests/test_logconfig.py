@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,3 +79,27 @@ def test_ordinary_keys_are_not_redacted(log_dir: Path) -> None:
     record = lines(log_dir)[0]
     assert record["passed"] == 3
     assert record["bypass"] == "no"
+
+
+def test_log_file_is_reopened_after_rotation(log_dir: Path) -> None:
+    """After logrotate moves the file away, new lines go to a fresh file at the same path."""
+    structlog.get_logger("x").info("before rotation")
+    rotated = log_dir / (LOG_FILE_NAME + ".1")
+    (log_dir / LOG_FILE_NAME).rename(rotated)
+    deadline = time.monotonic() + 10
+    while not (log_dir / LOG_FILE_NAME).exists():  # reopen is checked at most once a second
+        structlog.get_logger("x").info("after rotation")
+        assert time.monotonic() < deadline, "the log file was never reopened"
+        time.sleep(0.05)
+    structlog.get_logger("x").info("after rotation")
+    assert "before rotation" in rotated.read_text()
+    assert "after rotation" in (log_dir / LOG_FILE_NAME).read_text()
+    assert (log_dir / LOG_FILE_NAME).stat().st_mode & 0o777 == 0o600
+
+
+def test_levels_below_the_threshold_are_not_written(log_dir: Path) -> None:
+    """A DEBUG line is dropped when the level is INFO, from structlog and stdlib alike."""
+    structlog.get_logger("x").debug("quiet")
+    logging.getLogger("y").debug("quiet too")
+    structlog.get_logger("x").info("loud")
+    assert [r["event"] for r in lines(log_dir)] == ["loud"]

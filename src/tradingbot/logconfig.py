@@ -4,14 +4,22 @@ structlog and the standard library (aiohttp, sqlalchemy, pykka, ib_async) all en
 the same processors: context from contextvars, ISO UTC timestamp, level, logger name,
 secret redaction, and one JSON line per record, written to stdout and to
 ``TRADINGBOT_HOME/logs/trading-bot.log``.
+
+structlog lines take a direct path (level filter first, the processors, orjson, one
+write to each output) because the standard library's handler machinery costs several
+times more per line (see docs/PERFORMANCE.md). Standard-library records go through
+``ProcessorFormatter`` once and are written to the same outputs. The log file is
+reopened when logrotate moves it (checked at most once a second).
 """
 
 from __future__ import annotations
 
 import logging
-import logging.handlers
+import os
 import re
 import sys
+import threading
+import time
 from collections.abc import Iterable, MutableMapping
 from pathlib import Path
 from typing import Any, TextIO
@@ -25,6 +33,7 @@ REDACTED = "***"
 _SECRET_KEY = re.compile(
     r"passw(or)?d|passphrase|token|api_?key|secret|authorization|credential", re.I
 )
+_REOPEN_CHECK_S = 1.0
 
 
 class Redactor:
@@ -32,6 +41,7 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._secrets = tuple(sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True))
+        self._secret_keys: dict[str, bool] = {}
 
     def __call__(self, logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
         self.redact(event_dict)
@@ -42,8 +52,18 @@ class Redactor:
         for key in list(data):
             data[key] = self._value(key, data[key])
 
-    def _value(self, key: str, value: Any) -> Any:
-        if isinstance(key, str) and _SECRET_KEY.search(key) and value not in (None, ""):
+    def _is_secret_key(self, key: str) -> bool:
+        known = self._secret_keys.get(key)
+        if known is None:
+            known = bool(_SECRET_KEY.search(key))
+            if len(self._secret_keys) < 10_000:  # keys are few; never grow without bound
+                self._secret_keys[key] = known
+        return known
+
+    def _value(self, key: Any, value: Any) -> Any:
+        if value is None or value is True or value is False or type(value) in (int, float):
+            return value
+        if isinstance(key, str) and value != "" and self._is_secret_key(key):
             return REDACTED
         if isinstance(value, str):
             for secret in self._secrets:
@@ -61,6 +81,108 @@ def _dumps(obj: Any, **_: Any) -> str:
     return orjson.dumps(obj, default=str).decode()
 
 
+class LogSink:
+    """Writes finished JSON lines to stdout and the log file, one write each, thread-safe."""
+
+    def __init__(self, stream: TextIO, log_file: Path | None) -> None:
+        self._lock = threading.Lock()
+        self._stream = stream
+        try:
+            self._stream_fd: int | None = stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            self._stream_fd = None  # a StringIO in tests
+        self._path = log_file
+        self._fd: int | None = None
+        self._identity: tuple[int, int] | None = None
+        self._next_check = 0.0
+        if log_file is not None:
+            self._open()
+
+    def _open(self) -> None:
+        assert self._path is not None
+        self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        stat = os.fstat(self._fd)
+        self._identity = (stat.st_dev, stat.st_ino)
+
+    def _reopen_if_rotated(self, now: float) -> None:
+        self._next_check = now + _REOPEN_CHECK_S
+        assert self._path is not None
+        try:
+            stat = os.stat(self._path)
+            current: tuple[int, int] | None = (stat.st_dev, stat.st_ino)
+        except FileNotFoundError:
+            current = None
+        if current != self._identity:
+            if self._fd is not None:
+                os.close(self._fd)
+            self._open()
+
+    def write(self, line: bytes) -> None:
+        data = line + b"\n"
+        with self._lock:
+            if self._path is not None:
+                now = time.monotonic()
+                if now >= self._next_check:
+                    self._reopen_if_rotated(now)
+                assert self._fd is not None
+                os.write(self._fd, data)
+            if self._stream_fd is not None:
+                os.write(self._stream_fd, data)
+            else:
+                self._stream.write(data.decode())
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            self._path = None
+
+
+class _CurrentSink:
+    """The sink of the latest configuration; loggers cached by structlog follow it."""
+
+    sink: LogSink | None = None
+
+
+class _DirectLogger:
+    """The structlog logger behind every ``structlog.get_logger(name)``: a JSON line sink."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def msg(self, message: bytes) -> None:
+        sink = _CurrentSink.sink
+        if sink is not None:
+            sink.write(message)
+
+    log = debug = info = warning = warn = error = err = critical = exception = fatal = msg
+
+
+def _direct_logger_factory(*args: Any) -> _DirectLogger:
+    return _DirectLogger(str(args[0]) if args else "")
+
+
+class _SinkHandler(logging.Handler):
+    """Standard-library records: formatted once, written to both outputs."""
+
+    def __init__(self, sink: LogSink) -> None:
+        super().__init__()
+        self._sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._sink.write(self.format(record).encode())
+        except Exception:  # noqa: BLE001 - the logging contract: emit never raises
+            self.handleError(record)
+
+
+def _json_bytes(logger: WrappedLogger, method: str, event_dict: EventDict) -> bytes:
+    return orjson.dumps(event_dict, default=str)
+
+
 def configure_logging(
     *,
     level: str = "INFO",
@@ -70,11 +192,17 @@ def configure_logging(
 ) -> None:
     """Configure structlog and the standard library once; safe to call again (tests)."""
     redact = Redactor(secrets)
+    numeric_level = logging.getLevelName(level.upper())
+    if log_dir is not None:
+        log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    sink = LogSink(stream or sys.stdout, None if log_dir is None else log_dir / LOG_FILE_NAME)
+    previous, _CurrentSink.sink = _CurrentSink.sink, sink
+    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        timestamper,
     ]
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
@@ -85,18 +213,16 @@ def configure_logging(
             structlog.processors.JSONRenderer(serializer=_dumps),
         ],
     )
-    handlers: list[logging.Handler] = [logging.StreamHandler(stream or sys.stdout)]
-    if log_dir is not None:
-        log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        handlers.append(logging.handlers.WatchedFileHandler(log_dir / LOG_FILE_NAME))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
         old.close()
-    for handler in handlers:
-        handler.setFormatter(formatter)
-        root.addHandler(handler)
-    root.setLevel(level)
+    if previous is not None:
+        previous.close()
+    handler = _SinkHandler(sink)
+    handler.setFormatter(formatter)
+    root.addHandler(handler)
+    root.setLevel(numeric_level)
     # Library chatter below WARNING is noise for an operator at 3 a.m.
     for name in ("sqlalchemy", "alembic", "aiohttp.access", "asyncio"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
@@ -107,9 +233,11 @@ def configure_logging(
         processors=[
             *shared,
             structlog.processors.StackInfoRenderer(),
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+            structlog.processors.format_exc_info,
+            redact,
+            _json_bytes,
         ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        logger_factory=_direct_logger_factory,
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         cache_logger_on_first_use=True,
     )
