@@ -6,13 +6,19 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
 
 from support.tcp_proxy import TcpProxy
-from tradingbot.actors.event_logger import EventLoggerActor, EventLoggerSettings, FlushEvents
+from tradingbot.actors.event_logger import (
+    EventLoggerActor,
+    EventLoggerSettings,
+    FlushEvents,
+    PruneEvents,
+)
 from tradingbot.events import ORDER, SIGNAL, SYSTEM, TRADE, Event, Severity
 from tradingbot.events.hub import EventHub
 from tradingbot.events.policy import PersistPolicy
@@ -206,3 +212,23 @@ def test_policy_of_rejects_bad_types() -> None:
     """A persisted-types list with a malformed type is refused with the type named."""
     with pytest.raises(ValueError, match="type"):
         PersistPolicy.of(["trade"], Severity.WARNING)
+
+
+def test_retention_deletes_old_routine_events_but_never_trades(
+    database: Database, tmp_path: Path
+) -> None:
+    """The retention job removes old DEBUG/INFO events and keeps TRADE/ORDER and warnings."""
+    old = datetime.now(UTC) - timedelta(days=40)
+    routine = Event(type=SIGNAL, message="old signal", timestamp=old)
+    trade = Event(type=TRADE, message="old fill", timestamp=old)
+    warning = Event(type=SIGNAL, message="old warning", severity=Severity.WARNING, timestamp=old)
+    fresh = Event(type=SIGNAL, message="new signal")
+    started = start_logger(database, tmp_path / "spool", retention_days=30.0)
+    try:
+        started.tree.tell("event_logger", RecordEvents((routine, trade, warning, fresh)))
+        started.flush()
+        deleted = started.tree.ask("event_logger", PruneEvents(), 30)
+        assert deleted == 1
+        assert set(started.stored_ids()) == {trade.id, warning.id, fresh.id}
+    finally:
+        started.tree.stop()
