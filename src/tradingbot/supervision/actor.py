@@ -203,7 +203,9 @@ class SupervisedActor(pykka.ThreadingActor):
     def teardown(self, reason: str) -> None:
         """Release resources on an orderly stop; ``reason`` is shutdown, restart or escalation.
 
-        Not called after a crash (the state may be broken); use idempotent resources.
+        Also called (reason restart) when setup finished only after the supervisor gave up
+        waiting for it. Not called after a crash (the state may be broken); use idempotent
+        resources.
         """
 
     @property
@@ -296,6 +298,12 @@ class SupervisedActor(pykka.ThreadingActor):
             self._cancel_timers()
             self.actor_stopped.set()
             pykka.ActorRegistry.unregister(self.actor_ref)
+            # Setup did finish: release what it acquired (a supervisor stops the children
+            # it started), or it would outlive this incarnation, unsupervised.
+            try:
+                self.teardown(RESTART)
+            except Exception:
+                log.exception("actor_teardown_failed", actor=ctx.handle.id)
 
     def on_stop(self) -> None:
         ctx = self.context

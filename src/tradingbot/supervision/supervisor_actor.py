@@ -215,17 +215,22 @@ class Supervisor(SupervisedActor):
         except StartFailed:
             raise
         except TimeoutError:
-            ctx.started.cancel()
-            failure = Failure(
-                type="StartTimeout",
-                message=f"setup did not finish within {spec.start_timeout_s:g} s; abandoned",
-                traceback="",
-            )
-            raise StartFailed(spec.id, failure) from None
+            if ctx.started.cancel():
+                failure = Failure(
+                    type="StartTimeout",
+                    message=f"setup did not finish within {spec.start_timeout_s:g} s; abandoned",
+                    traceback="",
+                )
+                raise StartFailed(spec.id, failure) from None
+            # Setup finished just as we gave up: the actor runs, so it counts as started
+            # (treating it as failed would leave it running, unsupervised, forever).
+            ctx.started.result()
         child.ref = actor.actor_ref
         child.ctx = ctx
         child.started_at = self._services.clock.monotonic()
-        restarted = child.ever_started
+        # A handle that has run before (e.g. under a previous incarnation of this
+        # supervisor) makes this a restart, so counts and events agree with the snapshot.
+        restarted = child.ever_started or child.handle.started_at is not None
         child.ever_started = True
         child.handle.publish(actor.actor_ref, restarted=restarted)
         if restarted:

@@ -156,14 +156,16 @@ class SupervisionTree:
         root._start_actor_loop()
         root_ref = root.actor_ref
         try:
-            ctx.started.result(timeout=spec.start_timeout_s)
+            try:
+                ctx.started.result(timeout=spec.start_timeout_s)
+            except TimeoutError:
+                if ctx.started.cancel():
+                    raise StartupError(
+                        f"startup failed: the tree did not start within {spec.start_timeout_s:g} s"
+                    ) from None
+                ctx.started.result()  # the root came up just as we gave up: it counts
         except StartFailed as exc:
             raise StartupError(f"startup failed: {_innermost(exc.failure)}") from None
-        except TimeoutError:
-            ctx.started.cancel()
-            raise StartupError(
-                f"startup failed: the tree did not start within {spec.start_timeout_s:g} s"
-            ) from None
         self._root_ctx = ctx
         handle.publish(root_ref, restarted=False)
         self._root_probe = call_every(
