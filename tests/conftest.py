@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy
 from sqlalchemy.engine import Engine, make_url
 
+from support.postgres import reset_postgres
 from tradingbot.config import redact_url
 from tradingbot.storage import Database
 
@@ -79,19 +80,6 @@ def _postgres_session_engine(postgres_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-def _reset_postgres(engine: Engine) -> None:
-    """Give the session database an empty ``public`` schema, as a fresh database has."""
-    with engine.connect() as connection:
-        connection.execute(
-            sqlalchemy.text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        )
-        connection.exec_driver_sql("DROP SCHEMA IF EXISTS public CASCADE")
-        connection.exec_driver_sql("CREATE SCHEMA public")
-
-
 @pytest.fixture(
     params=[
         pytest.param("sqlite", id="sqlite"),
@@ -104,7 +92,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         # A folder that does not exist yet: opening the database must create it.
         return f"sqlite:///{tmp_path / 'state' / 'trading-bot.db'}"
     engine: Engine = request.getfixturevalue("_postgres_session_engine")
-    _reset_postgres(engine)
+    reset_postgres(engine)
     return str(request.getfixturevalue("postgres_url"))
 
 
@@ -115,3 +103,10 @@ def database(database_url: str) -> Iterator[Database]:
     db.upgrade()
     yield db
     db.dispose()
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_url: str, _postgres_session_engine: Engine) -> str:
+    """The session's PostgreSQL database with an empty ``public`` schema."""
+    reset_postgres(_postgres_session_engine)
+    return postgres_url

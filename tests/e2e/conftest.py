@@ -14,7 +14,6 @@ from collections.abc import Generator, Iterator, Mapping
 from pathlib import Path
 
 import pytest
-import sqlalchemy
 from e2e_support import Bot, BotFactory, start_bot, wait_ready
 
 
@@ -37,25 +36,6 @@ def short_tmp() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="tb-e2e-", dir="/tmp"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def fresh_postgres_url(postgres_url: str) -> str:
-    """The session's PostgreSQL database with an empty ``public`` schema."""
-    engine = sqlalchemy.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as connection:
-            connection.execute(
-                sqlalchemy.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-            )
-            connection.exec_driver_sql("DROP SCHEMA IF EXISTS public CASCADE")
-            connection.exec_driver_sql("CREATE SCHEMA public")
-    finally:
-        engine.dispose()
-    return postgres_url
 
 
 @pytest.fixture

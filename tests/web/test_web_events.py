@@ -18,10 +18,10 @@ from typing import Any, TypeVar
 
 import aiohttp
 import pytest
-import sqlalchemy
 from aiohttp import WSMsgType, web
 from yarl import URL
 
+from support.postgres import reset_postgres
 from tradingbot.actors.event_logger import FlushEvents
 from tradingbot.config import Config, load_config
 from tradingbot.events import Event, Severity
@@ -125,16 +125,7 @@ def module_database_url(request: pytest.FixtureRequest) -> str | None:
     """None for SQLite (the default file in HOME), else the session's PostgreSQL, emptied."""
     if request.param == "sqlite":
         return None
-    engine: sqlalchemy.engine.Engine = request.getfixturevalue("_postgres_session_engine")
-    with engine.connect() as connection:
-        connection.execute(
-            sqlalchemy.text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        )
-        connection.exec_driver_sql("DROP SCHEMA IF EXISTS public CASCADE")
-        connection.exec_driver_sql("CREATE SCHEMA public")
+    reset_postgres(request.getfixturevalue("_postgres_session_engine"))
     return str(request.getfixturevalue("postgres_url"))
 
 
