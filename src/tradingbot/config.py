@@ -73,6 +73,10 @@ class Config:
     event_retention_days: float = 30.0
     events_batch_size: int = 500
     events_flush_interval_s: float = 0.1
+    health_interval_s: float = 5.0
+    health_check_timeout_s: float = 2.0
+    disk_warn_free_mb: float = 1024.0
+    disk_fail_free_mb: float = 256.0
 
     @property
     def control_socket_path(self) -> Path:
@@ -191,6 +195,14 @@ def load_config(environ: Mapping[str, str] | None = None, *, prepare_home: bool 
             str(crash_timeout),
         )
     probe = reader.number("LIVENESS_PROBE_INTERVAL_S", 5.0, minimum=0.01)
+    disk_warn = reader.number("DISK_WARN_FREE_MB", 1024.0, minimum=0.0, unit="MiB")
+    disk_fail = reader.number("DISK_FAIL_FREE_MB", 256.0, minimum=0.0, unit="MiB")
+    if disk_fail > disk_warn:
+        raise ConfigError(
+            PREFIX + "DISK_FAIL_FREE_MB",
+            f"a number of MiB <= {PREFIX}DISK_WARN_FREE_MB ({disk_warn:g})",
+            str(disk_fail),
+        )
     return Config(
         home=home,
         database_url=database_url,
@@ -213,6 +225,10 @@ def load_config(environ: Mapping[str, str] | None = None, *, prepare_home: bool 
         event_retention_days=reader.number("EVENT_RETENTION_DAYS", 30.0, minimum=1.0, unit="days"),
         events_batch_size=reader.integer("EVENTS_BATCH_SIZE", 500, minimum=1, maximum=10_000),
         events_flush_interval_s=reader.number("EVENTS_FLUSH_INTERVAL_S", 0.1, minimum=0.001),
+        health_interval_s=reader.number("HEALTH_INTERVAL_S", 5.0, minimum=0.05),
+        health_check_timeout_s=reader.number("HEALTH_CHECK_TIMEOUT_S", 2.0, minimum=0.05),
+        disk_warn_free_mb=disk_warn,
+        disk_fail_free_mb=disk_fail,
     )
 
 

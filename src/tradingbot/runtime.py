@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -17,6 +18,7 @@ import structlog
 from tradingbot import __version__
 from tradingbot.actors import HeartbeatActor
 from tradingbot.actors.event_logger import EventLoggerActor, EventLoggerSettings
+from tradingbot.actors.health import HealthActor, NamedCheck
 from tradingbot.config import Config
 from tradingbot.events import Severity
 from tradingbot.events.hub import EventHub
@@ -24,7 +26,19 @@ from tradingbot.events.policy import PersistPolicy
 from tradingbot.events.recorder import EventRecorder
 from tradingbot.events.spool import EventSpool
 from tradingbot.events.system import SystemEventRecorder
+from tradingbot.health import Check, HealthState
+from tradingbot.health.checks import (
+    DiskThresholds,
+    database_check,
+    database_stats_check,
+    disk_check,
+    not_configured_check,
+    process_check,
+    spool_check,
+    supervision_check,
+)
 from tradingbot.logconfig import Redactor
+from tradingbot.metrics import NO_EVENT_COUNTERS, EventCounters, RuntimeMetrics
 from tradingbot.storage import Database, RunRecord
 from tradingbot.supervision import (
     ChildSpec,
@@ -51,13 +65,66 @@ def event_logger_settings(config: Config) -> EventLoggerSettings:
     )
 
 
+def health_checks(config: Config, runtime: Runtime, database: Database) -> list[NamedCheck]:
+    """Every component check, in report order. The tree is read when a check runs."""
+
+    def tree_check() -> list[Check]:
+        assert runtime.tree is not None
+        return supervision_check(runtime.tree)()
+
+    thresholds = DiskThresholds(
+        warn_free_mb=config.disk_warn_free_mb, fail_free_mb=config.disk_fail_free_mb
+    )
+    timeout = config.health_check_timeout_s
+    return [
+        NamedCheck(
+            component="database",
+            measurement="responseTime",
+            run=database_check(database, timeout),
+        ),
+        NamedCheck(component="supervision", measurement="actors", run=tree_check),
+        NamedCheck(
+            component="disk",
+            measurement="freeSpace",
+            run=disk_check({"home": config.home, "logs": config.log_dir}, thresholds),
+        ),
+        NamedCheck(component="events", measurement="spool", run=spool_check(runtime.spool)),
+        NamedCheck(
+            component="broker",
+            measurement="connection",
+            run=not_configured_check("broker", "connection", "the broker actor is not built yet"),
+        ),
+        NamedCheck(
+            component="scheduler",
+            measurement="status",
+            run=not_configured_check("scheduler", "status", "the scheduler is not built yet"),
+        ),
+        NamedCheck(component="process", measurement="metrics", run=process_check(time.monotonic())),
+        NamedCheck(
+            component="database",
+            measurement="statistics",
+            run=database_stats_check(database),
+            slow=True,
+        ),
+    ]
+
+
 def root_spec(
-    config: Config, database: Database, run_id: str, spool: EventSpool, hub: EventHub
+    config: Config,
+    database: Database,
+    run_id: str,
+    spool: EventSpool,
+    hub: EventHub,
+    checks: list[NamedCheck],
+    health: HealthState,
+    *,
+    metrics: EventCounters = NO_EVENT_COUNTERS,
 ) -> ChildSpec:
     """The product's tree. Children start in this order and stop in reverse.
 
     The event logger comes first: everything after it records events, and it is the
-    last to stop, so the final events of a shutdown are still stored.
+    last to stop, so the final events of a shutdown are still stored. The health actor
+    comes last: its first report, taken in its setup, sees every other actor running.
     """
     settings = event_logger_settings(config)
     return supervisor(
@@ -65,13 +132,25 @@ def root_spec(
         [
             worker(
                 "event_logger",
-                lambda: EventLoggerActor(database, spool, hub, settings),
+                lambda: EventLoggerActor(database, spool, hub, settings, metrics=metrics),
                 shutdown_s=config.shutdown_timeout_s / 2,
             ),
             worker(
                 "heartbeat",
                 lambda: HeartbeatActor(database, run_id, config.heartbeat_interval_s),
                 shutdown_s=5.0,
+            ),
+            worker(
+                "health",
+                lambda: HealthActor(
+                    checks,
+                    health,
+                    interval_s=config.health_interval_s,
+                    timeout_s=config.health_check_timeout_s,
+                ),
+                shutdown_s=5.0,
+                start_timeout_s=config.health_check_timeout_s + 10.0,
+                critical=False,
             ),
         ],
         strategy=Strategy.ONE_FOR_ONE,
@@ -94,6 +173,8 @@ class Runtime:
         self.hub = EventHub()
         self.spool = EventSpool(config.spool_dir)
         self.recorder: EventRecorder | None = None
+        self.metrics = RuntimeMetrics()  # Prometheus counters, kept across tree restarts
+        self.health = HealthState(config.health_interval_s)
 
     def start(self) -> None:
         """Open and migrate the database, record this run, start the tree (blocking)."""
@@ -105,6 +186,9 @@ class Runtime:
 
     def _start(self) -> None:
         config = self.config
+        # The folders the health checks watch exist from the start (the CLI's logging
+        # setup creates logs/ too; an embedded runtime may not have it).
+        config.log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         database = self.database = Database.open(config.database_url)
         applied = database.upgrade()
         if applied:
@@ -117,7 +201,16 @@ class Runtime:
             started_at=self.started_at,
         )
         tree = SupervisionTree(
-            root_spec(config, database, self.run_id, self.spool, self.hub),
+            root_spec(
+                config,
+                database,
+                self.run_id,
+                self.spool,
+                self.hub,
+                health_checks(config, self, database),
+                self.health,
+                metrics=self.metrics,
+            ),
             probe_interval_s=config.liveness_probe_interval_s,
             probe_deadline_s=config.liveness_deadline_s,
         )
@@ -126,6 +219,7 @@ class Runtime:
             tree.handle("event_logger"), scrub=Redactor(config.secrets()).redact
         )
         tree.add_listener(SystemEventRecorder(self.recorder))
+        self.metrics.watch(tree)  # tradingbot_actor_restarts_total
         tree.start()
         log.info("tree_started", run_id=self.run_id, actors=tree.actor_ids())
 

@@ -10,16 +10,12 @@ always started again (and awaited) at teardown, whatever happened.
 from __future__ import annotations
 
 import concurrent.futures
-import gc
 import queue
 import re
-import shutil
 import subprocess
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any
 
 import pytest
@@ -27,93 +23,15 @@ import sqlalchemy
 from e2e_support import Bot, BotFactory, cli_command, wait_until
 from sqlalchemy.engine import make_url
 
+from support.postgres_server import PostgresServer, postgres_server_fixture  # noqa: F401
 from tradingbot.events.spool import EventSpool
 from tradingbot.logconfig import LOG_FILE_NAME
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-PG_ETC = Path("/etc/postgresql")
-PG_CLUSTER = "main"
 REPLY_WAIT_S = 30.0
 OUTAGE_WAIT_S = 30.0
 _RECORDED = re.compile(r"recorded note ([0-9a-f-]{36}) \(stored durably\)")
-
-
-# -- the real PostgreSQL server ------------------------------------------------------------
-
-
-def _pg_ready() -> bool:
-    result = subprocess.run(
-        ["pg_isready", "-h", "127.0.0.1", "-p", "5432"],
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
-    return result.returncode == 0
-
-
-def _drop_dead_pooled_connections() -> None:
-    """Dispose of this process's PostgreSQL pools: the restart killed their connections.
-
-    The session fixtures' admin engine pools connections without a pre-ping, so its
-    teardown (dropping the session database) would otherwise pick a dead one and fail.
-    """
-    for candidate in gc.get_objects():
-        if isinstance(candidate, sqlalchemy.engine.Engine) and (
-            candidate.dialect.name == "postgresql"
-        ):
-            candidate.dispose()
-
-
-@dataclass
-class PostgresServer:
-    """The local PostgreSQL cluster, stopped and started for real."""
-
-    version: str
-
-    def _ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["pg_ctlcluster", "--skip-systemctl-redirect", self.version, PG_CLUSTER, *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-
-    def stop(self) -> None:
-        result = self._ctl("stop", "-m", "fast")
-        assert result.returncode == 0, f"cannot stop PostgreSQL: {result.stderr}"
-        assert not _pg_ready(), "PostgreSQL still answers after stop"
-
-    def start(self) -> None:
-        result = self._ctl("start")
-        if result.returncode != 0 and not _pg_ready():
-            raise AssertionError(f"cannot start PostgreSQL: {result.stderr}")
-        wait_until(_pg_ready, 60, "pg_isready to succeed")
-        _drop_dead_pooled_connections()
-
-    def ensure_running(self) -> None:
-        if not _pg_ready():
-            self.start()
-
-
-@pytest.fixture
-def postgres_server(postgres_url: str) -> Iterator[PostgresServer]:
-    """The local cluster behind ``postgres_url``; always running again at teardown."""
-    url = make_url(postgres_url)
-    versions = sorted({p.parent.name for p in PG_ETC.glob(f"*/{PG_CLUSTER}")})
-    if (
-        shutil.which("pg_ctlcluster") is None
-        or len(versions) != 1
-        or url.host not in ("127.0.0.1", "localhost")
-        or (url.port or 5432) != 5432
-    ):
-        pytest.skip("needs the local pg_ctlcluster-managed server on 127.0.0.1:5432")
-    server = PostgresServer(versions[0])
-    try:
-        yield server
-    finally:
-        server.ensure_running()
 
 
 # -- a long-lived `trading-bot shell` REPL --------------------------------------------------

@@ -59,6 +59,7 @@ def test_text_tree_lists_the_actors(sqlite_bot: Bot) -> None:
         "root [supervisor] running",
         "  event_logger [worker] running",
         "  heartbeat [worker] running",
+        "  health [worker] running",
     ]
 
 

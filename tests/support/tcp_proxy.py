@@ -2,7 +2,10 @@
 
 Clients (psycopg2 here) connect to the proxy's port; while ``cut()`` is in effect every
 open connection is closed and new ones are refused, exactly as a database that went
-away looks to the client. ``restore()`` brings the link back.
+away looks to the client. While ``blackhole()`` is in effect every open connection is
+closed and new ones are accepted but never answered, as a host that silently drops
+packets looks to a client in the middle of its handshake. ``restore()`` brings the
+link back.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ class TcpProxy:
         self._listener: socket.socket | None = None
         self._lock = threading.Lock()
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
+        self._swallowed: list[socket.socket] = []  # accepted in black-hole mode, never read
+        self._blackhole = False
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self.port = 0
@@ -45,12 +50,20 @@ class TcpProxy:
                 client, _ = listener.accept()
             except OSError:
                 return
+            with self._lock:
+                if self._blackhole:
+                    self._swallowed.append(client)
+                    continue
             try:
                 upstream = socket.create_connection(self._target, timeout=5)
             except OSError:
                 client.close()
                 continue
             with self._lock:
+                if self._blackhole:  # switched while we connected upstream
+                    self._swallowed.append(client)
+                    upstream.close()
+                    continue
                 self._pairs.append((client, upstream))
             threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
 
@@ -82,20 +95,38 @@ class TcpProxy:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
-        with self._lock:
-            pairs, self._pairs = self._pairs, []
-        for pair in pairs:
-            for sock in pair:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                with contextlib.suppress(OSError):
-                    sock.close()
+        self._kill_open_connections()
         if self._thread is not None:
             self._thread.join(timeout=5)
 
+    def blackhole(self) -> None:
+        """Kill the open connections; accept new ones but never answer (the peer 'hangs')."""
+        with self._lock:
+            self._blackhole = True
+        self._kill_open_connections(swallowed=False)
+
     def restore(self) -> None:
-        """Listen again on the same port."""
-        self.start()
+        """Forward again: listen on the same port again, or leave black-hole mode."""
+        with self._lock:
+            self._blackhole = False
+        self._kill_open_connections(pairs=False)  # hung clients see the link drop now
+        if self._listener is None:
+            self.start()
+
+    def _kill_open_connections(self, *, pairs: bool = True, swallowed: bool = True) -> None:
+        with self._lock:
+            victims: list[socket.socket] = []
+            if pairs:
+                victims.extend(sock for pair in self._pairs for sock in pair)
+                self._pairs = []
+            if swallowed:
+                victims.extend(self._swallowed)
+                self._swallowed = []
+        for sock in victims:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                sock.close()
 
     def close(self) -> None:
         self.cut()

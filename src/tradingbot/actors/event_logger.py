@@ -32,6 +32,7 @@ from tradingbot.events.model import Event
 from tradingbot.events.policy import PersistPolicy
 from tradingbot.events.recorder import EventNotDurable, RecordEvents
 from tradingbot.events.spool import EventSpool, SpoolError
+from tradingbot.metrics import NO_EVENT_COUNTERS, EventCounters
 from tradingbot.storage import Database, StorageError, StorageUnavailable
 from tradingbot.supervision import Failure, SupervisedActor
 
@@ -82,6 +83,8 @@ class EventLoggerActor(SupervisedActor):
         hub: EventHub,
         settings: EventLoggerSettings,
         now: Callable[[], datetime] = _utcnow,
+        *,
+        metrics: EventCounters = NO_EVENT_COUNTERS,
     ) -> None:
         super().__init__()
         self._db = database
@@ -89,6 +92,7 @@ class EventLoggerActor(SupervisedActor):
         self._hub = hub
         self._settings = settings
         self._now = now
+        self._metrics = metrics
         self._buffer: list[Event] = []
         self._acks: list[Ack] = []
         self._outage = False
@@ -143,6 +147,7 @@ class EventLoggerActor(SupervisedActor):
         return None
 
     def _record(self, events: Sequence[Event], ack: Ack | None) -> None:
+        self._metrics.recorded(events)
         policy = self._settings.policy
         kept = [event for event in events if policy.persists(event)]
         if not kept:
@@ -177,6 +182,7 @@ class EventLoggerActor(SupervisedActor):
                 self._enter_outage(exc)
             else:
                 self._stored += len(batch)
+                self._metrics.stored(len(batch))
                 self._done(batch, acks)
                 return
         self._to_spool(batch, acks)
@@ -191,6 +197,7 @@ class EventLoggerActor(SupervisedActor):
             self._keep_in_memory(batch)
             return
         self._spooled += len(batch)
+        self._metrics.spooled(len(batch))
         self._done(batch, acks)
 
     def _keep_in_memory(self, batch: list[Event]) -> None:
@@ -200,6 +207,7 @@ class EventLoggerActor(SupervisedActor):
             dropped = self._buffer[:overflow]
             del self._buffer[:overflow]
             self._dropped += overflow
+            self._metrics.dropped(overflow)
             log.critical(
                 "events_dropped",
                 count=overflow,
@@ -257,6 +265,7 @@ class EventLoggerActor(SupervisedActor):
     def _commit_spool(self, done: int) -> None:
         """Drop the replayed prefix from the spool; the events are in the database now."""
         self._stored += done
+        self._metrics.stored(done)
         try:
             self._spool.commit(done)
         except (SpoolError, ValueError) as exc:

@@ -19,7 +19,11 @@ from aiohttp import web
 
 from tradingbot import __version__
 from tradingbot.runtime import Runtime
+from tradingbot.web.auth import bearer_auth
 from tradingbot.web.events import add_routes as add_event_routes
+from tradingbot.web.health import add_health_routes
+from tradingbot.web.metrics import add_metrics, http_metrics_middleware
+from tradingbot.web.openapi import add_openapi_route
 from tradingbot.web.problems import problem, problem_middleware
 
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -32,7 +36,15 @@ LAG_FAIL_S = 5.0
 
 def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> web.Application:
     """Build the app; with ``manage_runtime`` the app starts and stops the runtime."""
-    app = web.Application(middlewares=[problem_middleware])
+    # Outermost first: metrics see every final status (401s too); auth answers before any
+    # handler runs, inside the problem+json translation.
+    app = web.Application(
+        middlewares=[
+            http_metrics_middleware,
+            problem_middleware,
+            bearer_auth(runtime.config.api_token),
+        ]
+    )
     app[RUNTIME] = runtime
     app[LOOP_LAG] = [0.0]
     if manage_runtime:
@@ -41,6 +53,9 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> web.Applicat
     app.router.add_get("/api/actors", actors)
     app.router.add_get("/api/health/live", health_live)
     add_event_routes(app, RUNTIME)
+    add_metrics(app, runtime)  # GET /metrics
+    add_health_routes(app, RUNTIME)
+    add_openapi_route(app, token_required=bool(runtime.config.api_token))
     return app
 
 

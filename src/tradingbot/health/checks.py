@@ -1,0 +1,270 @@
+"""The component checks. Each is a plain callable returning checks; the health actor
+runs every one on a worker thread with its own timeout, so a hung dependency turns
+into a failed check instead of a hung endpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+
+from tradingbot.events.spool import EventSpool
+from tradingbot.health.model import FAIL, PASS, WARN, Check, Status
+from tradingbot.storage import Database, StorageError
+from tradingbot.supervision import ActorSnapshot, SupervisionTree
+
+CheckFn = Callable[[], list[Check]]
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DiskThresholds:
+    """Free space below ``warn_free_mb`` warns, below ``fail_free_mb`` fails."""
+
+    warn_free_mb: float = 1024.0
+    fail_free_mb: float = 256.0
+
+
+def database_check(database: Database, timeout_s: float) -> CheckFn:
+    """Round trip to the database: latency, or the error that stopped it."""
+
+    def check() -> list[Check]:
+        try:
+            seconds = database.ping(timeout_s)
+        except StorageError as exc:
+            return [
+                Check(
+                    component="database",
+                    measurement="responseTime",
+                    component_type="datastore",
+                    component_id=database.dialect,
+                    status=FAIL,
+                    output=str(exc),
+                )
+            ]
+        status: Status = PASS if seconds < timeout_s / 2 else WARN
+        return [
+            Check(
+                component="database",
+                measurement="responseTime",
+                component_type="datastore",
+                component_id=database.dialect,
+                status=status,
+                observed_value=round(seconds * 1000, 3),
+                observed_unit="ms",
+            )
+        ]
+
+    return check
+
+
+def database_stats_check(database: Database) -> CheckFn:
+    """Counts of trades, signals and all events (the seed's database statistics)."""
+
+    def check() -> list[Check]:
+        try:
+            summary = database.events.summary()
+        except StorageError as exc:
+            return [
+                Check(
+                    component="database",
+                    measurement="events",
+                    component_type="datastore",
+                    status=WARN,
+                    output=f"statistics unavailable: {exc}",
+                )
+            ]
+        counts = {
+            "trades": summary.by_type.get("TRADE", 0),
+            "signals": summary.by_type.get("SIGNAL", 0),
+            "events": summary.total,
+        }
+        return [
+            Check(
+                component="database",
+                measurement=name,
+                component_type="datastore",
+                status=PASS,
+                observed_value=value,
+                observed_unit="count",
+            )
+            for name, value in counts.items()
+        ]
+
+    return check
+
+
+def disk_check(paths: dict[str, Path], thresholds: DiskThresholds) -> CheckFn:
+    """Free space of the state and log folders."""
+
+    def check() -> list[Check]:
+        checks = []
+        for name, path in paths.items():
+            try:
+                free_mb = shutil.disk_usage(path).free / MIB
+            except OSError as exc:
+                checks.append(
+                    Check(
+                        component="disk",
+                        measurement="freeSpace",
+                        component_type="system",
+                        component_id=name,
+                        status=FAIL,
+                        output=f"{path}: {exc.strerror or exc}",
+                    )
+                )
+                continue
+            status: Status = PASS
+            output = None
+            if free_mb < thresholds.fail_free_mb:
+                status = FAIL
+                output = f"{path}: less than {thresholds.fail_free_mb:.10g} MiB free"
+            elif free_mb < thresholds.warn_free_mb:
+                status = WARN
+                output = f"{path}: less than {thresholds.warn_free_mb:.10g} MiB free"
+            checks.append(
+                Check(
+                    component="disk",
+                    measurement="freeSpace",
+                    component_type="system",
+                    component_id=name,
+                    status=status,
+                    observed_value=round(free_mb, 1),
+                    observed_unit="MiB",
+                    output=output,
+                )
+            )
+        return checks
+
+    return check
+
+
+def supervision_check(tree: SupervisionTree) -> CheckFn:
+    """The tree: fail on a stuck critical actor or an ended tree, warn on anything not running."""
+
+    def check() -> list[Check]:
+        snapshot = tree.snapshot()
+        nodes = snapshot.walk()
+        # A node never started yet is starting (the health actor's first report is
+        # taken while the tree is still coming up), not a problem.
+        problems = [
+            node
+            for node in nodes
+            if node.status != "running" and not (node.status == "stopped" and not node.started_at)
+        ]
+        running = len(nodes) - len(problems)
+        stuck_critical = [n.id for n in problems if n.status == "unresponsive" and n.critical]
+        status: Status = PASS
+        if tree.exit is not None or stuck_critical:
+            status = FAIL
+        elif problems:
+            status = WARN
+        output = "; ".join(_describe(node) for node in problems) or None
+        if tree.exit is not None:
+            output = f"tree ended: {tree.exit.reason}"
+        return [
+            Check(
+                component="supervision",
+                measurement="actors",
+                component_type="component",
+                status=status,
+                observed_value=running,
+                observed_unit="running",
+                output=output,
+            )
+        ]
+
+    return check
+
+
+def _describe(node: ActorSnapshot) -> str:
+    text = f"{node.id} is {node.status}"
+    if node.last_failure is not None and node.status == "restarting":
+        text += f" ({node.last_failure.summary()})"
+    return text
+
+
+def spool_check(spool: EventSpool) -> CheckFn:
+    """Events waiting in the spool for the database: a degraded, not failed, state."""
+
+    def check() -> list[Check]:
+        depth = spool.depth()
+        oldest = spool.oldest()
+        age = 0.0 if oldest is None else (datetime.now(UTC) - oldest).total_seconds()
+        status: Status = WARN if depth else PASS
+        output = f"{depth} events spooled while the database is unavailable" if depth else None
+        return [
+            Check(
+                component="events",
+                measurement="spoolDepth",
+                component_type="component",
+                status=status,
+                observed_value=depth,
+                observed_unit="events",
+                output=output,
+            ),
+            Check(
+                component="events",
+                measurement="spoolOldestAge",
+                component_type="component",
+                status=status,
+                observed_value=round(max(0.0, age), 3),
+                observed_unit="s",
+            ),
+        ]
+
+    return check
+
+
+def not_configured_check(component: str, measurement: str, what: str) -> CheckFn:
+    """A component this version does not run yet: reported, not failed."""
+
+    def check() -> list[Check]:
+        return [
+            Check(
+                component=component,
+                measurement=measurement,
+                component_type="component",
+                status=PASS,
+                output=f"not configured: {what}",
+            )
+        ]
+
+    return check
+
+
+def process_check(started_monotonic: float) -> CheckFn:
+    """CPU, memory, threads, open file descriptors and uptime of this process."""
+    process = psutil.Process(os.getpid())
+    process.cpu_percent(None)  # prime: the next call measures since now
+
+    def check() -> list[Check]:
+        with process.oneshot():
+            values = [
+                ("cpu", round(process.cpu_percent(None), 1), "percent"),
+                ("memory", process.memory_info().rss, "bytes"),
+                ("threads", process.num_threads(), "count"),
+                ("openFiles", process.num_fds(), "count"),
+            ]
+        values.append(("uptime", round(time.monotonic() - started_monotonic, 3), "s"))
+        return [
+            Check(
+                component="process",
+                measurement=name,
+                component_type="system",
+                component_id=str(process.pid),
+                status=PASS,
+                observed_value=value,
+                observed_unit=unit,
+            )
+            for name, value, unit in values
+        ]
+
+    return check

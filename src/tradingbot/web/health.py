@@ -1,0 +1,111 @@
+"""The ``/api/health`` family, in ``application/health+json``.
+
+Handlers only read the health actor's cached report (:class:`HealthState`): no database
+query, no actor round trip, so any number of requests costs no more than JSON encoding.
+``fail`` answers 503, ``pass`` and ``warn`` 200; always ``Cache-Control: no-store``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tradingbot import __version__
+from tradingbot.health import CONTENT_TYPE, FAIL, Check, health_body
+from tradingbot.runtime import Runtime
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+# Endpoint -> (description, components included; None = all). The summary leaves out
+# the informational process metrics and database statistics that /detailed shows.
+_VIEWS: dict[str, tuple[str, frozenset[str] | None]] = {
+    "": (
+        "trading-bot health",
+        frozenset({"database", "supervision", "disk", "events", "broker", "scheduler"}),
+    ),
+    "detailed": ("trading-bot health, with process metrics and database statistics", None),
+    "database": ("trading-bot database", frozenset({"database"})),
+    "broker": ("trading-bot broker connection", frozenset({"broker"})),
+    "scheduler": ("trading-bot scheduler", frozenset({"scheduler"})),
+    "disk": ("trading-bot disk space", frozenset({"disk"})),
+    "ready": (
+        "trading-bot readiness: critical dependencies",
+        frozenset({"database", "supervision"}),
+    ),
+}
+# Left out of the summary: the statistics, and the failure the health actor reports in
+# their place (keyed by the check, "database:statistics") when their query hangs or raises.
+_SUMMARY_ONLY = {"database:trades", "database:signals", "database:events", "database:statistics"}
+
+
+def add_health_routes(app: web.Application, runtime_key: web.AppKey[Runtime]) -> None:
+    """Register every ``/api/health/*`` view except ``live`` (see app.py)."""
+    for name in _VIEWS:
+        path = "/api/health" + (f"/{name}" if name else "")
+        app.router.add_get(path, _view(name, runtime_key))
+
+
+def _view(name: str, runtime_key: web.AppKey[Runtime]) -> Handler:
+    description, components = _VIEWS[name]
+
+    async def handler(request: web.Request) -> web.Response:
+        runtime = request.app[runtime_key]
+        state = runtime.health
+        report = state.latest()
+        if report is None:
+            body = health_body(
+                [],
+                description=description,
+                release_id=__version__,
+                service_id=runtime.run_id,
+                status=FAIL,
+                output="health checks have not run yet",
+            )
+            return _respond(body)
+        checks = report.select(components)
+        if name == "":
+            checks = [c for c in checks if c.key not in _SUMMARY_ONLY]
+        if name == "ready":
+            checks = [c for c in checks if c.key in ("database:responseTime", "supervision:actors")]
+        age = state.age_s(report)
+        output = None
+        status = None
+        if age > state.stale_after_s:
+            status = FAIL
+            output = f"health checks are stale: last refresh {age:.0f} s ago"
+            checks = [*checks, _stale_check(age)]
+        body = health_body(
+            checks,
+            description=description,
+            release_id=__version__,
+            service_id=runtime.run_id,
+            output=output,
+            status=status,
+        )
+        return _respond(body)
+
+    handler.__name__ = f"health_{name or 'summary'}"
+    return handler
+
+
+def _stale_check(age: float) -> Check:
+    return Check(
+        component="health",
+        measurement="age",
+        status=FAIL,
+        observed_value=round(age, 3),
+        observed_unit="s",
+        output="the health actor is not refreshing",
+    )
+
+
+def _respond(body: dict[str, Any]) -> web.Response:
+    return web.Response(
+        status=503 if body["status"] == FAIL else 200,
+        body=orjson.dumps(body),
+        content_type=CONTENT_TYPE,
+        headers={"Cache-Control": "no-store"},
+    )

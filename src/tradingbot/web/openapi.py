@@ -1,0 +1,665 @@
+"""``GET /api/openapi.json``: the OpenAPI 3.1 description of every endpoint served.
+
+The document is plain data built once at import, from the same constants the handlers
+use (limits, enums, patterns), and encoded once: serving it costs a dict lookup.
+
+It comes in two variants that differ only in ``security``: with ``TRADINGBOT_API_TOKEN``
+set, every operation except ``/api/health/live`` requires ``Authorization: Bearer`` and
+documents its 401 answer; without a token nothing is required and no 401 is listed. The
+app serves the variant that matches its configuration, so the contract a client reads
+is the one the server enforces.
+
+``tests/web/test_web_openapi.py`` checks that the document is valid OpenAPI 3.1 and
+that it describes exactly the routes the app registers; ``test_web_schemathesis.py``
+fuzzes a real server against it.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Final
+
+import orjson
+from aiohttp import web
+
+from tradingbot import __version__
+from tradingbot.events.model import MAX_ID_CHARS, MAX_MESSAGE_CHARS, Severity
+from tradingbot.health.model import CONTENT_TYPE as HEALTH_JSON
+from tradingbot.storage.event_query import MAX_TYPES
+from tradingbot.supervision.handle import RESTARTING, RUNNING, STOPPED, UNRESPONSIVE
+from tradingbot.supervision.spec import Kind, Restart
+from tradingbot.web.auth import OPEN_METHODS, OPEN_PATHS
+from tradingbot.web.events import DEFAULT_LIMIT, MAX_LIMIT
+from tradingbot.web.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from tradingbot.web.problems import PROBLEM_JSON
+
+OPENAPI_PATH: Final = "/api/openapi.json"
+BEARER_SCHEME: Final = "bearerAuth"
+
+JSON: Final = "application/json"
+_TEXT: Final = METRICS_CONTENT_TYPE.split(";", 1)[0]
+_SEVERITIES: Final = [member.name for member in Severity]
+_HEALTH_STATUSES: Final = ["pass", "warn", "fail"]
+# The type filter upper-cases each item before checking it against the event type rule.
+_TYPE_ITEM: Final = "^[A-Za-z][A-Za-z0-9_]{0,31}$"
+_CURSOR: Final = "^[A-Za-z0-9_-]{55}$"  # base64url, no padding, of 41 bytes (cursor.py)
+
+Json = dict[str, Any]
+
+
+def _ref(kind: str, name: str) -> Json:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def _schema(name: str) -> Json:
+    return _ref("schemas", name)
+
+
+def _nullable(schema: Json) -> Json:
+    """``schema`` or null (JSON Schema 2020-12: ``type`` as a list)."""
+    nullable = dict(schema)
+    nullable["type"] = [schema["type"], "null"]
+    return nullable
+
+
+def _content(media_type: str, schema: Json) -> Json:
+    return {media_type: {"schema": schema}}
+
+
+def _problem_response(
+    description: str, schema: str = "Problem", *, headers: Json | None = None
+) -> Json:
+    return {
+        "description": description,
+        "headers": {"Cache-Control": _ref("headers", "NoStore"), **(headers or {})},
+        "content": _content(PROBLEM_JSON, _schema(schema)),
+    }
+
+
+# -- schemas --------------------------------------------------------------------------------
+
+_DATE_TIME: Final[Json] = {"type": "string", "format": "date-time"}
+_ID: Final[Json] = {"type": "string", "maxLength": MAX_ID_CHARS}
+_COUNT: Final[Json] = {"type": "integer", "minimum": 0}
+
+_SCHEMAS: Final[Json] = {
+    "Problem": {
+        "description": "RFC 9457 problem details; never a traceback.",
+        "type": "object",
+        "required": ["type", "title", "status", "detail"],
+        "properties": {
+            "type": {"type": "string", "format": "uri-reference", "examples": ["about:blank"]},
+            "title": {"type": "string", "description": "The HTTP reason phrase."},
+            "status": {"type": "integer", "minimum": 400, "maximum": 599},
+            "detail": {"type": "string"},
+            "invalid_params": {"type": "array", "items": _schema("InvalidParam")},
+        },
+    },
+    "InvalidParamsProblem": {
+        "description": "A 400 naming every rejected query parameter at once.",
+        "allOf": [
+            _schema("Problem"),
+            {
+                "type": "object",
+                "required": ["invalid_params"],
+                "properties": {
+                    "status": {"const": 400},
+                    "invalid_params": {"minItems": 1},
+                },
+            },
+        ],
+    },
+    "InvalidParam": {
+        "type": "object",
+        "required": ["name", "reason"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string", "description": "The query parameter's name."},
+            "reason": {"type": "string"},
+        },
+    },
+    "Severity": {"type": "string", "enum": _SEVERITIES},
+    "EventType": {
+        "type": "string",
+        "pattern": "^[A-Z][A-Z0-9_]{0,31}$",
+        "description": "TRADE, SIGNAL, ORDER, RISK, SYSTEM, or a strategy's own type.",
+    },
+    "Event": {
+        "type": "object",
+        "required": [
+            "id",
+            "timestamp",
+            "type",
+            "severity",
+            "message",
+            "source",
+            "strategy_id",
+            "trade_id",
+            "user_id",
+            "context",
+        ],
+        "additionalProperties": False,
+        "properties": {
+            "id": {"type": "string", "format": "uuid"},
+            "timestamp": {**_DATE_TIME, "description": "UTC."},
+            "type": _schema("EventType"),
+            "severity": _schema("Severity"),
+            "message": {"type": "string", "maxLength": MAX_MESSAGE_CHARS},
+            "source": {**_ID, "description": "The recording actor, or empty."},
+            "strategy_id": _nullable(_ID),
+            "trade_id": _nullable(_ID),
+            "user_id": _nullable(_ID),
+            "context": {"type": "object", "description": "Free-form JSON; secrets redacted."},
+        },
+    },
+    "EventPage": {
+        "type": "object",
+        "required": ["events", "next_cursor"],
+        "additionalProperties": False,
+        "properties": {
+            "events": {
+                "type": "array",
+                "items": _schema("Event"),
+                "maxItems": MAX_LIMIT,
+                "description": "Newest first.",
+            },
+            "next_cursor": {
+                "type": ["string", "null"],
+                "pattern": _CURSOR,
+                "description": "Pass as `cursor` (with the same filters) for the next page;"
+                " null on the last page.",
+            },
+        },
+    },
+    "EventSummary": {
+        "type": "object",
+        "required": ["since", "until", "total", "by_type", "by_severity"],
+        "additionalProperties": False,
+        "properties": {
+            "since": _nullable(_DATE_TIME),
+            "until": _nullable(_DATE_TIME),
+            "total": _COUNT,
+            "by_type": {
+                "type": "object",
+                "description": "The types present in the range, sorted.",
+                "propertyNames": _schema("EventType"),
+                "additionalProperties": _COUNT,
+            },
+            "by_severity": {
+                "type": "object",
+                "description": "Every severity, 0 for the absent ones.",
+                "required": _SEVERITIES,
+                "additionalProperties": False,
+                "properties": dict.fromkeys(_SEVERITIES, _COUNT),
+            },
+        },
+    },
+    "ActorNode": {
+        "description": "One node of the supervision tree; `children` nest recursively.",
+        "type": "object",
+        "required": [
+            "id",
+            "kind",
+            "status",
+            "restarts",
+            "restart_type",
+            "critical",
+            "started_at",
+            "mailbox",
+            "dropped_messages",
+            "last_failure",
+            "details",
+            "children",
+        ],
+        "additionalProperties": False,
+        "properties": {
+            "id": {"type": "string", "minLength": 1},
+            "kind": {"type": "string", "enum": [kind.value for kind in Kind]},
+            "status": {"type": "string", "enum": [RUNNING, RESTARTING, STOPPED, UNRESPONSIVE]},
+            "restarts": _COUNT,
+            "restart_type": {"type": "string", "enum": [restart.value for restart in Restart]},
+            "critical": {"type": "boolean"},
+            "started_at": _nullable(_DATE_TIME),
+            "mailbox": {**_COUNT, "description": "Messages waiting in the actor's inbox."},
+            "dropped_messages": _COUNT,
+            "last_failure": {"oneOf": [{"type": "null"}, _schema("ActorFailure")]},
+            "details": {
+                "type": "object",
+                "description": "What the actor publishes about itself, e.g. the event"
+                " logger's `mode`, `spool_depth` and `spool_oldest`.",
+            },
+            "children": {"type": "array", "items": _schema("ActorNode")},
+        },
+    },
+    "ActorFailure": {
+        "type": "object",
+        "required": ["type", "message", "traceback"],
+        "additionalProperties": False,
+        "properties": {
+            "type": {"type": "string", "description": "The exception's class name."},
+            "message": {"type": "string"},
+            "traceback": {"type": "string"},
+        },
+    },
+    "Health": {
+        "description": "draft-inadarei-api-health-check; `status` is the worst of the checks.",
+        "type": "object",
+        "required": ["status", "version", "releaseId", "serviceId", "description", "checks"],
+        "additionalProperties": False,
+        "properties": {
+            "status": {"type": "string", "enum": _HEALTH_STATUSES},
+            "version": {"type": "string", "description": "Version of this format: 1."},
+            "releaseId": {"type": "string", "description": "The trading-bot release."},
+            "serviceId": {"type": "string", "description": "This run's id."},
+            "description": {"type": "string"},
+            "output": {"type": "string", "minLength": 1},
+            "checks": {
+                "type": "object",
+                "description": "Keyed `component:measurement`, e.g. `database:responseTime`.",
+                "propertyNames": {"pattern": "^[^:]+:[^:]+$"},
+                "additionalProperties": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": _schema("HealthCheck"),
+                },
+            },
+        },
+    },
+    "HealthCheck": {
+        "type": "object",
+        "required": ["componentType", "status", "time"],
+        "additionalProperties": False,
+        "properties": {
+            "componentId": {"type": "string"},
+            "componentType": {
+                "type": "string",
+                "examples": ["component", "datastore", "system"],
+            },
+            "observedValue": {
+                "type": ["number", "string", "boolean", "object", "array"],
+                "description": "Absent when nothing was measured.",
+            },
+            "observedUnit": {"type": "string"},
+            "status": {"type": "string", "enum": _HEALTH_STATUSES},
+            "time": _DATE_TIME,
+            "output": {"type": "string", "minLength": 1},
+            "affectedEndpoints": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "OpenApiDocument": {
+        "type": "object",
+        "required": ["openapi", "info", "paths"],
+        "properties": {
+            "openapi": {"type": "string", "pattern": "^3\\.1\\.[0-9]+$"},
+            "info": {"type": "object"},
+            "paths": {"type": "object"},
+        },
+    },
+}
+
+# -- parameters -----------------------------------------------------------------------------
+
+_NON_BLANK_ID: Final[Json] = {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS}
+
+
+def _query(name: str, description: str, schema: Json, **extra: Any) -> Json:
+    return {"name": name, "in": "query", "description": description, "schema": schema, **extra}
+
+
+_PARAMETERS: Final[Json] = {
+    "type": _query(
+        "type",
+        "Only these event types (case-insensitive), repeated (`type=TRADE&type=ORDER`) or"
+        f" comma-separated (`type=TRADE,ORDER`); at most {MAX_TYPES} distinct types.",
+        {"type": "array", "items": {"type": "string", "pattern": _TYPE_ITEM}},
+        style="form",
+        explode=True,
+    ),
+    "severity": _query(
+        "severity",
+        "Minimum severity (case-insensitive): `WARNING` returns WARNING, ERROR and CRITICAL.",
+        _schema("Severity"),
+    ),
+    "since": _query(
+        "since",
+        "Inclusive lower bound: ISO 8601 with a timezone (`2024-05-01T12:00:00Z`; encode"
+        " a `+` offset as `%2B`). Must be before `until`.",
+        _DATE_TIME,
+    ),
+    "until": _query("until", "Exclusive upper bound: ISO 8601 with a timezone.", _DATE_TIME),
+    "strategy_id": _query(
+        "strategy_id", "Exact match (not blank).", {**_NON_BLANK_ID, "pattern": "\\S"}
+    ),
+    "trade_id": _query("trade_id", "Exact match (not blank).", {**_NON_BLANK_ID, "pattern": "\\S"}),
+    "limit": _query(
+        "limit",
+        "Page size.",
+        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+    ),
+    "cursor": _query(
+        "cursor",
+        "The `next_cursor` of the previous page, with the same filters.",
+        {"type": "string", "pattern": _CURSOR},
+    ),
+}
+_FILTERS: Final = ["type", "severity", "strategy_id", "trade_id"]
+
+# -- responses ------------------------------------------------------------------------------
+
+_HEADERS: Final[Json] = {
+    "NoStore": {
+        "description": "Every answer is computed fresh: `no-store`.",
+        "required": True,
+        "schema": {"type": "string", "const": "no-store"},
+    },
+}
+
+_RESPONSES: Final[Json] = {
+    "InvalidParams": _problem_response(
+        "A query parameter is unknown, repeated, empty or malformed; `invalid_params` names"
+        " each one.",
+        "InvalidParamsProblem",
+    ),
+    "Unauthorized": _problem_response(
+        "The bearer token is missing, malformed or wrong.",
+        headers={
+            "WWW-Authenticate": {
+                "description": '`Bearer realm="trading-bot"`, with `error="invalid_token"`'
+                " when a token was given but is wrong.",
+                "required": True,
+                "schema": {"type": "string", "pattern": "^Bearer realm="},
+            }
+        },
+    ),
+    "DatabaseUnavailable": _problem_response("The database is unavailable; retry later."),
+    # Not referenced by an operation (no path has parameters, every operation is a GET):
+    # the answers to a request outside the documented operations, for reference.
+    "NotFound": _problem_response("No such endpoint (with a token configured: 401 first)."),
+    "MethodNotAllowed": _problem_response(
+        "The path exists but not with this method.",
+        headers={
+            "Allow": {
+                "description": "The methods the path supports, e.g. `GET,HEAD`.",
+                "required": True,
+                "schema": {"type": "string"},
+            }
+        },
+    ),
+    "HealthPass": {
+        "description": "`pass` or `warn`.",
+        "headers": {"Cache-Control": _ref("headers", "NoStore")},
+        "content": _content(
+            HEALTH_JSON,
+            {
+                "allOf": [
+                    _schema("Health"),
+                    {"properties": {"status": {"enum": ["pass", "warn"]}}},
+                ]
+            },
+        ),
+    },
+    "HealthFail": {
+        "description": "`fail` (also when the checks have not run yet or are stale).",
+        "headers": {"Cache-Control": _ref("headers", "NoStore")},
+        "content": _content(
+            HEALTH_JSON,
+            {"allOf": [_schema("Health"), {"properties": {"status": {"const": "fail"}}}]},
+        ),
+    },
+}
+
+
+def _health_operation(path: str, summary: str, description: str) -> tuple[str, Json]:
+    name = path.removeprefix("/api/health").strip("/") or "summary"
+    return path, {
+        "get": {
+            "tags": ["health"],
+            "operationId": f"health{name.title()}",
+            "summary": summary,
+            "description": description,
+            "responses": {
+                "200": _ref("responses", "HealthPass"),
+                "503": _ref("responses", "HealthFail"),
+            },
+        }
+    }
+
+
+_HEALTH_PATHS: Final = dict(
+    [
+        _health_operation(
+            "/api/health",
+            "Overall health",
+            "Database, supervision tree, disk, event spool, broker and scheduler, from the"
+            " health actor's cached report (never a query per request).",
+        ),
+        _health_operation(
+            "/api/health/detailed",
+            "Every check",
+            "All checks, with process metrics and database statistics.",
+        ),
+        _health_operation("/api/health/database", "Database", "Round trip and latency."),
+        _health_operation("/api/health/broker", "Broker", "Connection to the gateway."),
+        _health_operation("/api/health/scheduler", "Scheduler", "Runs and outcomes."),
+        _health_operation("/api/health/disk", "Disk", "Free space of the home and log folders."),
+        _health_operation(
+            "/api/health/ready",
+            "Readiness",
+            "Critical dependencies only: the database and the supervision tree.",
+        ),
+        _health_operation(
+            "/api/health/live",
+            "Liveness",
+            "The process and its event loop only, never a dependency. Needs no token.",
+        ),
+    ]
+)
+
+
+def _header(name: str, schema: Json, description: str) -> Json:
+    return {
+        "name": name,
+        "in": "header",
+        "required": True,
+        "schema": schema,
+        "description": description,
+    }
+
+
+# The RFC 6455 handshake; without an upgrade request the endpoint answers 426.
+_WEBSOCKET_HEADERS: Final = [
+    _header("Upgrade", {"type": "string", "const": "websocket"}, "The upgrade request."),
+    _header(
+        "Connection",
+        {"type": "string", "pattern": "[Uu][Pp][Gg][Rr][Aa][Dd][Ee]"},
+        "Contains `Upgrade`.",
+    ),
+    _header("Sec-WebSocket-Key", {"type": "string"}, "Base64 of 16 random bytes."),
+    _header("Sec-WebSocket-Version", {"type": "string", "const": "13"}, "13."),
+]
+
+_PATHS: Final[Json] = {
+    **_HEALTH_PATHS,
+    "/api/events": {
+        "get": {
+            "tags": ["events"],
+            "operationId": "listEvents",
+            "summary": "Stored events, newest first",
+            "description": "Keyset pagination: following `next_cursor` returns every event of"
+            " the walk exactly once. Any other query parameter is rejected (400).",
+            "parameters": [
+                _ref("parameters", name) for name in (*_FILTERS, "since", "until", "limit")
+            ]
+            + [_ref("parameters", "cursor")],
+            "responses": {
+                "200": {
+                    "description": "One page.",
+                    "headers": {"Cache-Control": _ref("headers", "NoStore")},
+                    "content": _content(JSON, _schema("EventPage")),
+                },
+                "400": _ref("responses", "InvalidParams"),
+                "503": _ref("responses", "DatabaseUnavailable"),
+            },
+        }
+    },
+    "/api/events/summary": {
+        "get": {
+            "tags": ["events"],
+            "operationId": "summarizeEvents",
+            "summary": "Counts by type and by severity",
+            "parameters": [_ref("parameters", "since"), _ref("parameters", "until")],
+            "responses": {
+                "200": {
+                    "description": "The counts over `[since, until)`.",
+                    "headers": {"Cache-Control": _ref("headers", "NoStore")},
+                    "content": _content(JSON, _schema("EventSummary")),
+                },
+                "400": _ref("responses", "InvalidParams"),
+                "503": _ref("responses", "DatabaseUnavailable"),
+            },
+        }
+    },
+    "/api/events/stream": {
+        "get": {
+            "tags": ["events"],
+            "operationId": "streamEvents",
+            "summary": "Live tail (WebSocket)",
+            "description": "A WebSocket: after the handshake the server sends one JSON text"
+            " message per newly stored event (an `Event`, see `x-websocket-message`) and"
+            " ignores what the client sends. A client that falls too far behind is closed"
+            " with 1008 (slow consumer); server shutdown closes with 1001. `since`, `until`,"
+            " `limit` and `cursor` are rejected: the stream sends new events only.",
+            "x-websocket-message": _schema("Event"),
+            "parameters": [
+                *(_ref("parameters", name) for name in _FILTERS),
+                *_WEBSOCKET_HEADERS,
+            ],
+            "responses": {
+                "101": {"description": "Switching to the WebSocket protocol."},
+                "400": _problem_response(
+                    "A filter is invalid (`invalid_params` names it), or the WebSocket"
+                    " handshake is malformed."
+                ),
+                "426": _problem_response(
+                    "Not a WebSocket upgrade request.",
+                    headers={
+                        "Upgrade": {
+                            "required": True,
+                            "schema": {"type": "string", "const": "websocket"},
+                        }
+                    },
+                ),
+            },
+        }
+    },
+    "/api/actors": {
+        "get": {
+            "tags": ["actors"],
+            "operationId": "getActors",
+            "summary": "The supervision tree",
+            "responses": {
+                "200": {
+                    "description": "The root supervisor, its children nested.",
+                    "headers": {"Cache-Control": _ref("headers", "NoStore")},
+                    "content": _content(JSON, _schema("ActorNode")),
+                },
+                "503": _problem_response("The supervision tree is not running."),
+            },
+        }
+    },
+    "/metrics": {
+        "get": {
+            "tags": ["metrics"],
+            "operationId": "getMetrics",
+            "summary": "Prometheus metrics",
+            "description": "Text exposition format 0.0.4: process, HTTP request durations by"
+            " route, events recorded, actor restarts, spool and outbox depth.",
+            "responses": {
+                "200": {
+                    "description": "The exposition.",
+                    "headers": {"Cache-Control": _ref("headers", "NoStore")},
+                    "content": _content(_TEXT, {"type": "string"}),
+                },
+            },
+        }
+    },
+    OPENAPI_PATH: {
+        "get": {
+            "tags": ["meta"],
+            "operationId": "getOpenApi",
+            "summary": "This document",
+            "responses": {
+                "200": {
+                    "description": "The OpenAPI 3.1 description of this server.",
+                    "content": _content(JSON, _schema("OpenApiDocument")),
+                },
+            },
+        }
+    },
+}
+
+
+def build_document(*, token_required: bool) -> Json:
+    """The whole document; with ``token_required``, bearer auth and 401s are documented."""
+    document: Json = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "trading-bot",
+            "version": __version__,
+            "description": "The operations API of trading-bot: health, events, the"
+            " supervision tree and metrics. Errors are `application/problem+json`"
+            " (RFC 9457) and never carry a traceback: an unknown path answers 404 and a method"
+            " a path does not support 405 with `Allow` (components `NotFound` and"
+            " `MethodNotAllowed`). Any undocumented query parameter is rejected with 400.",
+        },
+        "servers": [{"url": "/"}],
+        "tags": [
+            {"name": "health", "description": "`application/health+json`; 503 on `fail`."},
+            {"name": "events", "description": "What the bot did."},
+            {"name": "actors", "description": "The supervision tree."},
+            {"name": "metrics", "description": "Prometheus."},
+            {"name": "meta", "description": "This description."},
+        ],
+        "paths": copy.deepcopy(_PATHS),
+        "components": {
+            "schemas": copy.deepcopy(_SCHEMAS),
+            "parameters": copy.deepcopy(_PARAMETERS),
+            "responses": copy.deepcopy(_RESPONSES),
+            "headers": copy.deepcopy(_HEADERS),
+        },
+    }
+    if token_required:
+        document["components"]["securitySchemes"] = {
+            BEARER_SCHEME: {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "The value of `TRADINGBOT_API_TOKEN`.",
+            }
+        }
+        document["security"] = [{BEARER_SCHEME: []}]
+        for path, operations in document["paths"].items():
+            for method, operation in operations.items():
+                if path in OPEN_PATHS and method.upper() in OPEN_METHODS:
+                    operation["security"] = []
+                else:
+                    operation["responses"]["401"] = _ref("responses", "Unauthorized")
+    else:
+        del document["components"]["responses"]["Unauthorized"]
+    return document
+
+
+_ENCODED: Final = {
+    secured: orjson.dumps(build_document(token_required=secured)) for secured in (False, True)
+}
+_TOKEN_REQUIRED = web.AppKey("openapi_token_required", bool)
+
+
+def add_openapi_route(app: web.Application, *, token_required: bool) -> None:
+    """Register ``GET /api/openapi.json`` serving the variant for this configuration."""
+    app[_TOKEN_REQUIRED] = token_required
+    app.router.add_get(OPENAPI_PATH, openapi_json)
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    """``GET /api/openapi.json``: this server's OpenAPI 3.1 document."""
+    return web.Response(body=_ENCODED[request.app[_TOKEN_REQUIRED]], content_type=JSON)
