@@ -147,6 +147,16 @@ BAD_VALUES = [
     ("DATABASE_URL", "mysql://u@h/db", "TRADINGBOT_DATABASE_URL"),
     ("DATABASE_URL", "postgresql+asyncpg://u@h/db", "TRADINGBOT_DATABASE_URL"),
     ("DATABASE_URL", "trading-bot.db", "TRADINGBOT_DATABASE_URL"),
+    ("EVENTS_PERSIST_TYPES", "TRADE,not a type", "TRADINGBOT_EVENTS_PERSIST_TYPES"),
+    ("EVENTS_MIN_SEVERITY", "LOUD", "TRADINGBOT_EVENTS_MIN_SEVERITY"),
+    ("EVENT_RETENTION_DAYS", "0", "TRADINGBOT_EVENT_RETENTION_DAYS"),
+    ("EVENTS_BATCH_SIZE", "0", "TRADINGBOT_EVENTS_BATCH_SIZE"),
+    ("EVENTS_BATCH_SIZE", "20000", "TRADINGBOT_EVENTS_BATCH_SIZE"),
+    ("EVENTS_FLUSH_INTERVAL_S", "never", "TRADINGBOT_EVENTS_FLUSH_INTERVAL_S"),
+    ("HEALTH_INTERVAL_S", "0", "TRADINGBOT_HEALTH_INTERVAL_S"),
+    ("HEALTH_CHECK_TIMEOUT_S", "-1", "TRADINGBOT_HEALTH_CHECK_TIMEOUT_S"),
+    ("DISK_WARN_FREE_MB", "lots", "TRADINGBOT_DISK_WARN_FREE_MB"),
+    ("DISK_FAIL_FREE_MB", "5000", "TRADINGBOT_DISK_FAIL_FREE_MB"),  # above the 1024 warn
 ]
 
 
@@ -277,3 +287,9 @@ def test_default_home_follows_the_given_environment(tmp_path: Path) -> None:
     config = load_config({"XDG_STATE_HOME": str(tmp_path / "state")})
     assert config.home == tmp_path / "state" / "trading-bot"
     assert config.home.stat().st_mode & 0o777 == 0o700
+
+
+def test_persisted_event_types_are_normalised(home: Path) -> None:
+    """A lower-case, spaced list of event types is read as upper-case identifiers."""
+    config = load_config(environ=env_with(home, EVENTS_PERSIST_TYPES=" trade, my_signal "))
+    assert config.events_persist_types == ("TRADE", "MY_SIGNAL")
