@@ -28,6 +28,11 @@ def _parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", metavar="DB_COMMAND", required=True)
     db_commands.add_parser("upgrade", help="apply the database migrations (idempotent)")
+    from tradingbot.gateway import add_arguments as add_gateway_arguments
+
+    add_gateway_arguments(
+        commands.add_parser("gateway-sim", help="run the TWS-protocol gateway simulator")
+    )
     shell = commands.add_parser("shell", help="talk to the running process (control socket)")
     shell.add_argument("-c", dest="shell_command", metavar="COMMAND", help="run one command")
     shell.add_argument("--json", action="store_true", help="print results as JSON")
@@ -37,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     args = _parser().parse_args(argv)
+    if args.command == "gateway-sim":  # needs no bot configuration
+        return _gateway_sim(args)
     try:
         config = load_config(prepare_home=args.command != "shell")
     except ConfigError as exc:
@@ -61,6 +68,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 stderr=sys.stderr,
             )
     raise AssertionError(args.command)  # argparse allows nothing else
+
+
+def _gateway_sim(args: argparse.Namespace) -> int:
+    from tradingbot.gateway import run_command
+    from tradingbot.logconfig import configure_logging
+
+    configure_logging(level="INFO")
+    return run_command(args)
 
 
 def _run(config: Config) -> int:
