@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from tradingbot import __version__
 from tradingbot.runtime import Runtime
@@ -38,13 +39,10 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> web.Applicat
     """Build the app; with ``manage_runtime`` the app starts and stops the runtime."""
     # Outermost first: metrics see every final status (401s too); auth answers before any
     # handler runs, inside the problem+json translation.
-    app = web.Application(
-        middlewares=[
-            http_metrics_middleware,
-            problem_middleware,
-            bearer_auth(runtime.config.api_token),
-        ]
-    )
+    middlewares: list[Middleware] = [http_metrics_middleware, problem_middleware]
+    if runtime.config.api_token:  # without a token the API is open: no per-request layer
+        middlewares.append(bearer_auth(runtime.config.api_token))
+    app = web.Application(middlewares=middlewares)
     app[RUNTIME] = runtime
     app[LOOP_LAG] = [0.0]
     if manage_runtime:
@@ -98,13 +96,17 @@ async def actors(request: web.Request) -> web.Response:
     return _json(tree.snapshot().to_dict())
 
 
+_PID = str(os.getpid())
+
+
 async def health_live(request: web.Request) -> web.Response:
     """``GET /api/health/live``: the process and its event loop only, never dependencies."""
     runtime = request.app[RUNTIME]
     lag = request.app[LOOP_LAG][0]
     status = "pass" if lag < LAG_WARN_S else "warn" if lag < LAG_FAIL_S else "fail"
-    now = datetime.now(UTC).isoformat()
-    uptime = (datetime.now(UTC) - runtime.started_at).total_seconds()
+    moment = datetime.now(UTC)
+    now = moment.isoformat()
+    uptime = (moment - runtime.started_at).total_seconds()
     body = {
         "status": status,
         "version": "1",
@@ -124,7 +126,7 @@ async def health_live(request: web.Request) -> web.Response:
             "process:uptime": [
                 {
                     "componentType": "system",
-                    "componentId": str(os.getpid()),
+                    "componentId": _PID,
                     "observedValue": round(uptime, 3),
                     "observedUnit": "s",
                     "status": "pass",

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
@@ -54,12 +55,18 @@ class HttpMetrics:
             buckets=DURATION_BUCKETS_S,
             registry=registry,
         )
+        # Bounded: methods are a fixed set, routes the app's own, statuses few.
+        self._children: dict[tuple[str, str, int], Any] = {}
 
     def observe(self, request: web.Request, status: int, seconds: float) -> None:
         method = request.method if request.method in METHODS else OTHER_METHOD
-        self.request_duration.labels(
-            method=method, route=route_label(request), status=str(status)
-        ).observe(seconds)
+        key = (method, route_label(request), status)
+        child = self._children.get(key)
+        if child is None:  # labels() costs a few µs per request; the set of keys is small
+            child = self._children[key] = self.request_duration.labels(
+                method=method, route=key[1], status=str(status)
+            )
+        child.observe(seconds)
 
 
 METRICS_REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
