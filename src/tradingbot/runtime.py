@@ -11,14 +11,17 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import structlog
 
 from tradingbot import __version__
 from tradingbot.actors import HeartbeatActor
+from tradingbot.actors.broker import BrokerActor, BrokerSettings
 from tradingbot.actors.event_logger import EventLoggerActor, EventLoggerSettings
 from tradingbot.actors.health import HealthActor, NamedCheck
+from tradingbot.broker import BrokerStatus
 from tradingbot.config import Config
 from tradingbot.events import Severity
 from tradingbot.events.hub import EventHub
@@ -26,9 +29,11 @@ from tradingbot.events.policy import PersistPolicy
 from tradingbot.events.recorder import EventRecorder
 from tradingbot.events.spool import EventSpool
 from tradingbot.events.system import SystemEventRecorder
+from tradingbot.gateway import SimulatorThread, build_simulator
 from tradingbot.health import Check, HealthState
 from tradingbot.health.checks import (
     DiskThresholds,
+    broker_check,
     database_check,
     database_stats_check,
     disk_check,
@@ -41,8 +46,10 @@ from tradingbot.logconfig import Redactor
 from tradingbot.metrics import NO_EVENT_COUNTERS, EventCounters, RuntimeMetrics
 from tradingbot.storage import Database, RunRecord
 from tradingbot.supervision import (
+    Backoff,
     ChildSpec,
     Strategy,
+    SupervisedActor,
     SupervisionTree,
     supervisor,
     worker,
@@ -52,6 +59,8 @@ log = structlog.get_logger(__name__)
 
 ROOT_INTENSITY = 3
 ROOT_PERIOD_S = 5.0
+BROKER_BACKOFF = Backoff(min_s=0.5, max_s=30.0, reset_after_s=60.0)
+BROKER_DOWN_GRACE_S = 60.0  # not synced for longer than this: /api/health/broker fails
 
 
 def event_logger_settings(config: Config) -> EventLoggerSettings:
@@ -92,7 +101,7 @@ def health_checks(config: Config, runtime: Runtime, database: Database) -> list[
         NamedCheck(
             component="broker",
             measurement="connection",
-            run=not_configured_check("broker", "connection", "the broker actor is not built yet"),
+            run=broker_check(runtime.broker_status, BROKER_DOWN_GRACE_S),
         ),
         NamedCheck(
             component="scheduler",
@@ -119,6 +128,8 @@ def root_spec(
     health: HealthState,
     *,
     metrics: EventCounters = NO_EVENT_COUNTERS,
+    broker: Callable[[], SupervisedActor] | None = None,
+    broker_start_timeout_s: float = 30.0,
 ) -> ChildSpec:
     """The product's tree. Children start in this order and stop in reverse.
 
@@ -127,6 +138,21 @@ def root_spec(
     comes last: its first report, taken in its setup, sees every other actor running.
     """
     settings = event_logger_settings(config)
+    # The broker (when given) reconnects through its supervisor's backoff: its restarts
+    # do not count towards the root's intensity, an unreachable gateway never ends the tree.
+    brokers = (
+        []
+        if broker is None
+        else [
+            worker(
+                "broker",
+                broker,
+                shutdown_s=10.0,
+                start_timeout_s=broker_start_timeout_s,
+                backoff=BROKER_BACKOFF,
+            )
+        ]
+    )
     return supervisor(
         "root",
         [
@@ -140,6 +166,7 @@ def root_spec(
                 lambda: HeartbeatActor(database, run_id, config.heartbeat_interval_s),
                 shutdown_s=5.0,
             ),
+            *brokers,
             worker(
                 "health",
                 lambda: HealthActor(
@@ -175,6 +202,22 @@ class Runtime:
         self.recorder: EventRecorder | None = None
         self.metrics = RuntimeMetrics()  # Prometheus counters, kept across tree restarts
         self.health = HealthState(config.health_interval_s)
+        self.broker_status = BrokerStatus()  # written by the broker actor, read by health
+        self.simulator: SimulatorThread | None = None  # TRADINGBOT_BROKER=sim
+
+    def broker_settings(self) -> BrokerSettings:
+        """Where the broker connects: the in-process simulator, or the configured gateway."""
+        config = self.config
+        if self.simulator is not None:
+            return BrokerSettings(
+                host="127.0.0.1", port=self.simulator.port, client_id=config.ib_client_id
+            )
+        return BrokerSettings(
+            host=config.ib_host,
+            port=config.ib_port,
+            client_id=config.ib_client_id,
+            account=config.ib_account,
+        )
 
     def start(self) -> None:
         """Open and migrate the database, record this run, start the tree (blocking)."""
@@ -200,6 +243,16 @@ class Runtime:
             version=__version__,
             started_at=self.started_at,
         )
+        if config.broker == "sim":
+            # The same code path as a real gateway, on an ephemeral loopback port.
+            self.simulator = SimulatorThread(build_simulator(seed=0), host="127.0.0.1", port=0)
+            port = self.simulator.start()
+            log.info("gateway_simulator_started", host="127.0.0.1", port=port)
+        broker_settings = self.broker_settings()
+
+        def broker() -> SupervisedActor:
+            return BrokerActor(broker_settings, self.broker_status, self.recorder)
+
         tree = SupervisionTree(
             root_spec(
                 config,
@@ -210,6 +263,8 @@ class Runtime:
                 health_checks(config, self, database),
                 self.health,
                 metrics=self.metrics,
+                broker=broker,
+                broker_start_timeout_s=broker_settings.connect_timeout_s + 10.0,
             ),
             probe_interval_s=config.liveness_probe_interval_s,
             probe_deadline_s=config.liveness_deadline_s,
@@ -227,6 +282,9 @@ class Runtime:
         """Stop the tree in reverse order (the heartbeat records the clean stop)."""
         if self.tree is not None:
             self.tree.stop()
+        if self.simulator is not None:
+            self.simulator.stop()
+            self.simulator = None
         if self.database is not None:
             self.database.dispose()
             self.database = None

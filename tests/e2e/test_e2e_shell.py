@@ -59,6 +59,7 @@ def test_text_tree_lists_the_actors(sqlite_bot: Bot) -> None:
         "root [supervisor] running",
         "  event_logger [worker] running",
         "  heartbeat [worker] running",
+        "  broker [worker] running",  # issue 5: the broker actor (in-process simulator)
         "  health [worker] running",
     ]
 

@@ -122,7 +122,9 @@ def test_actors_returns_the_supervision_tree_as_json(server: Server) -> None:
     for node in (tree, *tree["children"]):
         assert {"id", "kind", "status", "restarts", "children"} <= node.keys()
     assert (tree["id"], tree["kind"], tree["status"]) == ("root", "supervisor", "running")
-    assert [child["id"] for child in tree["children"]] == ["event_logger", "heartbeat", "health"]
+    # issue 5: the broker actor sits between the heartbeat and the health actor.
+    ids = [child["id"] for child in tree["children"]]
+    assert ids == ["event_logger", "heartbeat", "broker", "health"]
     heartbeat = tree["children"][1]
     assert (heartbeat["kind"], heartbeat["status"], heartbeat["restarts"]) == (
         "worker",

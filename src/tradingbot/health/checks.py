@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psutil
 
+from tradingbot.broker import BrokerStatus, ConnectionState
 from tradingbot.events.spool import EventSpool
 from tradingbot.health.model import FAIL, PASS, WARN, Check, Status
 from tradingbot.storage import Database, StorageError
@@ -234,6 +235,48 @@ def not_configured_check(component: str, measurement: str, what: str) -> CheckFn
                 component_type="component",
                 status=PASS,
                 output=f"not configured: {what}",
+            )
+        ]
+
+    return check
+
+
+def broker_check(status: BrokerStatus, grace_s: float = 60.0) -> CheckFn:
+    """The gateway connection, from the state the broker actor publishes (never asks it).
+
+    Synced passes, with the age in seconds of the last successful round trip to the
+    gateway; connecting and degraded warn; not synced for longer than ``grace_s``
+    (a reconnect taking too long, a gateway that is down) fails.
+    """
+
+    def check() -> list[Check]:
+        view = status.view()
+        now = status.now()
+        status_: Status
+        output: str | None
+        value: float | None = None
+        if view.state == ConnectionState.SYNCED:
+            status_, output = PASS, None
+            if view.last_ok is not None:
+                value = round(max(0.0, now - view.last_ok), 3)
+        else:
+            down_s = 0.0 if view.down_since is None else max(0.0, now - view.down_since)
+            status_ = WARN
+            if view.state != ConnectionState.DEGRADED and down_s > grace_s:
+                status_ = FAIL
+            output = f"broker {view.state.value} for {now - view.since:.1f} s"
+            if view.last_error:
+                output += f": {view.last_error}"
+        return [
+            Check(
+                component="broker",
+                measurement="connection",
+                component_type="component",
+                component_id=f"{view.host}:{view.port}" if view.host else None,
+                status=status_,
+                observed_value=value,
+                observed_unit="s" if value is not None else None,
+                output=output,
             )
         ]
 

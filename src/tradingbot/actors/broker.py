@@ -1,0 +1,609 @@
+"""The broker actor: one ``ib_async.IB`` connection to TWS / IB Gateway (or the simulator).
+
+The client lives on a dedicated asyncio loop thread (:class:`~tradingbot.broker.LoopThread`)
+created in :meth:`BrokerActor.setup` and stopped in teardown and after a crash, with
+``ib.disconnect()`` before the loop closes. The actor touches the client only by
+submitting coroutines to that loop, uses only ``*Async`` requests and never
+``util.startLoop()``. Client callbacks (disconnect, errors, order status, commission
+reports) run on the loop thread and only *tell* the actor plain messages.
+
+Connection states (``disconnected → connecting → synced``, ``degraded`` on error 1100
+or a missed heartbeat probe) are written to a shared :class:`~tradingbot.broker.BrokerStatus`
+(read by the health check), published in the tree snapshot, and turned into SYSTEM
+events. There is no reconnect loop here: a failed connect, and a lost connection
+(``disconnectedEvent``, or ``max_probe_misses`` probes in a row without an answer),
+crash the actor; the supervisor's backoff restarts it, and the new incarnation
+connects again.
+
+Orders: :func:`place_order` (any thread) refuses at once with
+:class:`~tradingbot.broker.BrokerNotReady` unless synced; otherwise the actor records a
+durable ORDER event, then sends the order with ``orderRef`` = our order id, and returns
+that id. Each fill's commission report becomes one durable TRADE event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pykka
+import structlog
+from ib_async import IB, LimitOrder, MarketOrder, Stock
+
+from tradingbot.broker import BrokerNotReady, BrokerStatus, ConnectionState, LoopThread
+from tradingbot.broker.status import OrderRecord
+from tradingbot.events import ORDER, SYSTEM, TRADE, Severity
+from tradingbot.events.recorder import EventNotDurable, EventRecorder
+from tradingbot.supervision import SupervisedActor
+
+log = structlog.get_logger(__name__)
+
+UNSET_DOUBLE = 1e300  # ib_async reports unset numbers as 1.7976931348623157e308
+CONNECTIVITY_LOST = 1100
+CONNECTIVITY_RESTORED_DATA_LOST = 1101
+CONNECTIVITY_RESTORED = 1102
+
+
+class BrokerConnectionError(ConnectionError):
+    """The gateway could not be reached or synced, or the connection was lost."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BrokerSettings:
+    """Where the gateway is and how closely the connection is watched."""
+
+    host: str = "127.0.0.1"
+    port: int = 4002
+    client_id: int = 1
+    account: str | None = None
+    connect_timeout_s: float = 10.0
+    probe_interval_s: float = 5.0
+    probe_timeout_s: float = 5.0
+    max_probe_misses: int = 3
+    request_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """An order a strategy asks for: ``side`` BUY/SELL, ``order_type`` MKT/LMT."""
+
+    symbol: str
+    side: str
+    quantity: float
+    order_type: str = "MKT"
+    limit_price: float | None = None
+    exchange: str = "SMART"
+    currency: str = "USD"
+
+    def __post_init__(self) -> None:
+        if not self.symbol:
+            raise ValueError("symbol: required")
+        if self.side not in ("BUY", "SELL"):
+            raise ValueError(f"side: expected BUY or SELL, got {self.side!r}")
+        if not self.quantity > 0:
+            raise ValueError(f"quantity: must be > 0, got {self.quantity!r}")
+        if self.order_type not in ("MKT", "LMT"):
+            raise ValueError(f"order_type: expected MKT or LMT, got {self.order_type!r}")
+        if self.order_type == "LMT" and not (self.limit_price and self.limit_price > 0):
+            raise ValueError("limit_price: a LMT order needs a positive limit price")
+
+
+# -- messages ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceOrder:
+    """Command: place ``request``; ``reply`` resolves to our order id or a refusal."""
+
+    request: OrderRequest
+    reply: concurrent.futures.Future[str] = field(default_factory=concurrent.futures.Future)
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """Timer: send a heartbeat request (``reqCurrentTime``) to the gateway."""
+
+
+# Connection messages carry the ``epoch`` of the incarnation they are about: messages
+# left in a crashed incarnation's inbox reach its replacement, which ignores them.
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectFailed:
+    """Setup could not connect: crash, so that the supervisor's backoff retries."""
+
+    epoch: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """The probe's outcome (from the loop thread): round trip in ms, or the error."""
+
+    epoch: str
+    roundtrip_ms: float | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLost:
+    """The client's ``disconnectedEvent`` fired (not during our own disconnect)."""
+
+    epoch: str
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayNotice:
+    """Error 1100, 1101 or 1102 from the gateway."""
+
+    epoch: str
+    code: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrderStatusChanged:
+    order_ref: str
+    status: str
+    filled: float
+    avg_fill_price: float
+    order_id: int
+    perm_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class FillReported:
+    """A commission report arrived for an execution of one of our orders."""
+
+    order_ref: str
+    symbol: str
+    side: str
+    quantity: float
+    price: float
+    commission: float | None
+    currency: str
+    realized_pnl: float | None
+    order_id: int
+    perm_id: int
+    exec_id: str
+
+
+class Sink(Protocol):
+    def tell(self, message: Any) -> None: ...
+
+
+def place_order(
+    broker: Sink, status: BrokerStatus, request: OrderRequest, timeout_s: float = 30.0
+) -> str:
+    """Place an order through the broker actor; return our order id (its ``orderRef``).
+
+    Raises :class:`BrokerNotReady` at once when the broker is not synced (nothing is
+    queued), ``EventNotDurable`` when the ORDER event could not be stored (nothing is
+    sent), ``TimeoutError`` when the actor did not answer in time (the outcome is then
+    unknown; look the order up by reference before retrying).
+    """
+    state = status.view().state
+    if state != ConnectionState.SYNCED:
+        raise BrokerNotReady(f"order refused: the broker is {state.value}, not synced")
+    message = PlaceOrder(request)
+    broker.tell(message)
+    try:
+        return message.reply.result(timeout_s)
+    except concurrent.futures.TimeoutError:
+        raise TimeoutError(f"the broker did not answer within {timeout_s:g} s") from None
+
+
+def _fill_reported(order_ref: str, fill: Any, report: Any) -> FillReported:
+    """Plain data from an ib_async fill and its commission report (on the loop thread)."""
+    execution = fill.execution
+    return FillReported(
+        order_ref=order_ref or execution.orderRef or "",
+        symbol=fill.contract.symbol,
+        side={"BOT": "BUY", "SLD": "SELL"}.get(execution.side, execution.side),
+        quantity=float(execution.shares),
+        price=float(execution.price),
+        commission=_number(report.commission),
+        currency=report.currency or "",
+        realized_pnl=_number(report.realizedPNL),
+        order_id=int(execution.orderId),
+        perm_id=int(execution.permId),
+        exec_id=execution.execId,
+    )
+
+
+def _order_status(trade: Any) -> OrderStatusChanged:
+    """Plain data from an ib_async trade's order status (on the loop thread)."""
+    order, st = trade.order, trade.orderStatus
+    return OrderStatusChanged(
+        order_ref=order.orderRef,
+        status=st.status,
+        filled=float(st.filled),
+        avg_fill_price=float(st.avgFillPrice),
+        order_id=int(order.orderId),
+        perm_id=int(order.permId),
+    )
+
+
+def _synced_state(ib: IB) -> list[OrderStatusChanged | FillReported]:
+    """After a (re)connect: every order with a reference, and every fill with its commission.
+
+    Orders are matched by ``orderRef`` (old Trade objects are orphaned by a reconnect);
+    a fill that happened while we were away is reported here, once, by execution id.
+    """
+    found: list[OrderStatusChanged | FillReported] = [
+        _order_status(trade) for trade in ib.trades() if trade.order.orderRef
+    ]
+    for fill in ib.fills():
+        report = fill.commissionReport
+        if report is not None and report.execId:
+            found.append(_fill_reported("", fill, report))
+    return found
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if abs(number) >= UNSET_DOUBLE else number
+
+
+class BrokerActor(SupervisedActor):
+    """Owns the gateway connection; crashes (and is restarted with backoff) when it is lost."""
+
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        status: BrokerStatus,
+        recorder: EventRecorder | None = None,
+    ) -> None:
+        super().__init__()
+        self._settings = settings
+        self._status = status
+        self._recorder = recorder.bind(source="broker") if recorder is not None else None
+        self._loop: LoopThread | None = None
+        self._ib: IB | None = None
+        self._closing = False
+        self._probe_in_flight = False
+        self._misses = 0
+        self._upstream_lost = False
+        self._epoch = uuid.uuid4().hex
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        s = self._settings
+        self._set_state(
+            ConnectionState.CONNECTING,
+            host=s.host,
+            port=s.port,
+            client_id=s.client_id,
+        )
+        loop = self._loop = LoopThread(name=f"ib-loop-{s.client_id}")
+        loop.start()
+        try:
+            self._ib = loop.run(self._connect(), s.connect_timeout_s + 5.0)
+        except (OSError, RuntimeError, ValueError) as exc:  # TimeoutError is an OSError
+            error = f"connect to {s.host}:{s.port} failed: {type(exc).__name__}: {exc}"
+            self._set_state(ConnectionState.DISCONNECTED, last_error=error)
+            self._shutdown_client()
+            log.warning("broker_connect_failed", error=error)
+            # Not raised here: a failed start would abort the whole tree at boot (the
+            # gateway's nightly restart window must not stop the bot from starting).
+            # Crashing on the first message hands the retry to the supervisor's backoff.
+            self.actor_ref.tell(ConnectFailed(self._epoch, error))
+            return
+        view = self._set_state(
+            ConnectionState.SYNCED,
+            last_ok=self._status.now(),
+            last_error=None,
+            connects=self._status.view().connects + 1,
+        )
+        self._system(Severity.INFO, f"broker synced with the gateway at {s.host}:{s.port}")
+        log.info("broker_synced", host=s.host, port=s.port, connects=view.connects)
+        ib = self._ib
+        for fact in loop.call(lambda: _synced_state(ib), s.request_timeout_s):
+            # Only orders placed by this process: earlier runs are reconciled by recovery.
+            if self._status.order(fact.order_ref) is not None:
+                self.actor_ref.tell(fact)
+        self.every(s.probe_interval_s, Probe())
+
+    async def _connect(self) -> IB:
+        s = self._settings
+        ib = IB()
+        ref, epoch = self.actor_ref, self._epoch
+        errors: list[str] = []
+
+        def on_connect_error(req_id: int, code: int, text: str, contract: Any) -> None:
+            errors.append(f"error {code}: {text}")
+
+        ib.errorEvent += on_connect_error
+        try:
+            # On any failure (or cancellation) connectAsync disconnects the client itself.
+            await ib.connectAsync(
+                s.host,
+                s.port,
+                clientId=s.client_id,
+                timeout=s.connect_timeout_s,
+                account=s.account or "",
+            )
+        except (OSError, RuntimeError, ValueError) as exc:  # TimeoutError is an OSError
+            if errors:  # what the gateway said (326: client id in use) is the real reason
+                raise BrokerConnectionError(f"{errors[-1]} ({type(exc).__name__})") from exc
+            raise
+        finally:
+            ib.errorEvent -= on_connect_error
+
+        def tell(message: Any) -> None:
+            try:
+                ref.tell(message)
+            except pykka.ActorDeadError:
+                pass
+
+        def on_disconnected() -> None:
+            if not self._closing:
+                tell(ConnectionLost(epoch))
+
+        def on_error(req_id: int, code: int, text: str, contract: Any) -> None:
+            if code in (CONNECTIVITY_LOST, CONNECTIVITY_RESTORED, CONNECTIVITY_RESTORED_DATA_LOST):
+                tell(GatewayNotice(epoch, code, text))
+
+        def on_status(trade: Any) -> None:
+            if trade.order.orderRef:
+                tell(_order_status(trade))
+
+        def on_commission(trade: Any, fill: Any, report: Any) -> None:
+            tell(_fill_reported(trade.order.orderRef, fill, report))
+
+        ib.disconnectedEvent += on_disconnected
+        ib.errorEvent += on_error
+        ib.orderStatusEvent += on_status
+        ib.commissionReportEvent += on_commission
+        return ib
+
+    def teardown(self, reason: str) -> None:
+        self._shutdown_client()
+        self._set_state(ConnectionState.DISCONNECTED, last_error=f"stopped ({reason})")
+
+    def on_crash(self, failure: Any) -> None:
+        self._shutdown_client()
+
+    def _shutdown_client(self) -> None:
+        """Disconnect the client on its loop, then stop and join the loop (idempotent)."""
+        self._closing = True
+        loop, ib = self._loop, self._ib
+        self._loop = self._ib = None
+        if loop is None:
+            return
+        loop.stop(before=None if ib is None else ib.disconnect)
+
+    # -- messages ---------------------------------------------------------------------------
+
+    def on_receive(self, message: Any) -> Any:
+        stale = isinstance(message, ConnectFailed | ProbeResult | ConnectionLost | GatewayNotice)
+        if stale and message.epoch != self._epoch:
+            return None  # about an earlier incarnation's connection
+        match message:
+            case ConnectFailed():
+                raise BrokerConnectionError(message.error)
+            case Probe():
+                return self._probe()
+            case ProbeResult():
+                return self._probe_done(message)
+            case ConnectionLost():
+                return self._lost("the gateway closed the connection")
+            case GatewayNotice():
+                return self._notice(message)
+            case PlaceOrder():
+                return self._place(message)
+            case OrderStatusChanged():
+                return self._order_status(message)
+            case FillReported():
+                return self._fill(message)
+            case _:
+                return super().on_receive(message)
+
+    def _probe(self) -> None:
+        if self._probe_in_flight or self._loop is None or self._ib is None:
+            return
+        self._probe_in_flight = True
+        ib, timeout_s, ref = self._ib, self._settings.probe_timeout_s, self.actor_ref
+        epoch = self._epoch
+
+        async def probe() -> float:
+            started = time.perf_counter()
+            await asyncio.wait_for(ib.reqCurrentTimeAsync(), timeout_s)
+            return (time.perf_counter() - started) * 1000
+
+        def done(future: concurrent.futures.Future[float]) -> None:
+            if future.cancelled():
+                result = ProbeResult(epoch, None, "cancelled")
+            elif (exc := future.exception()) is not None:
+                result = ProbeResult(epoch, None, f"{type(exc).__name__}: {exc}".rstrip(": "))
+            else:
+                result = ProbeResult(epoch, round(future.result(), 3), None)
+            try:
+                ref.tell(result)
+            except pykka.ActorDeadError:
+                pass
+
+        self._loop.submit(probe()).add_done_callback(done)
+
+    def _probe_done(self, result: ProbeResult) -> None:
+        self._probe_in_flight = False
+        state = self._status.view().state
+        if result.roundtrip_ms is not None:
+            self._misses = 0
+            changes: dict[str, Any] = {
+                "last_ok": self._status.now(),
+                "last_roundtrip_ms": result.roundtrip_ms,
+            }
+            if state == ConnectionState.DEGRADED and not self._upstream_lost:
+                self._set_state(ConnectionState.SYNCED, last_error=None, **changes)
+                self._system(Severity.INFO, "broker synced again: the gateway answers")
+            else:
+                self._status.update(**changes)
+                self._publish()
+            return
+        self._misses += 1
+        error = f"heartbeat probe {self._misses} failed: {result.error or 'no answer'}"
+        log.warning("broker_probe_failed", misses=self._misses, error=error)
+        if self._misses >= self._settings.max_probe_misses:
+            self._lost(f"the gateway did not answer {self._misses} heartbeat probes")
+        if state == ConnectionState.SYNCED:
+            self._set_state(ConnectionState.DEGRADED, last_error=error)
+            self._system(Severity.WARNING, f"broker degraded: {error}")
+        else:
+            self._status.update(last_error=error)
+            self._publish()
+
+    def _lost(self, why: str) -> None:
+        self._set_state(ConnectionState.DISCONNECTED, last_error=why)
+        self._system(Severity.WARNING, f"broker connection lost: {why}")
+        raise BrokerConnectionError(why)
+
+    def _notice(self, notice: GatewayNotice) -> None:
+        state = self._status.view().state
+        if notice.code == CONNECTIVITY_LOST:
+            self._upstream_lost = True
+            if state == ConnectionState.SYNCED:
+                self._set_state(
+                    ConnectionState.DEGRADED, last_error=f"{notice.code}: {notice.text}"
+                )
+                self._system(Severity.WARNING, f"broker degraded: {notice.text}")
+            return
+        self._upstream_lost = False
+        if notice.code == CONNECTIVITY_RESTORED_DATA_LOST and self._loop is not None:
+            ib = self._ib
+            if ib is not None:
+
+                async def resync() -> None:
+                    await ib.reqExecutionsAsync()
+
+                self._loop.submit(resync())
+        if state == ConnectionState.DEGRADED and self._misses == 0:
+            self._set_state(ConnectionState.SYNCED, last_error=None)
+            self._system(Severity.INFO, f"broker synced again: {notice.text}")
+
+    def _place(self, message: PlaceOrder) -> None:
+        reply, request = message.reply, message.request
+        state = self._status.view().state
+        if state != ConnectionState.SYNCED or self._loop is None or self._ib is None:
+            reply.set_exception(
+                BrokerNotReady(f"order refused: the broker is {state.value}, not synced")
+            )
+            return
+        order_ref = f"TB-{uuid.uuid4().hex[:16]}"
+        price = "" if request.limit_price is None else f" {request.limit_price:g}"
+        text = f"{request.side} {request.quantity:g} {request.symbol} {request.order_type}{price}"
+        context = {
+            "order_ref": order_ref,
+            "symbol": request.symbol,
+            "side": request.side,
+            "quantity": request.quantity,
+            "order_type": request.order_type,
+            "limit_price": request.limit_price,
+        }
+        try:
+            if self._recorder is not None:
+                self._recorder.record_durable(ORDER, text, trade_id=order_ref, context=context)
+        except EventNotDurable as exc:
+            reply.set_exception(exc)
+            return
+        self._status.put_order(
+            OrderRecord(
+                order_ref=order_ref,
+                symbol=request.symbol,
+                side=request.side,
+                quantity=request.quantity,
+                order_type=request.order_type,
+                limit_price=request.limit_price,
+            )
+        )
+        ib, account = self._ib, self._settings.account or ""
+
+        async def send() -> int:
+            contract = Stock(request.symbol, request.exchange, request.currency)
+            order: Any
+            if request.order_type == "LMT":
+                order = LimitOrder(request.side, request.quantity, request.limit_price or 0.0)
+            else:
+                order = MarketOrder(request.side, request.quantity)
+            order.orderRef = order_ref
+            order.account = account
+            trade = ib.placeOrder(contract, order)
+            return int(trade.order.orderId)
+
+        try:
+            order_id = self._loop.run(send(), self._settings.request_timeout_s)
+        except (OSError, RuntimeError, ValueError) as exc:  # outcome unknown: stays pending
+            log.warning("broker_order_send_failed", order_ref=order_ref, error=str(exc))
+            reply.set_exception(exc)
+            return
+        self._status.update_order(order_ref, order_id=order_id)
+        log.info("broker_order_sent", order_ref=order_ref, order_id=order_id, order=text)
+        reply.set_result(order_ref)
+
+    def _order_status(self, message: OrderStatusChanged) -> None:
+        self._status.update_order(
+            message.order_ref,
+            status=message.status,
+            filled=message.filled,
+            avg_fill_price=message.avg_fill_price,
+            order_id=message.order_id,
+            perm_id=message.perm_id,
+        )
+
+    def _fill(self, fill: FillReported) -> None:
+        if not self._status.first_fill(fill.exec_id):
+            return
+        text = f"{fill.side} {fill.quantity:g} {fill.symbol} @ {fill.price:g}"
+        context = {
+            "symbol": fill.symbol,
+            "side": fill.side,
+            "quantity": fill.quantity,
+            "price": fill.price,
+            "commission": fill.commission,
+            "currency": fill.currency,
+            "realized_pnl": fill.realized_pnl,
+            "order_ref": fill.order_ref,
+            "order_id": fill.order_id,
+            "perm_id": fill.perm_id,
+            "exec_id": fill.exec_id,
+        }
+        if self._recorder is None:
+            return
+        try:
+            self._recorder.record_durable(
+                TRADE, text, trade_id=fill.order_ref or None, context=context
+            )
+        except EventNotDurable as exc:
+            log.error("broker_fill_not_recorded", exec_id=fill.exec_id, error=str(exc))
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _set_state(self, state: ConnectionState, **changes: Any) -> Any:
+        view = self._status.update(state=state, **changes)
+        self._publish()
+        return view
+
+    def _publish(self) -> None:
+        view = self._status.view()
+        details = view.details(self._status.now())
+        details["probe_misses"] = self._misses
+        self.publish_details(**details)
+
+    def _system(self, severity: Severity, message: str) -> None:
+        if self._recorder is None:
+            return
+        view = self._status.view()
+        self._recorder.record(
+            SYSTEM,
+            message,
+            severity=severity,
+            context={"state": view.state.value, "host": view.host, "port": view.port},
+        )

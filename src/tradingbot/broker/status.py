@@ -1,0 +1,140 @@
+"""Connection state of the broker, shared between the actor and its observers.
+
+The broker actor writes a :class:`BrokerStatus`; health checks and order callers read
+it from any thread without asking the actor (a hung or restarting actor must not hang
+a health report). The object outlives actor incarnations: the runtime creates it once
+and hands it to every incarnation, so the execution ids already turned into TRADE
+events and the orders placed survive reconnects.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+
+class ConnectionState(enum.StrEnum):
+    """disconnected → connecting → synced (→ degraded on 1100 or a missed probe)."""
+
+    DISCONNECTED = "disconnected"
+    CONNECTING = "connecting"
+    SYNCED = "synced"
+    DEGRADED = "degraded"
+
+
+class BrokerNotReady(RuntimeError):
+    """The broker is not synced with the gateway: the request is refused, not queued."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BrokerView:
+    """One consistent reading of the broker's connection (monotonic times in seconds)."""
+
+    state: ConnectionState
+    since: float
+    down_since: float | None
+    host: str = ""
+    port: int = 0
+    client_id: int = 0
+    last_ok: float | None = None
+    last_roundtrip_ms: float | None = None
+    last_error: str | None = None
+    connects: int = 0
+
+    def details(self, now: float) -> dict[str, Any]:
+        """JSON-able facts for the tree snapshot."""
+        return {
+            "state": self.state.value,
+            "host": self.host,
+            "port": self.port,
+            "client_id": self.client_id,
+            "last_roundtrip_ms": self.last_roundtrip_ms,
+            "last_roundtrip_age_s": None
+            if self.last_ok is None
+            else round(max(0.0, now - self.last_ok), 3),
+            "last_error": self.last_error,
+            "connects": self.connects,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderRecord:
+    """What we know of one of our orders, keyed by our own id (the ``orderRef``)."""
+
+    order_ref: str
+    symbol: str
+    side: str
+    quantity: float
+    order_type: str
+    limit_price: float | None = None
+    status: str = "PendingSubmit"
+    filled: float = 0.0
+    avg_fill_price: float = 0.0
+    order_id: int = 0
+    perm_id: int = 0
+
+
+class BrokerStatus:
+    """Thread-safe broker state; every method may be called from any thread."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        now = clock()
+        self._view = BrokerView(state=ConnectionState.DISCONNECTED, since=now, down_since=now)
+        self._exec_ids: set[str] = set()
+        self._orders: dict[str, OrderRecord] = {}
+
+    def now(self) -> float:
+        return self._clock()
+
+    def view(self) -> BrokerView:
+        with self._lock:
+            return self._view
+
+    def update(self, **changes: Any) -> BrokerView:
+        """Change fields of the view; a new ``state`` restarts ``since`` (and ``down_since``)."""
+        with self._lock:
+            old = self._view
+            state = changes.get("state", old.state)
+            if state != old.state:
+                now = self._clock()
+                changes["since"] = now
+                if state == ConnectionState.SYNCED:
+                    changes["down_since"] = None
+                elif old.down_since is None and state != ConnectionState.DEGRADED:
+                    changes["down_since"] = now
+            self._view = replace(old, **changes)
+            return self._view
+
+    def first_fill(self, exec_id: str) -> bool:
+        """True the first time ``exec_id`` is seen (a replayed execution is not a new fill)."""
+        with self._lock:
+            if exec_id in self._exec_ids:
+                return False
+            self._exec_ids.add(exec_id)
+            return True
+
+    def put_order(self, record: OrderRecord) -> None:
+        with self._lock:
+            self._orders[record.order_ref] = record
+
+    def update_order(self, order_ref: str, **changes: Any) -> OrderRecord | None:
+        with self._lock:
+            record = self._orders.get(order_ref)
+            if record is None:
+                return None
+            record = self._orders[order_ref] = replace(record, **changes)
+            return record
+
+    def order(self, order_ref: str) -> OrderRecord | None:
+        with self._lock:
+            return self._orders.get(order_ref)
+
+    def orders(self) -> list[OrderRecord]:
+        with self._lock:
+            return list(self._orders.values())

@@ -1,0 +1,103 @@
+"""A supervision tree holding one broker actor, with events collected in memory."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from tradingbot.actors.broker import BrokerActor, BrokerSettings
+from tradingbot.broker import BrokerStatus, ConnectionState
+from tradingbot.events import Event
+from tradingbot.events.recorder import EventRecorder, RecordEvents
+from tradingbot.supervision import ActorSnapshot, Backoff, SupervisionTree, supervisor, worker
+
+T = TypeVar("T")
+
+BACKOFF = Backoff(min_s=0.2, max_s=1.0, reset_after_s=60.0)
+
+
+class MemorySink:
+    """Stands in for the event logger: keeps events, acknowledges durable ones at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.events: list[Event] = []
+
+    def tell(self, message: Any) -> None:
+        assert isinstance(message, RecordEvents)
+        with self._lock:
+            self.events.extend(message.events)
+        if message.ack is not None:
+            message.ack.set_result(None)
+
+    def of_type(self, type_: str) -> list[Event]:
+        with self._lock:
+            return [e for e in self.events if e.type == type_]
+
+
+def wait_until(predicate: Callable[[], T], timeout_s: float = 10.0, what: str = "") -> T:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.01)
+
+
+class BrokerHarness:
+    def __init__(self, port: int, **settings: Any) -> None:
+        options: dict[str, Any] = {
+            "host": "127.0.0.1",
+            "port": port,
+            "client_id": 7,
+            "connect_timeout_s": 2.0,
+            "probe_interval_s": 0.2,
+            "probe_timeout_s": 0.3,
+            "max_probe_misses": 3,
+            **settings,
+        }
+        self.settings = BrokerSettings(**options)
+        self.status = BrokerStatus()
+        self.sink = MemorySink()
+        self.recorder = EventRecorder(self.sink)
+        self.tree = SupervisionTree(
+            supervisor(
+                "root",
+                [
+                    worker(
+                        "broker",
+                        lambda: BrokerActor(self.settings, self.status, self.recorder),
+                        backoff=BACKOFF,
+                        start_timeout_s=10.0,
+                    )
+                ],
+            ),
+            listeners=(),
+        )
+
+    def start(self) -> None:
+        self.tree.start()
+
+    def stop(self) -> None:
+        self.tree.stop()
+
+    def node(self) -> ActorSnapshot:
+        node = self.tree.snapshot().find("broker")
+        assert node is not None
+        return node
+
+    @property
+    def state(self) -> ConnectionState:
+        return self.status.view().state
+
+    def wait_state(self, *states: ConnectionState, timeout_s: float = 10.0) -> None:
+        wait_until(
+            lambda: self.state in states and self.node().details.get("state") in states,
+            timeout_s,
+            f"broker state in {[s.value for s in states]} (now {self.state.value})",
+        )

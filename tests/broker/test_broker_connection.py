@@ -1,0 +1,152 @@
+"""The broker actor against the gateway simulator: sync, faults, reconnects, health."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from brokerharness import BrokerHarness, wait_until
+
+from conftest import IbErrorGuard
+from tradingbot.broker import ConnectionState
+from tradingbot.events import SYSTEM, Severity
+from tradingbot.gateway import SimulatorThread
+from tradingbot.health.checks import broker_check
+
+SYNCED = ConnectionState.SYNCED
+DEGRADED = ConnectionState.DEGRADED
+NOT_SYNCED = (ConnectionState.DISCONNECTED, ConnectionState.CONNECTING)
+
+REFUSED = r"API connection failed|Make sure API port|ConnectionRefusedError|Connect call failed"
+
+
+def test_connects_and_reaches_synced(broker: BrokerHarness, sim: SimulatorThread) -> None:
+    """The actor connects in setup; the snapshot shows synced, the gateway and a round trip."""
+    broker.wait_state(SYNCED)
+    wait_until(
+        lambda: broker.node().details.get("last_roundtrip_ms") is not None,
+        what="a heartbeat probe round trip",
+    )
+    details = broker.node().details
+    assert details["host"] == "127.0.0.1"
+    assert (details["port"], details["client_id"]) == (sim.port, 7)
+    assert details["last_error"] is None
+    assert sim.call(lambda s: s.connected_client_ids) == [7]
+    infos = broker.sink.of_type(SYSTEM)
+    assert [e.severity for e in infos] == [Severity.INFO]
+    assert "synced" in infos[0].message
+
+
+def test_closed_connection_is_reconnected_by_the_backoff(
+    broker: BrokerHarness, sim: SimulatorThread, ib_errors: IbErrorGuard
+) -> None:
+    """A gateway that closes the socket takes the actor out of synced; the backoff reconnects."""
+    ib_errors.allow(r"^Peer closed connection\.$")
+    broker.wait_state(SYNCED)
+    sim.call(lambda s: s.close_all_connections())
+    wait_until(lambda: broker.node().restarts >= 1, what="a restart of the broker")
+    broker.wait_state(SYNCED)
+    assert broker.status.view().connects == 2
+    warnings = [e for e in broker.sink.of_type(SYSTEM) if e.severity == Severity.WARNING]
+    assert len(warnings) == 1
+    assert "connection lost" in warnings[0].message
+    assert sim.call(lambda s: s.connected_client_ids) == [7]
+
+
+def test_frozen_gateway_is_detected_and_recovers(
+    broker: BrokerHarness, sim: SimulatorThread, ib_errors: IbErrorGuard
+) -> None:
+    """A frozen gateway (socket open, no answers) makes the probe report degraded; after
+    unfreeze the broker is synced again."""
+    ib_errors.allow(REFUSED)
+    ib_errors.allow(r"TimeoutError|timed out|Peer closed connection")
+    broker.wait_state(SYNCED)
+    sim.call(lambda s: s.freeze())
+    broker.wait_state(DEGRADED, *NOT_SYNCED)
+    assert broker.status.view().last_error
+    sim.call(lambda s: s.unfreeze())
+    broker.wait_state(SYNCED, timeout_s=15)
+    assert any(
+        e.severity == Severity.WARNING and "degraded" in e.message
+        for e in broker.sink.of_type(SYSTEM)
+    )
+
+
+def test_restart_window_is_survived(
+    broker: BrokerHarness, sim: SimulatorThread, ib_errors: IbErrorGuard
+) -> None:
+    """While the gateway refuses connections the broker retries with backoff, then syncs."""
+    ib_errors.allow(REFUSED)
+    ib_errors.allow(r"^Peer closed connection\.$")
+    broker.wait_state(SYNCED)
+    sim.run(sim.call(lambda s: s.refuse_connections(1.5)))
+    broker.wait_state(*NOT_SYNCED)
+    wait_until(lambda: broker.node().restarts >= 2, what="failed reconnect attempts")
+    broker.wait_state(SYNCED, timeout_s=15)
+    assert broker.status.view().connects == 2
+
+
+def test_connectivity_notices_degrade_and_restore(
+    broker: BrokerHarness, sim: SimulatorThread, ib_errors: IbErrorGuard
+) -> None:
+    """Error 1100 makes the broker degraded without reconnecting; 1102 makes it synced again."""
+    ib_errors.allow(r"Error 110[02]")
+    broker.wait_state(SYNCED)
+    sim.call(lambda s: s.connectivity_lost())
+    broker.wait_state(DEGRADED)
+    sim.call(lambda s: s.connectivity_restored())
+    broker.wait_state(SYNCED)
+    assert broker.node().restarts == 0
+
+
+def test_health_check_follows_the_connection(
+    broker: BrokerHarness, sim: SimulatorThread, ib_errors: IbErrorGuard
+) -> None:
+    """The broker health check passes when synced, warns when degraded and fails when down
+    longer than the grace period, then passes again."""
+    ib_errors.allow(REFUSED)
+    ib_errors.allow(r"Error 110[02]|^Peer closed connection\.$")
+    check = broker_check(broker.status, grace_s=0.5)
+    broker.wait_state(SYNCED)
+    [synced] = check()
+    assert synced.status == "pass"
+    assert synced.observed_unit == "s"
+    assert 0 <= synced.observed_value < 5
+    sim.call(lambda s: s.connectivity_lost())
+    broker.wait_state(DEGRADED)
+    [degraded] = check()
+    assert degraded.status == "warn"
+    assert "degraded" in (degraded.output or "")
+    sim.run(sim.call(lambda s: s.refuse_connections(3.0)))
+    wait_until(lambda: check()[0].status == "fail", what="the check to fail")
+    assert "disconnected" in (check()[0].output or "") or "connecting" in (check()[0].output or "")
+    broker.wait_state(SYNCED, timeout_s=15)
+    assert check()[0].status == "pass"
+
+
+@pytest.mark.parametrize("code", [1101, 1102])
+def test_restored_notice_after_loss(
+    broker: BrokerHarness, sim: SimulatorThread, ib_errors: IbErrorGuard, code: int
+) -> None:
+    """Both restore notices (data lost or maintained) bring a degraded broker back to synced."""
+    ib_errors.allow(r"Error 110[012]")
+    broker.wait_state(SYNCED)
+    sim.call(lambda s: s.connectivity_lost())
+    broker.wait_state(DEGRADED)
+    sim.call(lambda s: s.connectivity_restored(data_lost=code == 1101))
+    broker.wait_state(SYNCED)
+
+
+def test_crash_drill_closes_the_client_and_reconnects(
+    broker: BrokerHarness, sim: SimulatorThread
+) -> None:
+    """A crash of the actor (operator drill) stops its client loop thread; the replacement
+    connects with the same client id and no loop thread is left behind."""
+    broker.wait_state(SYNCED)
+    broker.tree.crash("broker")
+    wait_until(lambda: broker.node().restarts >= 1, what="the replacement broker")
+    broker.wait_state(SYNCED)
+    wait_until(lambda: broker.status.view().connects == 2, what="the second connect")
+    assert sim.call(lambda s: s.connected_client_ids) == [7]
+    loops = [t for t in threading.enumerate() if t.name.startswith("ib-loop-")]
+    assert len(loops) == 1

@@ -1,0 +1,181 @@
+"""Orders through the broker actor, and the runtime's in-process simulator."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from brokerharness import BrokerHarness, wait_until
+
+from conftest import IbErrorGuard
+from tradingbot.actors.broker import OrderRequest, PlaceOrder, place_order
+from tradingbot.broker import BrokerNotReady, ConnectionState
+from tradingbot.config import load_config
+from tradingbot.events import ORDER, TRADE, Event
+from tradingbot.gateway import SimulatorThread
+from tradingbot.runtime import Runtime
+from tradingbot.storage.event_query import EventQuery
+
+REFUSED = r"API connection failed|Make sure API port|ConnectionRefusedError|Connect call failed"
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Iterator[Runtime]:
+    """The whole runtime (SQLite, event logger, broker) with the default in-process simulator."""
+    env_file = tmp_path / "empty.env"
+    env_file.write_text("")
+    config = load_config(
+        environ={"TRADINGBOT_HOME": str(tmp_path / "home"), "TRADINGBOT_ENV_FILE": str(env_file)}
+    )
+    assert config.broker == "sim"
+    bot = Runtime(config)
+    bot.start()
+    yield bot
+    bot.stop()
+
+
+def test_runtime_starts_the_simulator_and_the_broker_syncs(runtime: Runtime) -> None:
+    """With TRADINGBOT_BROKER=sim the runtime runs a simulator on loopback; the broker syncs."""
+    assert runtime.simulator is not None
+    assert runtime.tree is not None
+    assert runtime.tree.actor_ids() == ["root", "event_logger", "heartbeat", "broker", "health"]
+    node = runtime.tree.snapshot().find("broker")
+    assert node is not None
+    assert node.details["state"] == "synced"
+    assert node.details["port"] == runtime.simulator.port
+
+
+def test_market_order_fills_and_one_trade_event_is_stored(runtime: Runtime) -> None:
+    """A market order is recorded (ORDER), sent with our orderRef, fills, and its commission
+    report becomes exactly one stored TRADE event."""
+    assert runtime.tree is not None
+    assert runtime.database is not None
+    database = runtime.database
+    ref = place_order(
+        runtime.tree.handle("broker"), runtime.broker_status, OrderRequest("AAPL", "BUY", 10)
+    )
+    assert ref.startswith("TB-")
+    wait_until(
+        lambda: (o := runtime.broker_status.order(ref)) is not None and o.status == "Filled",
+        what="the order to fill",
+    )
+
+    def trades() -> list[Event]:
+        page = database.events.query(EventQuery(types=(TRADE,), trade_id=ref))
+        return list(page.events)
+
+    [trade] = wait_until(trades, what="the TRADE event in the database")
+    assert trade.context["symbol"] == "AAPL"
+    context = trade.context
+    assert (context["side"], context["quantity"], context["order_ref"]) == ("BUY", 10.0, ref)
+    assert context["price"] > 0
+    assert context["commission"] is not None
+    assert context["commission"] > 0
+    assert context["exec_id"]
+    assert context["order_id"] > 0
+    assert context["perm_id"] > 0
+    orders = database.events.query(EventQuery(types=(ORDER,), trade_id=ref)).events
+    assert len(orders) == 1
+    assert orders[0].timestamp <= trade.timestamp
+    simulator = runtime.simulator
+    assert simulator is not None
+    at_gateway = simulator.call(
+        lambda s: [o.status for o in s.brokerage.orders.values() if o.order_ref == ref]
+    )
+    assert at_gateway == ["Filled"]
+
+
+def test_order_while_disconnected_is_refused_at_once(
+    broker: BrokerHarness, sim: SimulatorThread, ib_errors: IbErrorGuard
+) -> None:
+    """While the gateway is unreachable an order is refused immediately, and nothing is queued."""
+    ib_errors.allow(REFUSED)
+    ib_errors.allow(r"^Peer closed connection\.$")
+    broker.wait_state(ConnectionState.SYNCED)
+    sim.run(sim.call(lambda s: s.refuse_connections(2.0)))
+    broker.wait_state(ConnectionState.DISCONNECTED, ConnectionState.CONNECTING)
+    started = time.monotonic()
+    with pytest.raises(BrokerNotReady, match="not synced"):
+        place_order(broker.tree.handle("broker"), broker.status, OrderRequest("AAPL", "BUY", 1))
+    assert time.monotonic() - started < 0.5
+    broker.wait_state(ConnectionState.SYNCED, timeout_s=15)
+    assert broker.sink.of_type(ORDER) == []
+    assert sim.call(lambda s: len(s.brokerage.executions)) == 0
+
+
+def test_actor_refuses_an_order_that_reaches_it_unsynced(
+    broker: BrokerHarness, ib_errors: IbErrorGuard, sim: SimulatorThread
+) -> None:
+    """An order message reaching a degraded actor is answered with BrokerNotReady; the actor
+    keeps running."""
+    ib_errors.allow(r"Error 1100")
+    broker.wait_state(ConnectionState.SYNCED)
+    sim.call(lambda s: s.connectivity_lost())
+    broker.wait_state(ConnectionState.DEGRADED)
+    message = PlaceOrder(OrderRequest("AAPL", "SELL", 1))
+    broker.tree.tell("broker", message)
+    with pytest.raises(BrokerNotReady):
+        message.reply.result(5)
+    assert broker.node().restarts == 0
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"side": "HOLD"}, "side"),
+        ({"quantity": 0}, "quantity"),
+        ({"order_type": "STP"}, "order_type"),
+        ({"order_type": "LMT"}, "limit_price"),
+    ],
+)
+def test_bad_order_requests_are_rejected_before_sending(
+    fields: dict[str, object], error: str
+) -> None:
+    """An order request with a bad side, quantity, type or missing limit price is a ValueError."""
+    values: dict[str, object] = {"symbol": "AAPL", "side": "BUY", "quantity": 1, **fields}
+    with pytest.raises(ValueError, match=error):
+        OrderRequest(**values)  # type: ignore[arg-type]
+
+
+def test_fill_while_disconnected_becomes_one_trade_after_reconnect(
+    broker: BrokerHarness, sim: SimulatorThread, ib_errors: IbErrorGuard
+) -> None:
+    """A resting order that fills while the gateway refuses connections is reported once, as
+    one TRADE event, after the reconnect; the gateway holds a single order for it."""
+    ib_errors.allow(REFUSED)
+    ib_errors.allow(r"^Peer closed connection\.$")
+    broker.wait_state(ConnectionState.SYNCED)
+    market = sim.call(lambda s: s.brokerage.prices.price("MSFT"))
+    limit = round(market * 0.5, 2)
+    ref = place_order(
+        broker.tree.handle("broker"), broker.status, OrderRequest("MSFT", "BUY", 3, "LMT", limit)
+    )
+    wait_until(
+        lambda: (o := broker.status.order(ref)) is not None and o.status == "Submitted",
+        what="the order to rest at the gateway",
+    )
+    sim.run(sim.call(lambda s: s.refuse_connections(1.0)))
+    broker.wait_state(ConnectionState.DISCONNECTED, ConnectionState.CONNECTING)
+
+    def fill_now(s: Any) -> int:
+        s.brokerage.prices.set_price("MSFT", limit * 0.9)
+        s.tick()
+        return len(s.brokerage.executions)
+
+    assert sim.call(fill_now) == 1
+    broker.wait_state(ConnectionState.SYNCED, timeout_s=15)
+    wait_until(lambda: broker.sink.of_type(TRADE), what="the TRADE event of the missed fill")
+    wait_until(
+        lambda: (o := broker.status.order(ref)) is not None and o.status == "Filled",
+        what="the order to be seen filled after the reconnect",
+    )
+    [trade] = broker.sink.of_type(TRADE)
+    assert trade.trade_id == ref
+    assert (trade.context["side"], trade.context["quantity"]) == ("BUY", 3.0)
+    assert trade.context["commission"] is not None
+    assert len(broker.sink.of_type(ORDER)) == 1
+    refs = sim.call(lambda s: [o.order_ref for o in s.brokerage.orders.values()])
+    assert refs == [ref]
