@@ -73,6 +73,9 @@ async def _serve(config: Config) -> int:
         except StorageError as exc:
             log.critical("startup_failed", error=str(exc))
             return exitcodes.FAILURE
+        except Exception as exc:  # anything else: one line here, the traceback in the log
+            log.critical("startup_failed", error=_one_line(exc), exc_info=True)
+            return exitcodes.FAILURE
         tree = runtime.tree
         assert tree is not None
 
