@@ -7,25 +7,15 @@ message with ``ib_errors.allow(pattern)``.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 
 import pytest
-from simharness import WATCHED_LOGGERS, IbErrorGuard
+from simharness import IbErrorGuard
+
+from support.ib_errors import guard_ib_errors
 
 
 @pytest.fixture(autouse=True)
 def ib_errors() -> Iterator[IbErrorGuard]:
     """Fail the test on unexpected ERROR logs from ib_async, asyncio or the simulator."""
-    guard = IbErrorGuard()
-    loggers = [logging.getLogger(name) for name in WATCHED_LOGGERS]
-    for lg in loggers:
-        lg.addHandler(guard)
-    try:
-        yield guard
-    finally:
-        for lg in loggers:
-            lg.removeHandler(guard)
-    problems = guard.unexpected()
-    if problems:
-        pytest.fail("unexpected ERROR log records:\n" + "\n".join(problems), pytrace=False)
+    yield from guard_ib_errors(IbErrorGuard())

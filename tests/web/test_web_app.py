@@ -2,102 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-import threading
-import urllib.error
-import urllib.request
-from collections.abc import Coroutine, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import pytest
-from aiohttp import web
 
-from tradingbot.config import Config, load_config
+from support.web_server import LoopThread, Server, web_config
+from tradingbot.config import Config
 from tradingbot.runtime import Runtime
 from tradingbot.storage import Database
 from tradingbot.web import create_app
 
-T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-class LoopThread:
-    """An event loop in a daemon thread, as the process's main loop would be."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=30)
-        self.loop.close()
-
-
-class Server:
-    """``create_app`` behind a real TCP site on 127.0.0.1 and an OS-chosen port."""
-
-    def __init__(self, loop: LoopThread, app: web.Application) -> None:
-        self._loop = loop
-        self._runner = web.AppRunner(app, access_log=None)
-        self.port = loop.run(self._start())
-
-    async def _start(self) -> int:
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        address = self._runner.addresses[0]
-        return int(address[1])
-
-    def request(self, path: str, method: str = "GET") -> Reply:
-        url = f"http://127.0.0.1:{self.port}{path}"
-        request = urllib.request.Request(url, method=method)
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return Reply(response.status, dict(response.headers), response.read())
-        except urllib.error.HTTPError as error:
-            with error:
-                return Reply(error.code, dict(error.headers), error.read())
-
-    def close(self) -> None:
-        self._loop.run(self._runner.cleanup())
-
 
 def _config(tmp: Path) -> Config:
-    env_file = tmp / "empty.env"  # so that a ./.env in the working directory is not read
-    env_file.write_text("")
-    return load_config(
-        environ={
-            "TRADINGBOT_HOME": str(tmp / "home"),
-            "TRADINGBOT_ENV_FILE": str(env_file),
+    return web_config(
+        tmp,
+        {
             "TRADINGBOT_HEARTBEAT_INTERVAL_S": "0.2",
             "TRADINGBOT_LIVENESS_PROBE_INTERVAL_S": "0.2",
             "TRADINGBOT_LIVENESS_DEADLINE_S": "1",
-        }
+        },
     )
-
-
-@pytest.fixture(scope="module")
-def loop_thread() -> Iterator[LoopThread]:
-    loop = LoopThread()
-    yield loop
-    loop.close()
 
 
 @pytest.fixture(scope="module")
@@ -108,9 +33,8 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Runtime:
 @pytest.fixture(scope="module")
 def server(loop_thread: LoopThread, runtime: Runtime) -> Iterator[Server]:
     """The app managing its runtime (database, run record, tree), served on a real port."""
-    served = Server(loop_thread, create_app(runtime))
-    yield served
-    served.close()
+    with Server(loop_thread, create_app(runtime)) as served:
+        yield served
 
 
 def test_actors_returns_the_supervision_tree_as_json(server: Server) -> None:

@@ -8,22 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import WSMsgType, web
-from yarl import URL
+from aiohttp import WSMsgType
 
 from support.postgres import reset_postgres
+from support.web_server import LoopThread, Reply, Server, web_config
 from tradingbot.actors.event_logger import FlushEvents
-from tradingbot.config import Config, load_config
+from tradingbot.config import Config
 from tradingbot.events import Event, Severity
 from tradingbot.events.recorder import EventRecorder
 from tradingbot.runtime import Runtime
@@ -31,7 +30,6 @@ from tradingbot.storage import Database
 from tradingbot.web import create_app
 from tradingbot.web.events import STREAM_HEARTBEAT_S, STREAM_MAX_PENDING
 
-T = TypeVar("T")
 TIMEOUT_S = 10.0
 PROBLEM_JSON = "application/problem+json"
 
@@ -39,79 +37,12 @@ PROBLEM_JSON = "application/problem+json"
 # -- harness ------------------------------------------------------------------------------
 
 
-class LoopThread:
-    """An event loop in a daemon thread, as the process's main loop would be."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=60)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=30)
-        self.loop.close()
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    status: int
-    content_type: str
-    body: Any
-
-
-class Server:
-    """An app on 127.0.0.1 with an OS-chosen port, and an aiohttp client session for it."""
-
-    def __init__(self, loop: LoopThread, app: web.Application) -> None:
-        self.loop = loop
-        self.app = app
-        self._runner = web.AppRunner(app, access_log=None)
-        self.port, self.session = loop.run(self._start())
-
-    async def _start(self) -> tuple[int, aiohttp.ClientSession]:
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        return int(self._runner.addresses[0][1]), aiohttp.ClientSession()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    async def fetch(self, path: str, params: Any = None, *, encoded: bool = False) -> Reply:
-        url: Any = self.url(path)
-        if encoded:
-            url = URL(url, encoded=True)
-        async with self.session.get(url, params=params) as response:
-            body = await response.json(content_type=None)
-            return Reply(response.status, response.content_type, body)
-
-    def get(self, path: str, params: Any = None, *, encoded: bool = False) -> Reply:
-        return self.loop.run(self.fetch(path, params, encoded=encoded))
-
-    async def stop(self) -> None:
-        await self.session.close()
-        await self._runner.cleanup()
-
-    def close(self) -> None:
-        self.loop.run(self.stop())
-
-
 def _config(tmp: Path, database_url: str | None = None) -> Config:
-    env_file = tmp / "empty.env"  # so that a ./.env in the working directory is not read
-    env_file.write_text("")
-    environ = {
-        "TRADINGBOT_HOME": str(tmp / "home"),
-        "TRADINGBOT_ENV_FILE": str(env_file),
+    settings = {
         "TRADINGBOT_EVENTS_MIN_SEVERITY": "DEBUG",  # persist every event
         "TRADINGBOT_EVENTS_FLUSH_INTERVAL_S": "0.05",
     }
-    if database_url is not None:
-        environ["TRADINGBOT_DATABASE_URL"] = database_url
-    return load_config(environ=environ)
+    return web_config(tmp, settings, database_url=database_url)
 
 
 @pytest.fixture(
@@ -130,13 +61,6 @@ def module_database_url(request: pytest.FixtureRequest) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def loop_thread() -> Iterator[LoopThread]:
-    loop = LoopThread()
-    yield loop
-    loop.close()
-
-
-@pytest.fixture(scope="module")
 def runtime(tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None) -> Runtime:
     return Runtime(_config(tmp_path_factory.mktemp("web-events"), module_database_url))
 
@@ -144,9 +68,8 @@ def runtime(tmp_path_factory: pytest.TempPathFactory, module_database_url: str |
 @pytest.fixture(scope="module")
 def server(loop_thread: LoopThread, runtime: Runtime) -> Iterator[Server]:
     """The app managing its runtime (database, tree with the event logger), on a real port."""
-    served = Server(loop_thread, create_app(runtime))
-    yield served
-    served.close()
+    with Server(loop_thread, create_app(runtime)) as served:
+        yield served
 
 
 @pytest.fixture
@@ -155,9 +78,8 @@ def small_server(loop_thread: LoopThread, runtime: Runtime, server: Server) -> I
     app = create_app(runtime, manage_runtime=False)
     app[STREAM_MAX_PENDING] = 5
     app[STREAM_HEARTBEAT_S] = 5.0
-    served = Server(loop_thread, app)
-    yield served
-    served.close()
+    with Server(loop_thread, app) as served:
+        yield served
 
 
 def _recorder(runtime: Runtime) -> EventRecorder:
@@ -233,11 +155,11 @@ def _check_filter(
     reply = server.get("/api/events", [*params, *window])
     assert reply.status == 200, reply.body
     assert reply.content_type == "application/json"
-    assert reply.body["next_cursor"] is None
+    assert reply.json()["next_cursor"] is None
     expected = [event for event in reversed(dataset.events) if keep(event)]
     assert expected, "the filter must select something"
-    assert _ids(reply.body["events"]) == [str(event.id) for event in expected]
-    return list(reply.body["events"])
+    assert _ids(reply.json()["events"]) == [str(event.id) for event in expected]
+    return list(reply.json()["events"])
 
 
 # -- GET /api/events --------------------------------------------------------------------------
@@ -313,7 +235,7 @@ def test_since_is_inclusive_and_until_exclusive(server: Server, dataset: DataSet
     )
     assert reply.status == 200
     expected = [str(e.id) for e in reversed(dataset.events) if since <= e.timestamp < until]
-    assert _ids(reply.body["events"]) == expected
+    assert _ids(reply.json()["events"]) == expected
     assert str(dataset.events[5].id) in expected
     assert str(dataset.events[20].id) not in expected
 
@@ -331,13 +253,13 @@ def test_since_accepts_z_offsets_and_an_unencoded_plus(server: Server, dataset: 
     for spelling in spellings:
         reply = server.get("/api/events", {"since": spelling, "until": _iso(dataset.until)})
         assert reply.status == 200, (spelling, reply.body)
-        assert _ids(reply.body["events"]) == expected, spelling
+        assert _ids(reply.json()["events"]) == expected, spelling
     raw = (
         f"/api/events?since={plus_two.isoformat()}&until={_iso(dataset.until).replace('+', '%2B')}"
     )
     reply = server.get(raw, encoded=True)
     assert reply.status == 200, reply.body
-    assert _ids(reply.body["events"]) == expected
+    assert _ids(reply.json()["events"]) == expected
 
 
 def test_pagination_returns_every_event_exactly_once(
@@ -354,7 +276,7 @@ def test_pagination_returns_every_event_exactly_once(
         params = base if cursor is None else [*base, ("cursor", cursor)]
         reply = server.get("/api/events", params)
         assert reply.status == 200, reply.body
-        page = reply.body["events"]
+        page = reply.json()["events"]
         assert len(page) <= 3
         seen.extend(_ids(page))
         pages += 1
@@ -362,14 +284,14 @@ def test_pagination_returns_every_event_exactly_once(
             for i in range(4):
                 _recorder(runtime).record("SIGNAL", f"late {i}", strategy_id=strategy)
             _flush(runtime)
-        cursor = reply.body["next_cursor"]
+        cursor = reply.json()["next_cursor"]
         if cursor is None:
             break
         assert isinstance(cursor, str)
     assert seen == expected
     assert pages == -(-len(expected) // 3)
     fresh = server.get("/api/events", [("strategy_id", strategy), ("limit", "1000")])
-    assert len(fresh.body["events"]) == len(expected) + 4
+    assert len(fresh.json()["events"]) == len(expected) + 4
 
 
 def test_limit_defaults_to_100_and_caps_the_page(server: Server, runtime: Runtime) -> None:
@@ -379,15 +301,15 @@ def test_limit_defaults_to_100_and_caps_the_page(server: Server, runtime: Runtim
         _recorder(runtime).record("SIGNAL", f"bulk {i}", strategy_id=strategy)
     _flush(runtime)
     first = server.get("/api/events", {"strategy_id": strategy})
-    assert len(first.body["events"]) == 100
-    assert first.body["next_cursor"] is not None
+    assert len(first.json()["events"]) == 100
+    assert first.json()["next_cursor"] is not None
     everything = server.get("/api/events", {"strategy_id": strategy, "limit": "1000"})
-    assert len(everything.body["events"]) == 105
-    assert everything.body["next_cursor"] is None
+    assert len(everything.json()["events"]) == 105
+    assert everything.json()["next_cursor"] is None
 
 
 def _tampered(server: Server) -> str:
-    cursor = server.get("/api/events", {"limit": "1"}).body["next_cursor"]
+    cursor = server.get("/api/events", {"limit": "1"}).json()["next_cursor"]
     assert isinstance(cursor, str)
     middle = len(cursor) // 2
     return cursor[:middle] + ("A" if cursor[middle] != "A" else "B") + cursor[middle + 1 :]
@@ -428,7 +350,7 @@ BAD_EVENTS_PARAMS = [
 def _assert_problem(reply: Reply, name: str, status: int = 400) -> None:
     assert reply.status == status, reply.body
     assert reply.content_type == PROBLEM_JSON
-    problem = reply.body
+    problem = reply.json()
     assert problem["status"] == status
     assert name in problem["detail"]
     assert name in [param["name"] for param in problem["invalid_params"]]
@@ -449,9 +371,9 @@ def test_every_bad_parameter_is_reported_at_once(server: Server) -> None:
     """Several bad parameters in one request are all listed in invalid_params."""
     reply = server.get("/api/events", {"since": "yesterday", "limit": "0", "colour": "red"})
     assert reply.status == 400
-    names = [param["name"] for param in reply.body["invalid_params"]]
+    names = [param["name"] for param in reply.json()["invalid_params"]]
     assert sorted(names) == ["colour", "limit", "since"]
-    assert all(param["reason"] for param in reply.body["invalid_params"])
+    assert all(param["reason"] for param in reply.json()["invalid_params"])
 
 
 # -- GET /api/events/summary ----------------------------------------------------------------
@@ -468,7 +390,7 @@ def test_summary_counts_by_type_and_severity_over_a_range(server: Server, datase
     for event in dataset.events:
         by_type[event.type] = by_type.get(event.type, 0) + 1
         by_severity[event.severity.name] += 1
-    assert reply.body == {
+    assert reply.json() == {
         "since": since.isoformat(),
         "until": until.isoformat(),
         "total": len(dataset.events),
@@ -481,10 +403,10 @@ def test_summary_without_a_range_counts_everything(server: Server, dataset: Data
     """Without since/until the summary covers every stored event and echoes null bounds."""
     reply = server.get("/api/events/summary")
     assert reply.status == 200
-    assert reply.body["since"] is None
-    assert reply.body["until"] is None
-    assert reply.body["total"] >= len(dataset.events)
-    assert reply.body["total"] == sum(reply.body["by_severity"].values())
+    assert reply.json()["since"] is None
+    assert reply.json()["until"] is None
+    assert reply.json()["total"] >= len(dataset.events)
+    assert reply.json()["total"] == sum(reply.json()["by_severity"].values())
 
 
 @pytest.mark.parametrize(
@@ -528,9 +450,9 @@ def test_database_down_is_a_503_problem_without_the_password(
     for reply in (not_running, *replies):
         assert reply.status == 503
         assert reply.content_type == PROBLEM_JSON
-        assert reply.body["detail"].startswith("database unavailable")
-        assert "hunter2secret" not in str(reply.body)
-        assert "Traceback" not in str(reply.body)
+        assert reply.json()["detail"].startswith("database unavailable")
+        assert "hunter2secret" not in reply.text()
+        assert "Traceback" not in reply.text()
 
 
 # -- GET /api/events/stream -------------------------------------------------------------------
@@ -791,4 +713,4 @@ def test_stream_without_upgrade_is_a_426_problem(server: Server) -> None:
     reply = server.get("/api/events/stream", {"type": "TRADE"})
     assert reply.status == 426
     assert reply.content_type == PROBLEM_JSON
-    assert "WebSocket" in reply.body["detail"]
+    assert "WebSocket" in reply.json()["detail"]

@@ -6,47 +6,27 @@ real causes (a crash drill, events recorded through the runtime's recorder, requ
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import uuid
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
 
-import aiohttp
 import pytest
-from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from support.web_server import LoopThread, web_config
+from support.web_server import Server as LoopbackServer
 from tradingbot.actors.event_logger import FlushEvents
-from tradingbot.config import Config, load_config
+from tradingbot.config import Config
 from tradingbot.events import Event
 from tradingbot.runtime import Runtime
 from tradingbot.supervision import ActorRestarted, SupervisionEvent
 from tradingbot.web import create_app
 from tradingbot.web.metrics import METRICS_REGISTRY
 
-T = TypeVar("T")
 TIMEOUT_S = 10.0
-
-
-class LoopThread:
-    """An event loop in a daemon thread, as the process's main loop would be."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=60)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=30)
-        self.loop.close()
 
 
 class Scrape:
@@ -70,60 +50,24 @@ class Scrape:
         return found[0].value if found else 0.0
 
 
-class Server:
-    """An app on 127.0.0.1 with an OS-chosen port, and an aiohttp client session for it."""
-
-    def __init__(self, loop: LoopThread, app: web.Application) -> None:
-        self.loop = loop
-        self.app = app
-        self._runner = web.AppRunner(app, access_log=None)
-        self.port, self.session = loop.run(self._start())
-
-    async def _start(self) -> tuple[int, aiohttp.ClientSession]:
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        return int(self._runner.addresses[0][1]), aiohttp.ClientSession()
-
-    async def _get(self, path: str) -> tuple[int, str, str]:
-        async with self.session.get(f"http://127.0.0.1:{self.port}{path}") as response:
-            return response.status, response.headers["Content-Type"], await response.text()
-
-    def get(self, path: str) -> tuple[int, str, str]:
-        return self.loop.run(self._get(path))
+class Server(LoopbackServer):
+    """The shared loopback server, plus a parsed scrape of its ``/metrics``."""
 
     def scrape(self) -> Scrape:
-        status, _, text = self.get("/metrics")
-        assert status == 200
-        return Scrape(text)
-
-    async def _stop(self) -> None:
-        await self.session.close()
-        await self._runner.cleanup()
-
-    def close(self) -> None:
-        self.loop.run(self._stop())
+        reply = self.get("/metrics")
+        assert reply.status == 200
+        return Scrape(reply.text())
 
 
 def _config(tmp: Path) -> Config:
-    env_file = tmp / "empty.env"  # so that a ./.env in the working directory is not read
-    env_file.write_text("")
-    return load_config(
-        environ={
-            "TRADINGBOT_HOME": str(tmp / "home"),
-            "TRADINGBOT_ENV_FILE": str(env_file),
+    return web_config(
+        tmp,
+        {
             "TRADINGBOT_EVENTS_FLUSH_INTERVAL_S": "0.05",
             "TRADINGBOT_LIVENESS_PROBE_INTERVAL_S": "0.2",
             "TRADINGBOT_LIVENESS_DEADLINE_S": "2",
-        }
+        },
     )
-
-
-@pytest.fixture(scope="module")
-def loop_thread() -> Iterator[LoopThread]:
-    loop = LoopThread()
-    yield loop
-    loop.close()
 
 
 @pytest.fixture(scope="module")
@@ -134,9 +78,8 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Runtime:
 @pytest.fixture(scope="module")
 def server(loop_thread: LoopThread, runtime: Runtime) -> Iterator[Server]:
     """The app managing its runtime (database, tree, event logger), on a real port."""
-    served = Server(loop_thread, create_app(runtime))
-    yield served
-    served.close()
+    with Server(loop_thread, create_app(runtime)) as served:
+        yield served
 
 
 def _flush(runtime: Runtime) -> None:
@@ -147,7 +90,8 @@ def _flush(runtime: Runtime) -> None:
 
 def test_exposition_is_prometheus_text_that_parses(server: Server) -> None:
     """/metrics answers text format 0.0.4 that prometheus-client's parser reads."""
-    status, content_type, text = server.get("/metrics")
+    reply = server.get("/metrics")
+    status, content_type, text = reply.status, reply.headers["Content-Type"], reply.text()
     assert status == 200
     assert content_type.startswith("text/plain; version=0.0.4")
     families = list(text_string_to_metric_families(text))
@@ -245,7 +189,7 @@ def test_http_histogram_is_labelled_by_route(server: Server) -> None:
     name = "tradingbot_http_request_duration_seconds_count"
     labels = {"method": "GET", "route": "/api/actors", "status": "200"}
     before = server.scrape().value(name, **labels)
-    assert server.get("/api/actors")[0] == 200
+    assert server.get("/api/actors").status == 200
     scrape = server.scrape()
     assert scrape.value(name, **labels) == before + 1
     bucket = scrape.find("tradingbot_http_request_duration_seconds_bucket", le="+Inf", **labels)
@@ -259,7 +203,7 @@ def test_unknown_paths_collapse_into_one_label(server: Server) -> None:
     before = server.scrape().value(name, **labels)
     tag = uuid.uuid4().hex
     for path in (f"/nope/{tag}", f"/api/{tag}", f"/{tag}/a/b"):
-        assert server.get(path)[0] == 404
+        assert server.get(path).status == 404
     scrape = server.scrape()
     assert scrape.value(name, **labels) == before + 3
     routes = {s.labels.get("route") for s in scrape.find(name)}

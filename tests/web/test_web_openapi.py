@@ -9,29 +9,22 @@ states fuzzing rarely reaches (a crashed actor, a second page), match their sche
 
 from __future__ import annotations
 
-import asyncio
-import json
-import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Coroutine, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import jsonschema_rs
 import pytest
-from aiohttp import web
 from schemathesis.specs.openapi.definitions import OPENAPI_31
 
-from tradingbot.config import Config, load_config
+from support.web_server import LoopThread, Reply, Server, web_config
+from tradingbot.config import Config
 from tradingbot.events import ORDER, SIGNAL, TRADE, Severity
 from tradingbot.runtime import Runtime
 from tradingbot.web import create_app
 from tradingbot.web.openapi import BEARER_SCHEME, OPENAPI_PATH, build_document
 
-T = TypeVar("T")
 TOKEN = "s3cret-openapi-token"
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 VARIANTS = [pytest.param(False, id="open"), pytest.param(True, id="token")]
@@ -40,99 +33,22 @@ VARIANTS = [pytest.param(False, id="open"), pytest.param(True, id="token")]
 # -- harness ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def media_type(self) -> str:
-        return self.headers.get("Content-Type", "").split(";", 1)[0].strip()
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-class LoopThread:
-    """An event loop in a daemon thread, as the process's main loop would be."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=60)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=30)
-        self.loop.close()
-
-
-class Server:
-    """An app behind a real TCP site on 127.0.0.1 and an OS-chosen port."""
-
-    def __init__(self, loop: LoopThread, app: web.Application, token: str | None = None) -> None:
-        self._loop = loop
-        self._runner = web.AppRunner(app, access_log=None)
-        self.token = token
-        self.port = loop.run(self._start())
-
-    async def _start(self) -> int:
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        return int(self._runner.addresses[0][1])
-
-    def request(self, path: str, method: str = "GET", *, auth: bool = True) -> Reply:
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", method=method)
-        if auth and self.token is not None:
-            request.add_header("Authorization", f"Bearer {self.token}")
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return Reply(response.status, dict(response.headers), response.read())
-        except urllib.error.HTTPError as error:
-            with error:
-                return Reply(error.code, dict(error.headers), error.read())
-
-    def close(self) -> None:
-        self._loop.run(self._runner.cleanup())
-
-
 def _config(tmp: Path, *, token: str | None = None) -> Config:
-    env_file = tmp / "empty.env"  # so that a ./.env in the working directory is not read
-    env_file.write_text("")
-    environ = {
-        "TRADINGBOT_HOME": str(tmp / "home"),
-        "TRADINGBOT_ENV_FILE": str(env_file),
+    settings = {
         "TRADINGBOT_EVENTS_MIN_SEVERITY": "DEBUG",
         "TRADINGBOT_EVENTS_FLUSH_INTERVAL_S": "0.05",
     }
-    if token is not None:
-        environ["TRADINGBOT_API_TOKEN"] = token
-    return load_config(environ=environ)
-
-
-@pytest.fixture(scope="module")
-def loop_thread() -> Iterator[LoopThread]:
-    loop = LoopThread()
-    yield loop
-    loop.close()
+    return web_config(tmp, settings, token=token)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, loop_thread: LoopThread) -> Iterator[Server]:
     """The app managing a real runtime on SQLite, with a bearer token configured."""
     runtime = Runtime(_config(tmp_path_factory.mktemp("openapi"), token=TOKEN))
-    served = Server(loop_thread, create_app(runtime), TOKEN)
-    try:
+    with Server(loop_thread, create_app(runtime), TOKEN) as served:
         _record_events(runtime)
         _crash_heartbeat(runtime)
         yield served
-    finally:
-        served.close()
 
 
 def _record_events(runtime: Runtime) -> None:

@@ -19,17 +19,13 @@ array, although ``false`` is a valid type name on the wire.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import hypothesis
 import pytest
 import schemathesis
-from aiohttp import web
 from schemathesis import Case, CheckContext, Response
 from schemathesis.checks import CheckFunction
 from schemathesis.core.failures import ServerError
@@ -43,47 +39,23 @@ from schemathesis.specs.openapi.checks import (
     unsupported_method,
 )
 
-from tradingbot.config import load_config
+from support.web_server import LoopThread, Server, web_config
 from tradingbot.events import ORDER, RISK, SIGNAL, SYSTEM, TRADE, Severity
 from tradingbot.runtime import Runtime
 from tradingbot.web import create_app
 from tradingbot.web.openapi import OPENAPI_PATH, build_document
 
-T = TypeVar("T")
 TOKEN = "schemathesis-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MAX_EXAMPLES = 100
 
 
-class LoopThread:
-    """An event loop in a daemon thread, as the process's main loop would be."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=60)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=30)
-        self.loop.close()
-
-
 def _runtime(tmp: Path) -> Runtime:
-    env_file = tmp / "empty.env"  # so that a ./.env in the working directory is not read
-    env_file.write_text("")
-    config = load_config(
-        environ={
-            "TRADINGBOT_HOME": str(tmp / "home"),
-            "TRADINGBOT_ENV_FILE": str(env_file),
-            "TRADINGBOT_API_TOKEN": TOKEN,
-            "TRADINGBOT_EVENTS_MIN_SEVERITY": "DEBUG",
-            "TRADINGBOT_EVENTS_FLUSH_INTERVAL_S": "0.05",
-        }
-    )
+    settings = {
+        "TRADINGBOT_EVENTS_MIN_SEVERITY": "DEBUG",
+        "TRADINGBOT_EVENTS_FLUSH_INTERVAL_S": "0.05",
+    }
+    config = web_config(tmp, settings, token=TOKEN)
     return Runtime(config)
 
 
@@ -125,26 +97,13 @@ def _crash_heartbeat(runtime: Runtime) -> None:
 
 
 @pytest.fixture(scope="module")
-def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def base_url(tmp_path_factory: pytest.TempPathFactory, loop_thread: LoopThread) -> Iterator[str]:
     """The real app over a real runtime, served on 127.0.0.1 and an OS-chosen port."""
-    loop = LoopThread()
     runtime = _runtime(tmp_path_factory.mktemp("schemathesis"))
-    runner = web.AppRunner(create_app(runtime), access_log=None)
-
-    async def start() -> int:
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        return int(runner.addresses[0][1])
-
-    try:
-        port = loop.run(start())
+    with Server(loop_thread, create_app(runtime)) as server:
         _record_events(runtime)
         _crash_heartbeat(runtime)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        loop.run(runner.cleanup())
-        loop.close()
+        yield server.url("")
 
 
 def not_an_undocumented_server_error(ctx: CheckContext, response: Response, case: Case) -> None:
