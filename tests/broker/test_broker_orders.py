@@ -179,3 +179,49 @@ def test_fill_while_disconnected_becomes_one_trade_after_reconnect(
     assert len(broker.sink.of_type(ORDER)) == 1
     refs = sim.call(lambda s: [o.order_ref for o in s.brokerage.orders.values()])
     assert refs == [ref]
+
+
+def test_runtime_broker_crash_with_an_order_in_flight_stores_one_trade(
+    runtime: Runtime, ib_errors: IbErrorGuard
+) -> None:
+    """The runtime's broker crashes right after sending a keyed order: after the restart the
+    simulator holds one order with that orderRef and the database one TRADE event for it."""
+    ib_errors.allow(REFUSED)
+    ib_errors.allow(r"Peer closed connection|Socket disconnect")
+    tree, database, simulator = runtime.tree, runtime.database, runtime.simulator
+    assert tree is not None
+    assert database is not None
+    assert simulator is not None
+    request = OrderRequest("AAPL", "BUY", 7, client_order_id="runtime-crash-1")
+    ref = place_order(tree.handle("broker"), runtime.broker_status, request)
+    tree.crash("broker")
+    wait_until(
+        lambda: (n := tree.snapshot().find("broker")) is not None and n.restarts >= 1,
+        what="the broker to restart",
+    )
+    wait_until(
+        lambda: runtime.broker_status.view().state == ConnectionState.SYNCED,
+        timeout_s=15,
+        what="the broker to sync again",
+    )
+    wait_until(
+        lambda: (o := runtime.broker_status.order(ref)) is not None and o.status == "Filled",
+        what="the order seen filled after the restart",
+    )
+    assert place_order(tree.handle("broker"), runtime.broker_status, request) == ref
+    marker = place_order(
+        tree.handle("broker"),
+        runtime.broker_status,
+        OrderRequest("AAPL", "BUY", 1, client_order_id="runtime-marker-1"),
+    )
+
+    def stored(trade_id: str) -> list[Event]:
+        return list(database.events.query(EventQuery(types=(TRADE,), trade_id=trade_id)).events)
+
+    wait_until(lambda: stored(marker), what="the marker order's TRADE event in the database")
+    assert len(stored(ref)) == 1
+    assert len(database.events.query(EventQuery(types=(ORDER,), trade_id=ref)).events) == 1
+    at_gateway = simulator.call(
+        lambda s: [o.status for o in s.brokerage.orders.values() if o.order_ref == ref]
+    )
+    assert at_gateway == ["Filled"]

@@ -15,16 +15,20 @@ events. There is no reconnect loop here: a failed connect, and a lost connection
 crash the actor; the supervisor's backoff restarts it, and the new incarnation
 connects again.
 
-Orders: :func:`place_order` (any thread) refuses at once with
+Orders: :func:`place_order` and :func:`cancel_order` (any thread) refuse at once with
 :class:`~tradingbot.broker.BrokerNotReady` unless synced; otherwise the actor records a
 durable ORDER event, then sends the order with ``orderRef`` = our order id, and returns
-that id. Each fill's commission report becomes one durable TRADE event.
+that id (``TB-<client_order_id>`` when the caller gave an idempotency key: a known key
+returns the known order and sends nothing). Each fill's commission report becomes one
+durable TRADE event. A lost connection or a crash marks every order not known to be final
+``Unresolved`` until the gateway reports it again after the reconnect (by ``orderRef``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -34,8 +38,14 @@ import pykka
 import structlog
 from ib_async import IB, LimitOrder, MarketOrder, Stock
 
-from tradingbot.broker import BrokerNotReady, BrokerStatus, ConnectionState, LoopThread
-from tradingbot.broker.status import OrderRecord
+from tradingbot.broker import (
+    BrokerNotReady,
+    BrokerStatus,
+    ConnectionState,
+    LoopThread,
+    UnknownOrder,
+)
+from tradingbot.broker.status import TERMINAL_STATUSES, UNRESOLVED, OrderRecord
 from tradingbot.events import ORDER, SYSTEM, TRADE, Severity
 from tradingbot.events.recorder import EventNotDurable, EventRecorder
 from tradingbot.supervision import SupervisedActor
@@ -46,6 +56,7 @@ UNSET_DOUBLE = 1e300  # ib_async reports unset numbers as 1.7976931348623157e308
 CONNECTIVITY_LOST = 1100
 CONNECTIVITY_RESTORED_DATA_LOST = 1101
 CONNECTIVITY_RESTORED = 1102
+CLIENT_ORDER_ID = re.compile(r"[A-Za-z0-9_.:-]{1,40}")
 
 
 class BrokerConnectionError(ConnectionError):
@@ -69,7 +80,12 @@ class BrokerSettings:
 
 @dataclass(frozen=True, slots=True)
 class OrderRequest:
-    """An order a strategy asks for: ``side`` BUY/SELL, ``order_type`` MKT/LMT."""
+    """An order a strategy asks for: ``side`` BUY/SELL, ``order_type`` MKT/LMT.
+
+    ``client_order_id`` is an optional idempotency key chosen by the caller: the order's
+    id (its ``orderRef``) becomes ``TB-<client_order_id>``, and placing again with a key
+    whose order is already known returns that order's id without sending anything.
+    """
 
     symbol: str
     side: str
@@ -78,6 +94,7 @@ class OrderRequest:
     limit_price: float | None = None
     exchange: str = "SMART"
     currency: str = "USD"
+    client_order_id: str | None = None
 
     def __post_init__(self) -> None:
         if not self.symbol:
@@ -90,6 +107,8 @@ class OrderRequest:
             raise ValueError(f"order_type: expected MKT or LMT, got {self.order_type!r}")
         if self.order_type == "LMT" and not (self.limit_price and self.limit_price > 0):
             raise ValueError("limit_price: a LMT order needs a positive limit price")
+        if self.client_order_id is not None and not CLIENT_ORDER_ID.fullmatch(self.client_order_id):
+            raise ValueError("client_order_id: 1-40 characters from letters, digits and _ . : -")
 
 
 # -- messages ---------------------------------------------------------------------------
@@ -100,6 +119,14 @@ class PlaceOrder:
     """Command: place ``request``; ``reply`` resolves to our order id or a refusal."""
 
     request: OrderRequest
+    reply: concurrent.futures.Future[str] = field(default_factory=concurrent.futures.Future)
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOrder:
+    """Command: cancel our order ``order_ref``; ``reply`` resolves to it or a refusal."""
+
+    order_ref: str
     reply: concurrent.futures.Future[str] = field(default_factory=concurrent.futures.Future)
 
 
@@ -190,6 +217,29 @@ def place_order(
     if state != ConnectionState.SYNCED:
         raise BrokerNotReady(f"order refused: the broker is {state.value}, not synced")
     message = PlaceOrder(request)
+    broker.tell(message)
+    try:
+        return message.reply.result(timeout_s)
+    except concurrent.futures.TimeoutError:
+        raise TimeoutError(f"the broker did not answer within {timeout_s:g} s") from None
+
+
+def cancel_order(broker: Sink, status: BrokerStatus, order_id: str, timeout_s: float = 30.0) -> str:
+    """Cancel one of our orders by its id (``orderRef``); return the id once the cancel is sent.
+
+    Raises :class:`BrokerNotReady` at once when the broker is not synced,
+    :class:`UnknownOrder` when no order with this id was placed through this broker,
+    ``ValueError`` when the order is final (filled, cancelled) or not open at the gateway,
+    ``EventNotDurable`` when the cancel's ORDER event could not be stored (nothing is
+    sent), ``TimeoutError`` when the actor did not answer in time. The outcome arrives as
+    an order status (``Cancelled``) in ``status.order(order_id)``.
+    """
+    state = status.view().state
+    if state != ConnectionState.SYNCED:
+        raise BrokerNotReady(f"cancel refused: the broker is {state.value}, not synced")
+    if status.order(order_id) is None:
+        raise UnknownOrder(f"unknown order id {order_id!r}")
+    message = CancelOrder(order_id)
     broker.tell(message)
     try:
         return message.reply.result(timeout_s)
@@ -371,6 +421,13 @@ class BrokerActor(SupervisedActor):
 
     def on_crash(self, failure: Any) -> None:
         self._shutdown_client()
+        self._mark_unresolved("the broker actor crashed")
+
+    def _mark_unresolved(self, why: str) -> None:
+        """Orders sent but not known to be final stay unresolved until the gateway answers."""
+        refs = self._status.mark_unresolved()
+        if refs:
+            log.warning("broker_orders_unresolved", order_refs=refs, why=why)
 
     def _shutdown_client(self) -> None:
         """Disconnect the client on its loop, then stop and join the loop (idempotent)."""
@@ -400,6 +457,8 @@ class BrokerActor(SupervisedActor):
                 return self._notice(message)
             case PlaceOrder():
                 return self._place(message)
+            case CancelOrder():
+                return self._cancel(message)
             case OrderStatusChanged():
                 return self._order_status(message)
             case FillReported():
@@ -462,6 +521,7 @@ class BrokerActor(SupervisedActor):
             self._publish()
 
     def _lost(self, why: str) -> None:
+        self._mark_unresolved(why)
         self._set_state(ConnectionState.DISCONNECTED, last_error=why)
         self._system(Severity.WARNING, f"broker connection lost: {why}")
         raise BrokerConnectionError(why)
@@ -497,7 +557,13 @@ class BrokerActor(SupervisedActor):
                 BrokerNotReady(f"order refused: the broker is {state.value}, not synced")
             )
             return
-        order_ref = f"TB-{uuid.uuid4().hex[:16]}"
+        key = request.client_order_id
+        order_ref = f"TB-{key}" if key is not None else f"TB-{uuid.uuid4().hex[:16]}"
+        known = self._status.order(order_ref)
+        if known is not None:  # a retry: the order exists (live, unresolved or final)
+            log.info("broker_order_known", order_ref=order_ref, status=known.status)
+            reply.set_result(order_ref)
+            return
         price = "" if request.limit_price is None else f" {request.limit_price:g}"
         text = f"{request.side} {request.quantity:g} {request.symbol} {request.order_type}{price}"
         context = {
@@ -507,6 +573,7 @@ class BrokerActor(SupervisedActor):
             "quantity": request.quantity,
             "order_type": request.order_type,
             "limit_price": request.limit_price,
+            "client_order_id": key,
         }
         try:
             if self._recorder is not None:
@@ -522,6 +589,7 @@ class BrokerActor(SupervisedActor):
                 quantity=request.quantity,
                 order_type=request.order_type,
                 limit_price=request.limit_price,
+                client_order_id=key,
             )
         )
         ib, account = self._ib, self._settings.account or ""
@@ -540,15 +608,73 @@ class BrokerActor(SupervisedActor):
 
         try:
             order_id = self._loop.run(send(), self._settings.request_timeout_s)
-        except (OSError, RuntimeError, ValueError) as exc:  # outcome unknown: stays pending
+        except (OSError, RuntimeError, ValueError) as exc:  # outcome unknown
             log.warning("broker_order_send_failed", order_ref=order_ref, error=str(exc))
+            self._status.update_order(order_ref, status=UNRESOLVED)
+            self._publish()
             reply.set_exception(exc)
             return
         self._status.update_order(order_ref, order_id=order_id)
         log.info("broker_order_sent", order_ref=order_ref, order_id=order_id, order=text)
         reply.set_result(order_ref)
 
+    def _cancel(self, message: CancelOrder) -> None:
+        reply, order_ref = message.reply, message.order_ref
+        state = self._status.view().state
+        if state != ConnectionState.SYNCED or self._loop is None or self._ib is None:
+            reply.set_exception(
+                BrokerNotReady(f"cancel refused: the broker is {state.value}, not synced")
+            )
+            return
+        record = self._status.order(order_ref)
+        if record is None:
+            reply.set_exception(UnknownOrder(f"unknown order id {order_ref!r}"))
+            return
+        if record.status in TERMINAL_STATUSES:
+            reply.set_exception(ValueError(f"order {order_ref} is {record.status}: not open"))
+            return
+        ib = self._ib
+
+        def open_order() -> Any:
+            for trade in ib.openTrades():
+                if trade.order.orderRef == order_ref:
+                    return trade.order
+            return None
+
+        try:
+            order = self._loop.call(open_order, self._settings.request_timeout_s)
+        except (OSError, RuntimeError) as exc:
+            reply.set_exception(exc)
+            return
+        if order is None:
+            reply.set_exception(ValueError(f"order {order_ref} is not open at the gateway"))
+            return
+        text = f"CANCEL {record.side} {record.quantity:g} {record.symbol} ({order_ref})"
+        context = {"order_ref": order_ref, "action": "cancel", "order_id": int(order.orderId)}
+        try:
+            if self._recorder is not None:
+                self._recorder.record_durable(ORDER, text, trade_id=order_ref, context=context)
+        except EventNotDurable as exc:
+            reply.set_exception(exc)
+            return
+        try:
+            self._loop.call(lambda: ib.cancelOrder(order), self._settings.request_timeout_s)
+        except (OSError, RuntimeError) as exc:
+            log.warning("broker_cancel_send_failed", order_ref=order_ref, error=str(exc))
+            reply.set_exception(exc)
+            return
+        log.info("broker_cancel_sent", order_ref=order_ref)
+        reply.set_result(order_ref)
+
     def _order_status(self, message: OrderStatusChanged) -> None:
+        before = self._status.order(message.order_ref)
+        if (
+            before is not None
+            and before.status in TERMINAL_STATUSES
+            and (message.status not in TERMINAL_STATUSES or message.filled < before.filled)
+        ):
+            # A late report from before a reconnect or restart: final states never go back.
+            return
         self._status.update_order(
             message.order_ref,
             status=message.status,
@@ -557,6 +683,9 @@ class BrokerActor(SupervisedActor):
             order_id=message.order_id,
             perm_id=message.perm_id,
         )
+        if before is not None and before.unresolved and message.status != UNRESOLVED:
+            log.info("broker_order_resolved", order_ref=message.order_ref, status=message.status)
+            self._publish()
 
     def _fill(self, fill: FillReported) -> None:
         if not self._status.first_fill(fill.exec_id):
@@ -595,6 +724,7 @@ class BrokerActor(SupervisedActor):
         view = self._status.view()
         details = view.details(self._status.now())
         details["probe_misses"] = self._misses
+        details["unresolved_orders"] = self._status.unresolved_orders()
         self.publish_details(**details)
 
     def _system(self, severity: Severity, message: str) -> None:

@@ -11,6 +11,7 @@ from tradingbot.broker.status import (
     BrokerView,
     ConnectionState,
     OrderRecord,
+    UnknownOrder,
 )
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "ConnectionState",
     "LoopThread",
     "OrderRecord",
+    "UnknownOrder",
 ]

@@ -30,6 +30,16 @@ class BrokerNotReady(RuntimeError):
     """The broker is not synced with the gateway: the request is refused, not queued."""
 
 
+class UnknownOrder(LookupError):
+    """No order with this id (``orderRef``) was placed through this broker."""
+
+
+UNRESOLVED = "Unresolved"
+"""Status of an order sent before the connection dropped, until the gateway answers."""
+
+TERMINAL_STATUSES = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BrokerView:
     """One consistent reading of the broker's connection (monotonic times in seconds)."""
@@ -76,6 +86,11 @@ class OrderRecord:
     avg_fill_price: float = 0.0
     order_id: int = 0
     perm_id: int = 0
+    client_order_id: str | None = None
+
+    @property
+    def unresolved(self) -> bool:
+        return self.status == UNRESOLVED
 
 
 class BrokerStatus:
@@ -130,6 +145,22 @@ class BrokerStatus:
                 return None
             record = self._orders[order_ref] = replace(record, **changes)
             return record
+
+    def mark_unresolved(self) -> list[str]:
+        """The connection is gone: every order not known to be final becomes unresolved."""
+        with self._lock:
+            refs = [
+                ref
+                for ref, record in self._orders.items()
+                if record.status not in TERMINAL_STATUSES and record.status != UNRESOLVED
+            ]
+            for ref in refs:
+                self._orders[ref] = replace(self._orders[ref], status=UNRESOLVED)
+            return refs
+
+    def unresolved_orders(self) -> list[str]:
+        with self._lock:
+            return [ref for ref, record in self._orders.items() if record.unresolved]
 
     def order(self, order_ref: str) -> OrderRecord | None:
         with self._lock:

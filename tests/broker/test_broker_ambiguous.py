@@ -1,0 +1,183 @@
+"""Ambiguous order outcomes, idempotent retries and cancels, through real sockets."""
+
+from __future__ import annotations
+
+import pytest
+from brokerharness import BrokerHarness, wait_until
+
+from conftest import IbErrorGuard
+from tradingbot.actors.broker import OrderRequest, cancel_order, place_order
+from tradingbot.broker import BrokerNotReady, ConnectionState, UnknownOrder
+from tradingbot.events import ORDER, TRADE, Event
+from tradingbot.gateway import SimulatorThread
+
+DROPPED = (
+    r"API connection failed|Make sure API port|ConnectionRefusedError|Connect call failed"
+    r"|TimeoutError|timed out|Peer closed connection|Socket disconnect"
+)
+
+
+def at_gateway(sim: SimulatorThread, ref: str) -> list[str]:
+    """Statuses of the simulator's orders carrying ``ref`` (the brokerage keeps them all)."""
+    return sim.call(lambda s: [o.status for o in s.brokerage.orders.values() if o.order_ref == ref])
+
+
+def events(broker: BrokerHarness, type_: str, ref: str) -> list[Event]:
+    """Events of ``type_`` recorded for our order ``ref``."""
+    return [e for e in broker.sink.of_type(type_) if e.trade_id == ref]
+
+
+def place(broker: BrokerHarness, request: OrderRequest) -> str:
+    """Place ``request`` through the harness's broker actor."""
+    return place_order(broker.tree.handle("broker"), broker.status, request)
+
+
+def status_of(broker: BrokerHarness, ref: str) -> str:
+    """Our current status of order ``ref``."""
+    record = broker.status.order(ref)
+    assert record is not None
+    return record.status
+
+
+def settle(broker: BrokerHarness, key: str) -> None:
+    """Place a marker market order and wait for its TRADE: everything told before is handled."""
+    ref = place(broker, OrderRequest("AAPL", "BUY", 1, client_order_id=key))
+    wait_until(lambda: events(broker, TRADE, ref), what="the marker order's TRADE event")
+
+
+def test_retry_with_the_same_key_creates_one_order(
+    broker: BrokerHarness, sim: SimulatorThread
+) -> None:
+    """Placing twice with the same client_order_id returns the same id and sends one order."""
+    broker.wait_state(ConnectionState.SYNCED)
+    request = OrderRequest("AAPL", "BUY", 2, client_order_id="retry-1")
+    ref = place(broker, request)
+    assert ref == "TB-retry-1"
+    assert place(broker, request) == ref
+    wait_until(lambda: status_of(broker, ref) == "Filled", what="the order to fill")
+    assert place(broker, request) == ref
+    settle(broker, "marker-1")
+    assert at_gateway(sim, ref) == ["Filled"]
+    assert len(events(broker, ORDER, ref)) == 1
+    assert len(events(broker, TRADE, ref)) == 1
+
+
+def test_bad_client_order_id_is_rejected() -> None:
+    """A client_order_id with spaces or over 40 characters is a ValueError."""
+    with pytest.raises(ValueError, match="client_order_id"):
+        OrderRequest("AAPL", "BUY", 1, client_order_id="has space")
+    with pytest.raises(ValueError, match="client_order_id"):
+        OrderRequest("AAPL", "BUY", 1, client_order_id="x" * 41)
+
+
+def test_connection_closed_right_after_an_order_is_sent(
+    broker: BrokerHarness, sim: SimulatorThread, ib_errors: IbErrorGuard
+) -> None:
+    """The gateway closes the connection as soon as it has the order: after the reconnect
+    there is one order with that orderRef, one TRADE event, and a retry sends nothing."""
+    ib_errors.allow(DROPPED)
+    broker.wait_state(ConnectionState.SYNCED)
+    request = OrderRequest("MSFT", "BUY", 5, client_order_id="closed-1")
+    ref = place(broker, request)
+    wait_until(lambda: at_gateway(sim, ref), what="the order to reach the gateway")
+    sim.call(lambda s: s.close_all_connections())
+    wait_until(lambda: broker.node().restarts >= 1, what="the broker to restart")
+    broker.wait_state(ConnectionState.SYNCED, timeout_s=15)
+    wait_until(lambda: status_of(broker, ref) == "Filled", what="the order seen filled")
+    assert place(broker, request) == ref
+    settle(broker, "marker-2")
+    assert at_gateway(sim, ref) == ["Filled"]
+    assert len(events(broker, ORDER, ref)) == 1
+    [trade] = events(broker, TRADE, ref)
+    assert (trade.context["side"], trade.context["quantity"]) == ("BUY", 5.0)
+
+
+def test_order_lost_in_a_frozen_gateway_stays_unresolved(
+    sim: SimulatorThread, ib_errors: IbErrorGuard
+) -> None:
+    """An order sent to a frozen gateway whose connection then closes stays unresolved (in
+    the status and the snapshot), is never marked rejected, and a retry sends nothing."""
+    ib_errors.allow(DROPPED)
+    # Slow probes: the order must be sent before a missed probe degrades the connection.
+    broker = BrokerHarness(sim.port, probe_interval_s=2.0, probe_timeout_s=5.0)
+    broker.start()
+    try:
+        _frozen_scenario(broker, sim)
+    finally:
+        broker.stop()
+
+
+def _frozen_scenario(broker: BrokerHarness, sim: SimulatorThread) -> None:
+    broker.wait_state(ConnectionState.SYNCED)
+    sim.call(lambda s: s.freeze())
+    request = OrderRequest("AAPL", "BUY", 1, client_order_id="frozen-1")
+    ref = place(broker, request)
+    sim.call(lambda s: s.close_all_connections())
+    wait_until(lambda: status_of(broker, ref) == "Unresolved", what="the order to be unresolved")
+    wait_until(
+        lambda: ref in broker.node().details.get("unresolved_orders", []),
+        what="the unresolved order in the snapshot",
+    )
+    sim.call(lambda s: s.unfreeze())
+    broker.wait_state(ConnectionState.SYNCED, timeout_s=15)
+    settle(broker, "marker-3")
+    assert status_of(broker, ref) == "Unresolved"
+    assert place(broker, request) == ref
+    assert at_gateway(sim, ref) == []
+    assert events(broker, TRADE, ref) == []
+
+
+def test_broker_crash_with_an_order_in_flight(
+    broker: BrokerHarness, sim: SimulatorThread, ib_errors: IbErrorGuard
+) -> None:
+    """The broker actor crashes right after sending an order: after its restart there is one
+    order with that orderRef at the gateway and its fill is one TRADE event."""
+    ib_errors.allow(DROPPED)
+    broker.wait_state(ConnectionState.SYNCED)
+    request = OrderRequest("MSFT", "SELL", 4, client_order_id="crash-1")
+    ref = place(broker, request)
+    broker.tree.crash("broker")
+    wait_until(lambda: broker.node().restarts >= 1, what="the broker to restart")
+    broker.wait_state(ConnectionState.SYNCED, timeout_s=15)
+    wait_until(lambda: status_of(broker, ref) == "Filled", what="the order seen filled")
+    assert place(broker, request) == ref
+    settle(broker, "marker-4")
+    assert at_gateway(sim, ref) == ["Filled"]
+    assert len(events(broker, ORDER, ref)) == 1
+    [trade] = events(broker, TRADE, ref)
+    assert (trade.context["side"], trade.context["quantity"]) == ("SELL", 4.0)
+
+
+def test_cancel_a_resting_limit_order(
+    broker: BrokerHarness, sim: SimulatorThread, ib_errors: IbErrorGuard
+) -> None:
+    """A resting limit order is cancelled by its id; the cancel is an ORDER event and the
+    gateway's order ends Cancelled; unknown and final orders are refused clearly."""
+    ib_errors.allow(r"Error 202, .*Order Canceled")  # ib_async logs the cancel notice as ERROR
+    broker.wait_state(ConnectionState.SYNCED)
+    market = sim.call(lambda s: s.brokerage.prices.price("MSFT"))
+    ref = place(broker, OrderRequest("MSFT", "BUY", 3, "LMT", round(market * 0.5, 2)))
+    wait_until(lambda: status_of(broker, ref) == "Submitted", what="the order to rest")
+    handle = broker.tree.handle("broker")
+    assert cancel_order(handle, broker.status, ref) == ref
+    wait_until(lambda: status_of(broker, ref) == "Cancelled", what="the order to be cancelled")
+    assert at_gateway(sim, ref) == ["Cancelled"]
+    recorded = events(broker, ORDER, ref)
+    assert [e.context.get("action") for e in recorded] == [None, "cancel"]
+    with pytest.raises(ValueError, match="not open"):
+        cancel_order(handle, broker.status, ref)
+    with pytest.raises(UnknownOrder, match="unknown order id"):
+        cancel_order(handle, broker.status, "TB-nope")
+
+
+def test_cancel_while_disconnected_is_refused_at_once(
+    broker: BrokerHarness, sim: SimulatorThread, ib_errors: IbErrorGuard
+) -> None:
+    """While the gateway refuses connections a cancel is refused with BrokerNotReady."""
+    ib_errors.allow(DROPPED)
+    broker.wait_state(ConnectionState.SYNCED)
+    sim.run(sim.call(lambda s: s.refuse_connections(2.0)))
+    broker.wait_state(ConnectionState.DISCONNECTED, ConnectionState.CONNECTING)
+    with pytest.raises(BrokerNotReady, match="not synced"):
+        cancel_order(broker.tree.handle("broker"), broker.status, "TB-any")
+    broker.wait_state(ConnectionState.SYNCED, timeout_s=15)
