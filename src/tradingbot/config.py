@@ -323,8 +323,7 @@ def _prepare_home(home: Path) -> None:
     try:
         # Private by default: the database, logs and socket are the operator's alone.
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=home, prefix=".write-test-"):
-            pass
+        tempfile.NamedTemporaryFile(dir=home, prefix=".write-test-").close()
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise ConfigError(variable, f"{expected} ({reason})", str(home)) from None

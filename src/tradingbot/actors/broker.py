@@ -34,7 +34,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import pykka
 import structlog
 from ib_async import IB, LimitOrder, MarketOrder, Stock
 
@@ -48,7 +47,7 @@ from tradingbot.broker import (
 from tradingbot.broker.status import TERMINAL_STATUSES, UNRESOLVED, OrderRecord
 from tradingbot.events import ORDER, SYSTEM, TRADE, Severity
 from tradingbot.events.recorder import EventNotDurable, EventRecorder
-from tradingbot.supervision import SupervisedActor
+from tradingbot.supervision import SupervisedActor, tell_if_alive
 
 log = structlog.get_logger(__name__)
 
@@ -389,10 +388,7 @@ class BrokerActor(SupervisedActor):
             ib.errorEvent -= on_connect_error
 
         def tell(message: Any) -> None:
-            try:
-                ref.tell(message)
-            except pykka.ActorDeadError:
-                pass
+            tell_if_alive(ref, message)
 
         def on_disconnected() -> None:
             if not self._closing:
@@ -485,10 +481,7 @@ class BrokerActor(SupervisedActor):
                 result = ProbeResult(epoch, None, f"{type(exc).__name__}: {exc}".rstrip(": "))
             else:
                 result = ProbeResult(epoch, round(future.result(), 3), None)
-            try:
-                ref.tell(result)
-            except pykka.ActorDeadError:
-                pass
+            tell_if_alive(ref, result)
 
         self._loop.submit(probe()).add_done_callback(done)
 
@@ -549,14 +542,22 @@ class BrokerActor(SupervisedActor):
             self._set_state(ConnectionState.SYNCED, last_error=None)
             self._system(Severity.INFO, f"broker synced again: {notice.text}")
 
+    def _refused_unless_synced(self, reply: concurrent.futures.Future[str], what: str) -> bool:
+        """Answer ``reply`` with BrokerNotReady (and return True) unless the broker is synced."""
+        state = self._status.view().state
+        if state == ConnectionState.SYNCED and self._loop is not None and self._ib is not None:
+            return False
+        reply.set_exception(
+            BrokerNotReady(f"{what} refused: the broker is {state.value}, not synced")
+        )
+        return True
+
     def _place(self, message: PlaceOrder) -> None:
         reply, request = message.reply, message.request
-        state = self._status.view().state
-        if state != ConnectionState.SYNCED or self._loop is None or self._ib is None:
-            reply.set_exception(
-                BrokerNotReady(f"order refused: the broker is {state.value}, not synced")
-            )
+        if self._refused_unless_synced(reply, "order"):
             return
+        assert self._loop is not None
+        assert self._ib is not None
         key = request.client_order_id
         order_ref = f"TB-{key}" if key is not None else f"TB-{uuid.uuid4().hex[:16]}"
         known = self._status.order(order_ref)
@@ -620,12 +621,10 @@ class BrokerActor(SupervisedActor):
 
     def _cancel(self, message: CancelOrder) -> None:
         reply, order_ref = message.reply, message.order_ref
-        state = self._status.view().state
-        if state != ConnectionState.SYNCED or self._loop is None or self._ib is None:
-            reply.set_exception(
-                BrokerNotReady(f"cancel refused: the broker is {state.value}, not synced")
-            )
+        if self._refused_unless_synced(reply, "cancel"):
             return
+        assert self._loop is not None
+        assert self._ib is not None
         record = self._status.order(order_ref)
         if record is None:
             reply.set_exception(UnknownOrder(f"unknown order id {order_ref!r}"))

@@ -66,7 +66,7 @@ class PruneEvents:
 
 @dataclass(frozen=True, slots=True)
 class _Tick:
-    pass
+    """Timer: flush a partial batch; during an outage, maybe replay the spool."""
 
 
 def _utcnow() -> datetime:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -100,8 +101,6 @@ class LoopThread:
                 loop.stop()
 
         if not loop.is_closed():
-            try:
+            with contextlib.suppress(RuntimeError):  # closed meanwhile
                 loop.call_soon_threadsafe(finish)
-            except RuntimeError:
-                pass  # closed meanwhile
         thread.join(timeout_s)

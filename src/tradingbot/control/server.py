@@ -211,7 +211,7 @@ class ControlServer:
                 return
             await self._serve_requests(reader, writer, peer)
         except ConnectionError:
-            pass  # the client went away; nothing to answer
+            return  # the client went away; nothing to answer
         except Exception:
             log.exception("control.connection_failed")
         finally:

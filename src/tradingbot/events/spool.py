@@ -27,6 +27,7 @@ belongs to one process at a time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import threading
@@ -376,10 +377,8 @@ class EventSpool:
                 _write_all(fd, data)
                 os.fsync(fd)
             except OSError:
-                try:  # leave no half record behind
+                with contextlib.suppress(OSError):  # leave no half record behind
                     os.ftruncate(fd, self._end)
-                except OSError:
-                    pass
                 raise
         finally:
             os.close(fd)

@@ -69,7 +69,7 @@ async def start_control_server(sim: GatewaySimulator, path: Path) -> asyncio.Ser
                 writer.write(reply.encode() + b"\n")
                 await writer.drain()
         except ConnectionError:
-            pass
+            return  # the fault client went away
         finally:
             writer.close()
 

@@ -327,7 +327,7 @@ class Session:
         self.send(msg.completed_orders_end())
 
     def _ignore(self, f: list[str]) -> None:
-        pass
+        """Requests that need no answer (auto-open orders, market data type)."""
 
     _handlers: dict[int, Callable[[Session, list[str]], None]] = {
         1: _req_mkt_data,

@@ -30,6 +30,7 @@ from tradingbot.supervision.handle import (
     ActorUnavailable,
     SupervisionError,
     UnknownActor,
+    tell_if_alive,
 )
 from tradingbot.supervision.snapshot import ActorSnapshot, render_tree
 from tradingbot.supervision.spec import (
@@ -89,6 +90,7 @@ __all__ = [
     "log_event",
     "render_tree",
     "supervisor",
+    "tell_if_alive",
     "validate",
     "worker",
 ]

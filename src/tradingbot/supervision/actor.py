@@ -25,6 +25,7 @@ start), ``on_receive`` (pykka's message hook; dispatch with ``match``), and
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import queue
 import random
@@ -42,7 +43,13 @@ from pykka._envelope import Envelope
 
 from tradingbot.supervision.clock import Clock, Timer, call_every
 from tradingbot.supervision.events import Failure, SupervisionEvent
-from tradingbot.supervision.handle import RESTARTING, ActorHandle, Ping, UnknownActor
+from tradingbot.supervision.handle import (
+    RESTARTING,
+    ActorHandle,
+    Ping,
+    UnknownActor,
+    tell_if_alive,
+)
 
 log = structlog.get_logger("tradingbot.supervision")
 
@@ -238,10 +245,7 @@ class SupervisedActor(pykka.ThreadingActor):
         ref = self.actor_ref
 
         def fire() -> None:
-            try:
-                ref.tell(message)
-            except pykka.ActorDeadError:
-                pass
+            tell_if_alive(ref, message)
 
         self._timers.append(call_every(self.clock, interval_s, fire))
 
@@ -283,10 +287,8 @@ class SupervisedActor(pykka.ThreadingActor):
             ctx.down_reported = True
             failure = Failure.from_exception(exc)
             error = StartFailed(ctx.handle.id, failure)
-            try:
+            with contextlib.suppress(InvalidStateError):  # the supervisor gave up waiting
                 ctx.started.set_exception(error)
-            except InvalidStateError:
-                pass  # the supervisor already gave up waiting
             raise error from exc
         self._base_context = contextvars.copy_context()
         try:

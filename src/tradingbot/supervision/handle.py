@@ -65,6 +65,19 @@ def inbox_depth(ref: pykka.ActorRef[Any] | None) -> int:
     return inbox.qsize()
 
 
+def tell_if_alive(ref: pykka.ActorRef[Any], message: Any) -> bool:
+    """Tell ``message`` to ``ref``; False (and nothing else) if that actor already stopped.
+
+    For timers and callbacks aimed at one incarnation: once it is gone, its ticks and
+    replies have no one to matter to (its replacement schedules its own).
+    """
+    try:
+        ref.tell(message)
+    except pykka.ActorDeadError:
+        return False
+    return True
+
+
 class Ping:
     """Liveness probe; answered by the actor framework before any user handler."""
 
@@ -274,10 +287,7 @@ class ActorHandle:
         if event is not None:
             self._emit(event)
         if send is not None:
-            try:
-                ref.tell(send)
-            except pykka.ActorDeadError:
-                pass
+            tell_if_alive(ref, send)
 
     # -- observation -----------------------------------------------------------------------
 

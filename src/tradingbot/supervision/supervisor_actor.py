@@ -55,6 +55,7 @@ from tradingbot.supervision.handle import (
     ActorHandle,
     SupervisionError,
     UnknownActor,
+    tell_if_alive,
 )
 from tradingbot.supervision.spec import ChildSpec, Kind, Restart, Strategy
 
@@ -78,7 +79,7 @@ class _RestartDue:
 
 @dataclass(frozen=True, slots=True)
 class _ProbeTick:
-    pass
+    """Timer: probe every running child's liveness."""
 
 
 @dataclass(slots=True)
@@ -106,10 +107,8 @@ class _SupervisorParent:
         self._ref = ref
 
     def child_down(self, down: ChildDown) -> None:
-        try:
-            self._ref.tell(down)
-        except pykka.ActorDeadError:
-            pass  # the supervisor is gone; its own parent handles the subtree
+        # If the supervisor is gone, its own parent handles the whole subtree.
+        tell_if_alive(self._ref, down)
 
 
 class Supervisor(SupervisedActor):
@@ -366,10 +365,7 @@ class Supervisor(SupervisedActor):
         ref = self.actor_ref
 
         def due() -> None:
-            try:
-                ref.tell(message)
-            except pykka.ActorDeadError:
-                pass
+            tell_if_alive(ref, message)
 
         child.timer = self._services.clock.call_later(delay, due)
         self._services.emit(

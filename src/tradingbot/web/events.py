@@ -421,7 +421,7 @@ class _Stream:
 
     async def _receive(self) -> None:
         async for _message in self._ws:
-            pass
+            continue  # the tail is one-way: reading only serves pings and the close frame
 
     async def _watch(self) -> None:
         """Return once the subscription overflowed while a send is blocked."""
