@@ -4,42 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import re
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import pytest
 from ib_async import IB
 
+from support.ib_errors import IbErrorGuard
 from tradingbot.gateway import Brokerage, GatewaySimulator, PriceModel
 
-WATCHED_LOGGERS = ("ib_async", "asyncio", "tradingbot.gateway")
-
-
-class IbErrorGuard(logging.Handler):
-    """Collects ERROR records; the test fails at teardown on any not explicitly allowed."""
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-        self._allowed: list[re.Pattern[str]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def allow(self, pattern: str) -> None:
-        """Expect ERROR records whose message matches ``pattern`` (a regex)."""
-        self._allowed.append(re.compile(pattern))
-
-    def unexpected(self) -> list[str]:
-        """Messages of ERROR records not matched by an allowed pattern."""
-        out = []
-        for record in self.records:
-            text = record.getMessage()
-            if not any(p.search(text) for p in self._allowed):
-                out.append(f"{record.name}: {text}")
-        return out
+__all__ = ["IbErrorGuard", "connected", "run", "running_simulator", "wait_for"]
 
 
 def run(coro: Coroutine[Any, Any, None], timeout_s: float = 20.0) -> None:

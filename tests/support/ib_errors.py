@@ -41,8 +41,7 @@ class IbErrorGuard(logging.Handler):
         ]
 
 
-# Bound to Handler, not IbErrorGuard: tests/gateway/simharness.py has its own guard class.
-G = TypeVar("G", bound=logging.Handler)
+G = TypeVar("G", bound=IbErrorGuard)
 
 
 def guard_ib_errors(guard: G) -> Iterator[G]:
@@ -55,6 +54,6 @@ def guard_ib_errors(guard: G) -> Iterator[G]:
     finally:
         for lg in loggers:
             lg.removeHandler(guard)
-    problems = guard.unexpected()  # type: ignore[attr-defined]
+    problems = guard.unexpected()
     if problems:
         pytest.fail("unexpected ERROR log records:\n" + "\n".join(problems), pytrace=False)
