@@ -31,9 +31,7 @@ import gc
 import io
 import json
 import logging
-import math
 import os
-import platform
 import pstats
 import random
 import sqlite3
@@ -46,7 +44,6 @@ import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -58,6 +55,7 @@ from aiohttp import web
 from sqlalchemy import Table, insert
 from sqlalchemy.engine import make_url
 
+from benchlib import fmt_met, machine, percentile, rotated
 from tradingbot.actors.event_logger import EventLoggerActor, EventLoggerSettings, FlushEvents
 from tradingbot.config import Config, load_config, redact_url
 from tradingbot.events import ORDER, RISK, SIGNAL, SYSTEM, TRADE, Event, Severity
@@ -94,21 +92,6 @@ COLUMNS = (
 )
 
 # -- statistics and output helpers --------------------------------------------------------
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Nearest-rank percentile of already sorted values."""
-    index = max(0, math.ceil(q * len(sorted_values)) - 1)
-    return sorted_values[index]
-
-
-def rotated(items: list[T], shift: int) -> list[T]:
-    shift %= len(items)
-    return items[shift:] + items[:shift]
-
-
-def fmt_met(met: bool | None) -> str:
-    return "-" if met is None else ("yes" if met else "NO")
 
 
 @dataclass(slots=True)
@@ -952,20 +935,15 @@ def close_log_handlers() -> None:
 # -- output -------------------------------------------------------------------------------
 
 
-def machine(databases: Databases) -> dict[str, Any]:
-    return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "nproc": os.cpu_count(),
-        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "sqlite": sqlite3.sqlite_version,
-        "postgresql": databases.postgres_version,
-        "sqlalchemy": metadata.version("sqlalchemy"),
-        "psycopg2": metadata.version("psycopg2-binary"),
-        "aiohttp": metadata.version("aiohttp"),
-        "structlog": metadata.version("structlog"),
-    }
+def bench_machine(databases: Databases) -> dict[str, Any]:
+    return machine(
+        "sqlalchemy",
+        "psycopg2-binary",
+        "aiohttp",
+        "structlog",
+        sqlite=sqlite3.sqlite_version,
+        postgresql=databases.postgres_version,
+    )
 
 
 def print_throughput(rows: list[ThroughputRow]) -> None:
@@ -1046,7 +1024,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_events_") as tmp_name:
         tmp = Path(tmp_name)
         databases = Databases(tmp, args.postgres_url or None)
-        info = machine(databases)
+        info = bench_machine(databases)
         if databases.postgres_note:
             print(databases.postgres_note)
         # The product's pipeline at INFO while parts 1 and 2 run (record()'s log lines

@@ -35,7 +35,6 @@ import asyncio
 import json
 import math
 import os
-import platform
 import selectors
 import signal
 import socket
@@ -46,12 +45,13 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
-from importlib import metadata
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from benchlib import fmt_met, machine, percentile
 
 THROUGHPUT_GOAL_RATIO = 0.6
 LATENCY_GOAL_P99_MS = 10.0
@@ -74,12 +74,6 @@ MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "1048576", "MALLOC_TRIM_THRESHOLD_": "16
 # -- statistics ---------------------------------------------------------------------------
 
 
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Nearest-rank percentile of already sorted values."""
-    index = max(0, math.ceil(q * len(sorted_values)) - 1)
-    return sorted_values[index]
-
-
 def summary_ms(samples_s: list[float]) -> dict[str, float]:
     s = sorted(samples_s)
     if not s:
@@ -89,10 +83,6 @@ def summary_ms(samples_s: list[float]) -> dict[str, float]:
         "p99": round(percentile(s, 0.99) * 1e3, 3),
         "max": round(s[-1] * 1e3, 3),
     }
-
-
-def fmt_met(met: bool | None) -> str:
-    return "-" if met is None else ("yes" if met else "NO")
 
 
 # -- a lean HTTP/1.1 keep-alive client ----------------------------------------------------
@@ -827,18 +817,6 @@ def bench_latency(
     return rows
 
 
-def machine() -> dict[str, Any]:
-    return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "nproc": os.cpu_count(),
-        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "aiohttp": metadata.version("aiohttp"),
-        "orjson": metadata.version("orjson"),
-    }
-
-
 def print_throughput(row: ThroughputRow) -> None:
     print(
         "1. Throughput, closed loop (requests/s median of slices; ratio = median over"
@@ -949,7 +927,7 @@ def main(argv: list[str] | None = None) -> int:
         lat_cfg = {"rounds": 2, "duration_s": 5.0, "warmup_s": 1.0}
     rates = [100, 1000]
 
-    info = machine()
+    info = machine("aiohttp", "orjson")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_http_") as tmp_name:
         tmp = Path(tmp_name)

@@ -19,7 +19,6 @@ import argparse
 import gc
 import json
 import logging
-import math
 import os
 import platform
 import statistics
@@ -28,12 +27,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
-from importlib import metadata
 from typing import Any
 
 import pykka
 
+from benchlib import fmt_met, machine, percentile, rotated
 from tradingbot.supervision import (
     ActorRestarted,
     SupervisedActor,
@@ -127,12 +125,6 @@ class BareEcho(_Behaviour, pykka.ThreadingActor):
 # -- statistics ---------------------------------------------------------------------------
 
 
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Nearest-rank percentile of already sorted values."""
-    index = max(0, math.ceil(q * len(sorted_values)) - 1)
-    return sorted_values[index]
-
-
 @dataclass(slots=True)
 class LatencyRow:
     bench: str
@@ -171,11 +163,21 @@ def latency_row(
     anchor_samples: list[float],
     goal: str,
     met: Callable[[float, float], bool] | None,
+    round_size: int,
 ) -> LatencyRow:
+    """p50/p99 over all samples; the ratio is paired: the median over rounds of
+    (subject round median / anchor round median). Each round runs the variants back to
+    back, so the machine's slow phases (seen here: ask latency flipping between ~27 and
+    ~48 µs for whole rounds) cancel instead of landing in one variant's pooled p50."""
     s, a = sorted(samples), sorted(anchor_samples)
     p50, p99 = percentile(s, 0.50), percentile(s, 0.99)
     a50, a99 = percentile(a, 0.50), percentile(a, 0.99)
-    ratio = p50 / a50
+    pairs = [
+        statistics.median(samples[i : i + round_size])
+        / statistics.median(anchor_samples[i : i + round_size])
+        for i in range(0, min(len(samples), len(anchor_samples)), round_size)
+    ]
+    ratio = statistics.median(pairs)
     return LatencyRow(
         bench=bench,
         subject=subject,
@@ -221,11 +223,6 @@ def start_tree(counter: RestartCounter) -> SupervisionTree:
 
 def ns_to_us(ns: int) -> float:
     return ns / 1000.0
-
-
-def rotated(items: list[Any], shift: int) -> list[Any]:
-    shift %= len(items)
-    return items[shift:] + items[:shift]
 
 
 # -- 1. ask round trip --------------------------------------------------------------------
@@ -295,6 +292,7 @@ def bench_ask(tree: SupervisionTree, rounds: int, per_round: int, warmup: int) -
             samples["anchor"],
             goal,
             ask_goal,
+            per_round,
         ),
         latency_row(
             "ask",
@@ -304,6 +302,7 @@ def bench_ask(tree: SupervisionTree, rounds: int, per_round: int, warmup: int) -
             samples["anchor"],
             goal,
             ask_goal,
+            per_round,
         ),
         latency_row(
             "ask",
@@ -313,6 +312,7 @@ def bench_ask(tree: SupervisionTree, rounds: int, per_round: int, warmup: int) -
             samples["anchor"],
             "-",
             None,
+            per_round,
         ),
     ]
 
@@ -389,6 +389,7 @@ def bench_crash(
             samples["anchor"],
             goal,
             crash_goal,
+            per_round,
         ),
         latency_row(
             "crash",
@@ -398,6 +399,7 @@ def bench_crash(
             samples["anchor"],
             goal,
             crash_goal,
+            per_round,
         ),
     ]
 
@@ -490,22 +492,6 @@ def bench_tell(
 # -- output -------------------------------------------------------------------------------
 
 
-def machine() -> dict[str, Any]:
-    return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "nproc": os.cpu_count(),
-        "sched_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "pykka": metadata.version("pykka"),
-    }
-
-
-def fmt_met(met: bool | None) -> str:
-    return "-" if met is None else ("yes" if met else "NO")
-
-
 def print_tables(latency: list[LatencyRow], throughput: list[ThroughputRow]) -> None:
     head = (
         f"{'bench':<6} {'subject':<48} {'n':>6} {'anchor p50':>10} {'anchor p99':>10} "
@@ -548,11 +534,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("pykka").setLevel(logging.CRITICAL)
 
     if args.quick:
-        ask_cfg = {"rounds": 5, "per_round": 500, "warmup": 500}
+        ask_cfg = {"rounds": 50, "per_round": 50, "warmup": 500}
         crash_cfg = {"rounds": 5, "per_round": 20, "warmup": 20}
         tell_cfg = {"rounds": 3, "messages": 20_000, "warmup": 4_000}
     else:
-        ask_cfg = {"rounds": 30, "per_round": 2_000, "warmup": 5_000}
+        ask_cfg = {"rounds": 600, "per_round": 100, "warmup": 5_000}
         crash_cfg = {"rounds": 30, "per_round": 100, "warmup": 100}
         tell_cfg = {"rounds": 9, "messages": 200_000, "warmup": 20_000}
 
@@ -567,7 +553,11 @@ def main(argv: list[str] | None = None) -> int:
         tree.stop()
     duration_s = time.perf_counter() - started
 
-    info = machine()
+    info = machine(
+        "pykka",
+        implementation=platform.python_implementation(),
+        sched_cpus=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+    )
     print(
         f"bench_supervision  {info['date']}  nproc={info['nproc']}  "
         f"python={info['python']}  pykka={info['pykka']}  "
