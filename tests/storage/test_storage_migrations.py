@@ -136,6 +136,7 @@ def test_migration_files_are_shipped_as_package_data() -> None:
         "script.py.mako",
         "0001_system_state.py",
         "0002_events.py",
+        "0003_outbox.py",
     }
     for path in shipped:
         relative = path.relative_to(package_root)

@@ -120,3 +120,69 @@ class EventRow(Base):
     user_id: Mapped[str | None] = mapped_column(String(MAX_ID_CHARS))
     context: Mapped[dict[str, Any]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
     recorded_at: Mapped[datetime] = mapped_column(server_default=text("CURRENT_TIMESTAMP"))
+
+
+OUTBOX_STATUSES = ("pending", "sent", "failed", "folded")
+OUTBOX_STATUS_CHECK = "status IN ({})".format(", ".join(f"'{s}'" for s in OUTBOX_STATUSES))
+MESSAGE_ID_LENGTH = 255
+OUTBOX_KIND_LENGTH = 32
+DEDUP_KEY_LENGTH = 255
+ADDRESS_LENGTH = 320
+
+
+class OutboxRow(Base):
+    """One notification e-mail, written (pending) before it is sent (see ``notify/``).
+
+    ``message_id`` is the stable RFC 5322 Message-ID: a retry or a resend after a crash
+    carries the same one. ``context`` holds the render inputs; ``mime`` the message as
+    sent, frozen (rendered once) before the first attempt so every attempt sends the same
+    bytes. A row with ``mime`` still ``NULL`` is *open*: storm coalescing may add to its
+    ``coalesced`` count until ``window_ends_at``, and a digest row collects the rows
+    ``folded`` into it (``folded_into``) by the rate limit. ``next_attempt_at`` doubles as
+    a short claim: a sender moves it forward before an attempt, so two processes never
+    send the same row at once.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        CheckConstraint(OUTBOX_STATUS_CHECK, name="status"),
+        CheckConstraint(SEVERITY_CHECK, name="severity"),
+        Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+        Index(
+            "ix_outbox_dedup_key_created_at",
+            "dedup_key",
+            "created_at",
+            postgresql_where=text("dedup_key IS NOT NULL"),
+            sqlite_where=text("dedup_key IS NOT NULL"),
+        ),
+        Index(
+            "ix_outbox_folded_into",
+            "folded_into",
+            postgresql_where=text("folded_into IS NOT NULL"),
+            sqlite_where=text("folded_into IS NOT NULL"),
+        ),
+        Index("ix_outbox_sent_at", "sent_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    message_id: Mapped[str] = mapped_column(String(MESSAGE_ID_LENGTH), unique=True)
+    kind: Mapped[str] = mapped_column(String(OUTBOX_KIND_LENGTH))
+    dedup_key: Mapped[str | None] = mapped_column(String(DEDUP_KEY_LENGTH))
+    severity: Mapped[int] = mapped_column(SmallInteger())
+    subject: Mapped[str] = mapped_column(Text())
+    sender: Mapped[str] = mapped_column(String(ADDRESS_LENGTH))
+    recipients: Mapped[list[str]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
+    context: Mapped[dict[str, Any]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
+    mime: Mapped[str | None] = mapped_column(Text())
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer(), default=0, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text())
+    next_attempt_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    coalesced: Mapped[int] = mapped_column(Integer(), default=1, server_default=text("1"))
+    window_ends_at: Mapped[datetime | None]
+    folded_into: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
