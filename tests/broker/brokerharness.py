@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from tradingbot.actors.broker import BrokerActor, BrokerSettings
 from tradingbot.broker import BrokerStatus, ConnectionState
+from tradingbot.broker.market import MarketData
 from tradingbot.events import Event
 from tradingbot.events.recorder import EventRecorder, RecordEvents
 from tradingbot.supervision import ActorSnapshot, Backoff, SupervisionTree, supervisor, worker
@@ -63,6 +64,7 @@ class BrokerHarness:
         }
         self.settings = BrokerSettings(**options)
         self.status = BrokerStatus()
+        self.market = MarketData()
         self.sink = MemorySink()
         self.recorder = EventRecorder(self.sink)
         self.tree = SupervisionTree(
@@ -71,7 +73,7 @@ class BrokerHarness:
                 [
                     worker(
                         "broker",
-                        lambda: BrokerActor(self.settings, self.status, self.recorder),
+                        lambda: BrokerActor(self.settings, self.status, self.recorder, self.market),
                         backoff=BACKOFF,
                         start_timeout_s=10.0,
                     )

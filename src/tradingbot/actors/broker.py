@@ -32,10 +32,12 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
+import pykka
 import structlog
-from ib_async import IB, LimitOrder, MarketOrder, Stock
+from ib_async import IB, LimitOrder, MarketOrder, Stock, Ticker
 
 from tradingbot.broker import (
     BrokerNotReady,
@@ -44,6 +46,19 @@ from tradingbot.broker import (
     LoopThread,
     UnknownOrder,
 )
+from tradingbot.broker.market import MarketData, Quote, QuoteSink
+from tradingbot.broker.queries import (
+    AccountValue,
+    Execution,
+    OpenOrder,
+    Position,
+    cached_account_values,
+    fetch_executions,
+    fetch_open_orders,
+    fetch_positions,
+    number,
+    side_of,
+)
 from tradingbot.broker.status import TERMINAL_STATUSES, UNRESOLVED, OrderRecord
 from tradingbot.events import ORDER, SYSTEM, TRADE, Severity
 from tradingbot.events.recorder import EventNotDurable, EventRecorder
@@ -51,11 +66,26 @@ from tradingbot.supervision import SupervisedActor, tell_if_alive
 
 log = structlog.get_logger(__name__)
 
-UNSET_DOUBLE = 1e300  # ib_async reports unset numbers as 1.7976931348623157e308
 CONNECTIVITY_LOST = 1100
 CONNECTIVITY_RESTORED_DATA_LOST = 1101
 CONNECTIVITY_RESTORED = 1102
 CLIENT_ORDER_ID = re.compile(r"[A-Za-z0-9_.:-]{1,40}")
+SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9 ._-]{0,19}")
+ORDER_REF_PREFIX = "TB-"  # every order this bot places; adopted again after a restart
+TRADE_EVENT_NAMESPACE = uuid.UUID("5f0c3f9e-8a4b-4c1d-9a57-2b1e0d6c7a10")
+
+
+def trade_event_id(exec_id: str) -> uuid.UUID:
+    """The TRADE event's id for one execution: the same on every report, in every run.
+
+    The events table keeps one row per id, so a fill reported again (after a reconnect,
+    a restart or by reconciliation) is stored once.
+    """
+    return uuid.uuid5(TRADE_EVENT_NAMESPACE, exec_id)
+
+
+class UnknownSymbol(LookupError):
+    """The gateway has no contract for this symbol."""
 
 
 class BrokerConnectionError(ConnectionError):
@@ -129,6 +159,43 @@ class CancelOrder:
     reply: concurrent.futures.Future[str] = field(default_factory=concurrent.futures.Future)
 
 
+QUERIES = ("positions", "account_values", "executions", "open_orders")
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """Command: ask the gateway ``what`` (one of :data:`QUERIES`); ``reply`` gets the list."""
+
+    what: str
+    reply: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Subscribe:
+    """Command: tell ``sink`` every new :class:`Quote` of ``symbol``."""
+
+    symbol: str
+    sink: QuoteSink
+    reply: concurrent.futures.Future[str] = field(default_factory=concurrent.futures.Future)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Unsubscribe:
+    """Command: stop telling ``sink`` quotes of ``symbol``."""
+
+    symbol: str
+    sink: QuoteSink
+    reply: concurrent.futures.Future[str] = field(default_factory=concurrent.futures.Future)
+
+
+@dataclass(frozen=True, slots=True)
+class QuotesArrived:
+    """New quotes from the client's ``pendingTickersEvent`` (one network batch)."""
+
+    epoch: str
+    quotes: tuple[Quote, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class Probe:
     """Timer: send a heartbeat request (``reqCurrentTime``) to the gateway."""
@@ -196,10 +263,26 @@ class FillReported:
     order_id: int
     perm_id: int
     exec_id: str
+    time: float | None = None  # execution time (epoch seconds), when the gateway sent it
+    reconciled: bool = False  # found at (re)connect, not reported live
 
 
 class Sink(Protocol):
     def tell(self, message: Any) -> None: ...
+
+
+def _request(broker: Sink, status: BrokerStatus, message: Any, what: str, timeout_s: float) -> Any:
+    """Tell the actor ``message`` unless the broker is not synced; wait for its reply."""
+    state = status.view().state
+    if state != ConnectionState.SYNCED:
+        raise BrokerNotReady(f"{what} refused: the broker is {state.value}, not synced")
+    broker.tell(message)
+    # Not reply.result(timeout): a TimeoutError *answered* by the actor (the gateway did
+    # not answer a query) must not be mistaken for the actor not answering.
+    done, _ = concurrent.futures.wait([message.reply], timeout_s)
+    if not done:
+        raise TimeoutError(f"the broker did not answer within {timeout_s:g} s")
+    return message.reply.result()
 
 
 def place_order(
@@ -212,15 +295,8 @@ def place_order(
     sent), ``TimeoutError`` when the actor did not answer in time (the outcome is then
     unknown; look the order up by reference before retrying).
     """
-    state = status.view().state
-    if state != ConnectionState.SYNCED:
-        raise BrokerNotReady(f"order refused: the broker is {state.value}, not synced")
-    message = PlaceOrder(request)
-    broker.tell(message)
-    try:
-        return message.reply.result(timeout_s)
-    except concurrent.futures.TimeoutError:
-        raise TimeoutError(f"the broker did not answer within {timeout_s:g} s") from None
+    result: str = _request(broker, status, PlaceOrder(request), "order", timeout_s)
+    return result
 
 
 def cancel_order(broker: Sink, status: BrokerStatus, order_id: str, timeout_s: float = 30.0) -> str:
@@ -238,29 +314,101 @@ def cancel_order(broker: Sink, status: BrokerStatus, order_id: str, timeout_s: f
         raise BrokerNotReady(f"cancel refused: the broker is {state.value}, not synced")
     if status.order(order_id) is None:
         raise UnknownOrder(f"unknown order id {order_id!r}")
-    message = CancelOrder(order_id)
-    broker.tell(message)
-    try:
-        return message.reply.result(timeout_s)
-    except concurrent.futures.TimeoutError:
-        raise TimeoutError(f"the broker did not answer within {timeout_s:g} s") from None
+    result: str = _request(broker, status, CancelOrder(order_id), "cancel", timeout_s)
+    return result
 
 
-def _fill_reported(order_ref: str, fill: Any, report: Any) -> FillReported:
+def positions(broker: Sink, status: BrokerStatus, timeout_s: float = 30.0) -> list[Position]:
+    """Every position at the gateway (of the configured account), freshly requested.
+
+    Raises :class:`BrokerNotReady` when not synced and ``TimeoutError`` (or the
+    gateway's error) when the query fails: a failed query is never an empty answer.
+    """
+    result: list[Position] = _request(broker, status, Query("positions"), "positions", timeout_s)
+    return result
+
+
+def account_values(
+    broker: Sink, status: BrokerStatus, timeout_s: float = 30.0
+) -> list[AccountValue]:
+    """The account's values (``NetLiquidation``, ``TotalCashValue``, ...) as streamed."""
+    what = "account_values"
+    result: list[AccountValue] = _request(broker, status, Query(what), what, timeout_s)
+    return result
+
+
+def executions(broker: Sink, status: BrokerStatus, timeout_s: float = 30.0) -> list[Execution]:
+    """Every execution the gateway reports (it keeps them across sessions for the day)."""
+    what = "executions"
+    result: list[Execution] = _request(broker, status, Query(what), what, timeout_s)
+    return result
+
+
+def open_orders(broker: Sink, status: BrokerStatus, timeout_s: float = 30.0) -> list[OpenOrder]:
+    """Every open order at the gateway, ours and anyone else's (by ``order_ref``)."""
+    what = "open_orders"
+    result: list[OpenOrder] = _request(broker, status, Query(what), what, timeout_s)
+    return result
+
+
+def subscribe_market_data(
+    broker: Sink, status: BrokerStatus, symbol: str, sink: QuoteSink, timeout_s: float = 30.0
+) -> str:
+    """Tell ``sink`` a :class:`Quote` on every price or size change of ``symbol``.
+
+    The subscription survives reconnects (the broker subscribes again after each one).
+    Raises ``ValueError`` for a malformed symbol, :class:`UnknownSymbol` when the
+    gateway has no such contract, :class:`BrokerNotReady` when not synced.
+    """
+    if not SYMBOL.fullmatch(symbol):
+        raise ValueError(f"symbol: 1-20 upper-case letters, digits and ' ._-', got {symbol!r}")
+    result: str = _request(broker, status, Subscribe(symbol, sink), "subscribe", timeout_s)
+    return result
+
+
+def unsubscribe_market_data(
+    broker: Sink, status: BrokerStatus, symbol: str, sink: QuoteSink, timeout_s: float = 30.0
+) -> str:
+    """Stop telling ``sink`` quotes of ``symbol`` (the last one out cancels the stream)."""
+    result: str = _request(broker, status, Unsubscribe(symbol, sink), "unsubscribe", timeout_s)
+    return result
+
+
+def _fill_reported(
+    order_ref: str, fill: Any, report: Any, *, reconciled: bool = False
+) -> FillReported:
     """Plain data from an ib_async fill and its commission report (on the loop thread)."""
     execution = fill.execution
+    when = getattr(fill, "time", None)
     return FillReported(
         order_ref=order_ref or execution.orderRef or "",
         symbol=fill.contract.symbol,
-        side={"BOT": "BUY", "SLD": "SELL"}.get(execution.side, execution.side),
+        side=side_of(execution.side),
         quantity=float(execution.shares),
         price=float(execution.price),
-        commission=_number(report.commission),
+        commission=number(report.commission),
         currency=report.currency or "",
-        realized_pnl=_number(report.realizedPNL),
+        realized_pnl=number(report.realizedPNL),
         order_id=int(execution.orderId),
         perm_id=int(execution.permId),
         exec_id=execution.execId,
+        time=when.timestamp() if isinstance(when, datetime) else None,
+        reconciled=reconciled,
+    )
+
+
+def _quote(ticker: Ticker, now: float) -> Quote:
+    """Plain data from an ib_async ticker (on the loop thread)."""
+    return Quote(
+        symbol=ticker.contract.symbol if ticker.contract is not None else "",
+        bid=number(ticker.bid),
+        ask=number(ticker.ask),
+        last=number(ticker.last),
+        bid_size=number(ticker.bidSize),
+        ask_size=number(ticker.askSize),
+        last_size=number(ticker.lastSize),
+        volume=number(ticker.volume),
+        received_at=now,
     )
 
 
@@ -277,28 +425,39 @@ def _order_status(trade: Any) -> OrderStatusChanged:
     )
 
 
-def _synced_state(ib: IB) -> list[OrderStatusChanged | FillReported]:
-    """After a (re)connect: every order with a reference, and every fill with its commission.
+def _synced_state(ib: IB) -> list[OrderRecord | OrderStatusChanged | FillReported]:
+    """After a (re)connect: our orders, their statuses and every fill with its commission.
 
     Orders are matched by ``orderRef`` (old Trade objects are orphaned by a reconnect);
-    a fill that happened while we were away is reported here, once, by execution id.
+    each of our orders (``TB-`` prefix) comes first as an :class:`OrderRecord`, so that
+    an order placed by an earlier run of the bot is known again (its idempotency key
+    still holds). A fill that happened while we were away is reported here; its TRADE
+    event id is derived from the execution id, so it is stored once however often seen.
     """
-    found: list[OrderStatusChanged | FillReported] = [
-        _order_status(trade) for trade in ib.trades() if trade.order.orderRef
-    ]
+    trades = [t for t in ib.trades() if t.order.orderRef.startswith(ORDER_REF_PREFIX)]
+    found: list[OrderRecord | OrderStatusChanged | FillReported] = []
+    for trade in trades:
+        order, contract = trade.order, trade.contract
+        ref = order.orderRef
+        found.append(
+            OrderRecord(
+                order_ref=ref,
+                symbol=contract.symbol,
+                side=order.action,
+                quantity=float(order.totalQuantity),
+                order_type=order.orderType,
+                limit_price=number(order.lmtPrice) if order.orderType == "LMT" else None,
+                order_id=int(order.orderId),
+                perm_id=int(order.permId),
+                client_order_id=ref.removeprefix(ORDER_REF_PREFIX),
+            )
+        )
+    found.extend(_order_status(trade) for trade in trades)
     for fill in ib.fills():
         report = fill.commissionReport
         if report is not None and report.execId:
-            found.append(_fill_reported("", fill, report))
+            found.append(_fill_reported("", fill, report, reconciled=True))
     return found
-
-
-def _number(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if abs(number) >= UNSET_DOUBLE else number
 
 
 class BrokerActor(SupervisedActor):
@@ -309,10 +468,13 @@ class BrokerActor(SupervisedActor):
         settings: BrokerSettings,
         status: BrokerStatus,
         recorder: EventRecorder | None = None,
+        market: MarketData | None = None,
     ) -> None:
         super().__init__()
         self._settings = settings
         self._status = status
+        self._market = market if market is not None else MarketData()
+        self._contracts: dict[str, Any] = {}  # symbol -> subscribed contract (loop thread only)
         self._recorder = recorder.bind(source="broker") if recorder is not None else None
         self._loop: LoopThread | None = None
         self._ib: IB | None = None
@@ -355,11 +517,27 @@ class BrokerActor(SupervisedActor):
         self._system(Severity.INFO, f"broker synced with the gateway at {s.host}:{s.port}")
         log.info("broker_synced", host=s.host, port=s.port, connects=view.connects)
         ib = self._ib
+        adopted = 0
         for fact in loop.call(lambda: _synced_state(ib), s.request_timeout_s):
-            # Only orders placed by this process: earlier runs are reconciled by recovery.
-            if self._status.order(fact.order_ref) is not None:
+            if isinstance(fact, OrderRecord):
+                if self._status.order(fact.order_ref) is None:
+                    self._status.put_order(fact)  # placed by an earlier run of the bot
+                    adopted += 1
+            elif self._status.order(fact.order_ref) is not None:
+                # Only our own orders' fills: anyone else's are reconciliation's business.
                 self.actor_ref.tell(fact)
+        if adopted:
+            log.info("broker_orders_adopted", count=adopted)
+        self._resubscribe()
         self.every(s.probe_interval_s, Probe())
+
+    def _resubscribe(self) -> None:
+        """After a (re)connect: request market data again for every subscribed symbol."""
+        for symbol in self._market.symbols():
+            try:
+                self._start_stream(symbol)
+            except (OSError, RuntimeError, LookupError) as exc:
+                log.warning("broker_resubscribe_failed", symbol=symbol, error=str(exc))
 
     async def _connect(self) -> IB:
         s = self._settings
@@ -405,7 +583,12 @@ class BrokerActor(SupervisedActor):
         def on_commission(trade: Any, fill: Any, report: Any) -> None:
             tell(_fill_reported(trade.order.orderRef, fill, report))
 
+        def on_tickers(tickers: set[Ticker]) -> None:
+            now = time.monotonic()
+            tell(QuotesArrived(epoch, tuple(_quote(t, now) for t in tickers)))
+
         ib.disconnectedEvent += on_disconnected
+        ib.pendingTickersEvent += on_tickers
         ib.errorEvent += on_error
         ib.orderStatusEvent += on_status
         ib.commissionReportEvent += on_commission
@@ -437,7 +620,9 @@ class BrokerActor(SupervisedActor):
     # -- messages ---------------------------------------------------------------------------
 
     def on_receive(self, message: Any) -> Any:
-        stale = isinstance(message, ConnectFailed | ProbeResult | ConnectionLost | GatewayNotice)
+        stale = isinstance(
+            message, ConnectFailed | ProbeResult | ConnectionLost | GatewayNotice | QuotesArrived
+        )
         if stale and message.epoch != self._epoch:
             return None  # about an earlier incarnation's connection
         match message:
@@ -459,6 +644,14 @@ class BrokerActor(SupervisedActor):
                 return self._order_status(message)
             case FillReported():
                 return self._fill(message)
+            case QuotesArrived():
+                return self._quotes(message)
+            case Query():
+                return self._query(message)
+            case Subscribe():
+                return self._subscribe(message)
+            case Unsubscribe():
+                return self._unsubscribe(message)
             case _:
                 return super().on_receive(message)
 
@@ -703,14 +896,129 @@ class BrokerActor(SupervisedActor):
             "perm_id": fill.perm_id,
             "exec_id": fill.exec_id,
         }
+        if fill.time is not None:
+            context["exec_time"] = fill.time
+        if fill.reconciled:
+            context["reconciled"] = True
         if self._recorder is None:
             return
         try:
             self._recorder.record_durable(
-                TRADE, text, trade_id=fill.order_ref or None, context=context
+                TRADE,
+                text,
+                trade_id=fill.order_ref or None,
+                context=context,
+                event_id=trade_event_id(fill.exec_id),
             )
         except EventNotDurable as exc:
             log.error("broker_fill_not_recorded", exec_id=fill.exec_id, error=str(exc))
+
+    # -- queries and market data -----------------------------------------------------------
+
+    def _query(self, message: Query) -> None:
+        """Run the query on the loop without blocking the actor; the reply gets the answer."""
+        reply = message.reply
+        if message.what not in QUERIES:
+            reply.set_exception(ValueError(f"unknown query {message.what!r}"))
+            return
+        if self._refused_unless_synced(reply, message.what):
+            return
+        assert self._loop is not None
+        assert self._ib is not None
+        ib, account, timeout_s = self._ib, self._settings.account, self._settings.request_timeout_s
+        what = message.what
+
+        async def ask() -> Any:
+            if what == "positions":
+                return await fetch_positions(ib, account)
+            if what == "executions":
+                return await fetch_executions(ib, account)
+            if what == "open_orders":
+                return await fetch_open_orders(ib, account)
+            return cached_account_values(ib, account)
+
+        async def ask_in_time() -> Any:
+            try:
+                return await asyncio.wait_for(ask(), timeout_s)
+            except TimeoutError:
+                raise TimeoutError(
+                    f"{what}: no answer from the gateway within {timeout_s:g} s"
+                ) from None
+
+        def done(future: concurrent.futures.Future[Any]) -> None:
+            if reply.done():
+                return
+            if future.cancelled():
+                reply.set_exception(BrokerConnectionError(f"{what}: the connection closed"))
+            elif (exc := future.exception()) is not None:
+                reply.set_exception(exc)
+            else:
+                reply.set_result(future.result())
+
+        try:
+            self._loop.submit(ask_in_time()).add_done_callback(done)
+        except RuntimeError as exc:  # the loop stopped meanwhile
+            reply.set_exception(BrokerConnectionError(f"{what}: {exc}"))
+
+    def _subscribe(self, message: Subscribe) -> None:
+        reply, symbol = message.reply, message.symbol
+        if self._refused_unless_synced(reply, "subscribe"):
+            return
+        first = self._market.add(symbol, message.sink)
+        if first:
+            try:
+                self._start_stream(symbol)
+            except (OSError, RuntimeError, LookupError) as exc:
+                self._market.remove(symbol, message.sink)
+                reply.set_exception(exc)
+                return
+            log.info("broker_market_data_subscribed", symbol=symbol)
+        reply.set_result(symbol)
+        self._publish()
+
+    def _unsubscribe(self, message: Unsubscribe) -> None:
+        reply, symbol = message.reply, message.symbol
+        if self._market.remove(symbol, message.sink) and self._loop is not None:
+            contracts = self._contracts
+            ib = self._ib
+
+            def cancel() -> None:
+                contract = contracts.pop(symbol, None)
+                if contract is not None and ib is not None and ib.isConnected():
+                    ib.cancelMktData(contract)
+
+            try:
+                self._loop.call(cancel, self._settings.request_timeout_s)
+            except (OSError, RuntimeError) as exc:  # the stream ends with the connection
+                log.warning("broker_market_data_cancel_failed", symbol=symbol, error=str(exc))
+            log.info("broker_market_data_unsubscribed", symbol=symbol)
+        reply.set_result(symbol)
+        self._publish()
+
+    def _start_stream(self, symbol: str) -> None:
+        """Qualify ``symbol`` at the gateway and start its market data (blocking, bounded)."""
+        assert self._loop is not None
+        assert self._ib is not None
+        ib, contracts, timeout_s = self._ib, self._contracts, self._settings.request_timeout_s
+
+        async def start() -> None:
+            contract = Stock(symbol, "SMART", "USD")
+            qualified = await ib.qualifyContractsAsync(contract)
+            if not qualified or qualified[0] is None or not contract.conId:
+                raise UnknownSymbol(f"unknown symbol {symbol!r}: the gateway has no such contract")
+            contracts[symbol] = contract
+            ib.reqMktData(contract)
+
+        self._loop.run(start(), timeout_s)
+
+    def _quotes(self, message: QuotesArrived) -> None:
+        for quote, sinks in self._market.update(message.quotes):
+            for sink in sinks:
+                try:
+                    sink.tell(quote)
+                except pykka.ActorDeadError as exc:  # a dead subscriber must not stop others
+                    log.warning("broker_quote_not_delivered", symbol=quote.symbol, error=str(exc))
+                    self._market.remove(quote.symbol, sink)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -724,6 +1032,7 @@ class BrokerActor(SupervisedActor):
         details = view.details(self._status.now())
         details["probe_misses"] = self._misses
         details["unresolved_orders"] = self._status.unresolved_orders()
+        details["market_data_symbols"] = self._market.symbols()
         self.publish_details(**details)
 
     def _system(self, severity: Severity, message: str) -> None:

@@ -126,6 +126,11 @@ class BrokerStatus:
             self._view = replace(old, **changes)
             return self._view
 
+    def known_fills(self, exec_ids: set[str]) -> None:
+        """Execution ids already recorded (by an earlier run): not new fills when seen again."""
+        with self._lock:
+            self._exec_ids |= exec_ids
+
     def first_fill(self, exec_id: str) -> bool:
         """True the first time ``exec_id`` is seen (a replayed execution is not a new fill)."""
         with self._lock:

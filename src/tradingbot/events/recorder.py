@@ -17,6 +17,8 @@ line, and secrets are redacted before anything is stored or logged.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -94,8 +96,14 @@ class EventRecorder:
         trade_id: str | None = None,
         user_id: str | None = None,
         source: str | None = None,
+        event_id: uuid.UUID | None = None,
     ) -> Event:
-        """Validate and build an event (context variables fill the id fields)."""
+        """Validate and build an event (context variables fill the id fields).
+
+        ``event_id`` makes recording idempotent: an event derived from a fact with its
+        own identity (a fill's execution id) gets the same UUID every time it is seen,
+        and the events table stores it once.
+        """
         bound = structlog.contextvars.get_contextvars()
         ids = {
             "strategy_id": strategy_id,
@@ -107,7 +115,7 @@ class EventRecorder:
                 ids[name] = self._defaults.get(name) or _as_str(bound.get(name))
         scrubbed: dict[str, Any] = {"message": message, "context": dict(context or {})}
         self._scrub(scrubbed)
-        return Event(
+        event = Event(
             type=type,
             message=scrubbed["message"],
             severity=Severity.parse(severity),
@@ -117,6 +125,7 @@ class EventRecorder:
             trade_id=ids["trade_id"],
             user_id=ids["user_id"],
         )
+        return event if event_id is None else dataclasses.replace(event, id=event_id)
 
     def record(self, type: str, message: str, *, log_line: bool = True, **fields: Any) -> Event:
         """Record an event without waiting; returns it (with its UUID).
