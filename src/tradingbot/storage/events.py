@@ -170,6 +170,22 @@ class EventRepository:
             by_severity=by_severity,
         )
 
+    def trade_exec_ids(self, since: datetime) -> set[str]:
+        """Execution ids of the TRADE events stored since ``since`` (fills already recorded).
+
+        The broker skips these when the gateway reports them again after a restart, so
+        a fill reaches the event stream (and its e-mail) once.
+        """
+        since_utc, _ = check_range(since, None)
+        statement = select(_C.context).where(_C.type == TRADE, _C.ts >= since_utc)
+        with self._tx.read_connection() as connection:
+            contexts = connection.execute(statement).scalars().all()
+        return {
+            str(context["exec_id"])
+            for context in contexts
+            if isinstance(context, dict) and context.get("exec_id")
+        }
+
     def delete_older_than(
         self,
         before: datetime,
