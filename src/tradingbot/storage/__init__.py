@@ -18,9 +18,12 @@ from tradingbot.storage.errors import (
 )
 from tradingbot.storage.event_query import EventPage, EventQuery, EventSummary
 from tradingbot.storage.events import EventRepository
+from tradingbot.storage.recovery import RecoveryEvent, RecoveryRepository
+from tradingbot.storage.runlock import AdvisoryLock, LockHolder
 from tradingbot.storage.system_state import RunRecord, SystemStateRepository
 
 __all__ = [
+    "AdvisoryLock",
     "Database",
     "DuplicateRecord",
     "EventPage",
@@ -28,7 +31,10 @@ __all__ = [
     "EventRepository",
     "EventSummary",
     "InvalidQuery",
+    "LockHolder",
     "RecordNotFound",
+    "RecoveryEvent",
+    "RecoveryRepository",
     "RunRecord",
     "SchemaOutOfDate",
     "StorageError",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from types import TracebackType
 
 from alembic.util import CommandError
@@ -11,7 +12,7 @@ from sqlalchemy import text
 
 from tradingbot.config import redact_url
 from tradingbot.storage import schema
-from tradingbot.storage.engine import create_engine_for
+from tradingbot.storage.engine import create_engine_for, sqlite_file
 from tradingbot.storage.errors import (
     UPGRADE_HINT,
     SchemaOutOfDate,
@@ -19,6 +20,8 @@ from tradingbot.storage.errors import (
     StorageUnavailable,
 )
 from tradingbot.storage.events import EventRepository
+from tradingbot.storage.recovery import RecoveryRepository
+from tradingbot.storage.runlock import AdvisoryLock, LockHolder, advisory_lock_holder
 from tradingbot.storage.system_state import SystemStateRepository
 from tradingbot.storage.transactions import Transactions
 
@@ -36,6 +39,7 @@ class Database:
         self._url = url
         self._system_state = SystemStateRepository(transactions)
         self._events = EventRepository(transactions)
+        self._recovery = RecoveryRepository(transactions)
 
     @classmethod
     def open(cls, url: str) -> Database:
@@ -88,6 +92,30 @@ class Database:
     def events(self) -> EventRepository:
         """Recorded events: idempotent batched writes, filtered pages, summary, retention."""
         return self._events
+
+    @property
+    def recovery(self) -> RecoveryRepository:
+        """Crashed runs detected at start (``recovery_events``), updated by reconciliation."""
+        return self._recovery
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The database file of a SQLite database (``None``: PostgreSQL or in-memory)."""
+        if self.dialect != "sqlite":
+            return None
+        return sqlite_file(self._tx.engine.url)
+
+    def advisory_lock(self, key: int, application: str) -> AdvisoryLock:
+        """A PostgreSQL session advisory lock on a dedicated connection (not yet taken)."""
+        if self.dialect != "postgresql":
+            raise StorageError(f"database {self.redacted_url}: advisory locks need PostgreSQL")
+        return AdvisoryLock(self._url, key, application)
+
+    def advisory_lock_holder(self, key: int) -> LockHolder | None:
+        """Who holds the PostgreSQL session advisory lock ``key`` (``None``: nobody)."""
+        if self.dialect != "postgresql":
+            raise StorageError(f"database {self.redacted_url}: advisory locks need PostgreSQL")
+        return advisory_lock_holder(self._tx.engine, self._url, key)
 
     def upgrade(self) -> list[str]:
         """Apply pending migrations; return the revisions applied (``[]`` when up to date).

@@ -15,6 +15,8 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     CheckConstraint,
+    Float,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -39,6 +41,7 @@ NAMING_CONVENTION = {
 }
 
 UUID_LENGTH = 36
+ACCOUNT_LENGTH = 64
 EVENT_TYPE_LENGTH = 32
 
 # The CHECK on events.severity: the query planner of the events repository relies on
@@ -58,7 +61,10 @@ class SystemState(Base):
     """One row per process run: written at start, beaten while alive, closed at clean stop."""
 
     __tablename__ = "system_state"
-    __table_args__ = (Index("ix_system_state_started_at", "started_at"),)
+    __table_args__ = (
+        Index("ix_system_state_started_at", "started_at"),
+        Index("ix_system_state_account_started_at", "account", "started_at"),
+    )
 
     run_id: Mapped[str] = mapped_column(String(UUID_LENGTH), primary_key=True)
     pid: Mapped[int]
@@ -68,6 +74,11 @@ class SystemState(Base):
     last_heartbeat: Mapped[datetime]
     stopped_at: Mapped[datetime | None]
     clean_stop: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # The IB account the run traded ("" when unset): the run lock and crash detection are
+    # per database and account.
+    account: Mapped[str] = mapped_column(
+        String(ACCOUNT_LENGTH), default="", server_default=text("''")
+    )
 
 
 class EventRow(Base):
@@ -186,3 +197,42 @@ class OutboxRow(Base):
     coalesced: Mapped[int] = mapped_column(Integer(), default=1, server_default=text("1"))
     window_ends_at: Mapped[datetime | None]
     folded_into: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+
+
+RECOVERY_STATUSES = ("detected", "reconciled", "accepted")
+RECOVERY_STATUS_CHECK = "status IN ({})".format(", ".join(f"'{s}'" for s in RECOVERY_STATUSES))
+
+
+class RecoveryEventRow(Base):
+    """One crashed run, detected at a later start (see ``storage/recovery.py``).
+
+    ``run_id`` (unique) is the crashed run, so a crash is recorded once; its pid, host,
+    version and last heartbeat are copied so the row reads on its own. ``status`` moves
+    from ``detected`` to ``reconciled`` or ``accepted``; ``discrepancies`` is the
+    reconciliation's finding list (JSON).
+    """
+
+    __tablename__ = "recovery_events"
+    __table_args__ = (
+        CheckConstraint(RECOVERY_STATUS_CHECK, name="status"),
+        Index("ix_recovery_events_detected_at", "detected_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(UUID_LENGTH), primary_key=True)
+    run_id: Mapped[str] = mapped_column(
+        String(UUID_LENGTH), ForeignKey("system_state.run_id"), unique=True
+    )
+    detected_by_run_id: Mapped[str | None] = mapped_column(String(UUID_LENGTH))
+    detected_at: Mapped[datetime]
+    account: Mapped[str] = mapped_column(String(ACCOUNT_LENGTH))
+    pid: Mapped[int]
+    host: Mapped[str] = mapped_column(String(255))
+    version: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime]
+    last_heartbeat: Mapped[datetime]
+    downtime_s: Mapped[float] = mapped_column(Float())
+    status: Mapped[str] = mapped_column(String(16))
+    discrepancies: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSON().with_variant(JSONB(), "postgresql")
+    )
+    updated_at: Mapped[datetime]

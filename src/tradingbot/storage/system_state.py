@@ -32,6 +32,7 @@ class RunRecord:
     last_heartbeat: datetime
     stopped_at: datetime | None
     clean_stop: bool
+    account: str = ""
 
 
 class SystemStateRepository:
@@ -46,9 +47,19 @@ class SystemStateRepository:
         self._tx = transactions
 
     def start_run(
-        self, *, run_id: str, pid: int, host: str, version: str, started_at: datetime
+        self,
+        *,
+        run_id: str,
+        pid: int,
+        host: str,
+        version: str,
+        started_at: datetime,
+        account: str = "",
     ) -> RunRecord:
-        """Record a new run (its first heartbeat is its start); ``DuplicateRecord`` if known."""
+        """Record a new run (its first heartbeat is its start); ``DuplicateRecord`` if known.
+
+        ``account`` is the IB account the run trades ("" when not configured).
+        """
         _check_run_id(run_id)
         started = require_utc(started_at, "started_at")
         record = RunRecord(
@@ -60,6 +71,7 @@ class SystemStateRepository:
             last_heartbeat=started,
             stopped_at=None,
             clean_stop=False,
+            account=account,
         )
         try:
             with self._tx.write() as session:
@@ -73,6 +85,7 @@ class SystemStateRepository:
                         last_heartbeat=started,
                         stopped_at=None,
                         clean_stop=False,
+                        account=account,
                     )
                 )
         except DuplicateRecord as error:
@@ -124,15 +137,18 @@ class SystemStateRepository:
             ).first()
             return None if row is None else _to_record(row)
 
-    def latest(self, limit: int = 10) -> list[RunRecord]:
-        """The ``limit`` most recently started runs, newest first."""
+    def latest(self, limit: int = 10, *, account: str | None = None) -> list[RunRecord]:
+        """The ``limit`` most recently started runs (of ``account`` if given), newest first."""
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
+        query = select(SystemState)
+        if account is not None:
+            query = query.where(SystemState.account == account)
         with self._tx.read() as session:
             rows = session.scalars(
-                select(SystemState)
-                .order_by(SystemState.started_at.desc(), SystemState.run_id.desc())
-                .limit(limit)
+                query.order_by(SystemState.started_at.desc(), SystemState.run_id.desc()).limit(
+                    limit
+                )
             ).all()
             return [_to_record(row) for row in rows]
 
@@ -158,4 +174,5 @@ def _to_record(row: SystemState) -> RunRecord:
         last_heartbeat=row.last_heartbeat,
         stopped_at=row.stopped_at,
         clean_stop=row.clean_stop,
+        account=row.account,
     )
