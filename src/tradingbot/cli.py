@@ -10,9 +10,13 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from tradingbot import __version__, exitcodes
 from tradingbot.config import Config, ConfigError, load_config
+
+if TYPE_CHECKING:
+    from tradingbot.recovery import watchdog
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,6 +36,18 @@ def _parser() -> argparse.ArgumentParser:
 
     add_gateway_arguments(
         commands.add_parser("gateway-sim", help="run the TWS-protocol gateway simulator")
+    )
+    watchdog = commands.add_parser(
+        "watchdog-check",
+        help="check from outside that the bot is alive (for a systemd timer)",
+    )
+    watchdog.add_argument(
+        "--max-age",
+        dest="max_age_s",
+        type=_positive_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="a heartbeat older than this is stale (default: TRADINGBOT_CRASH_TIMEOUT_S)",
     )
     shell = commands.add_parser("shell", help="talk to the running process (control socket)")
     shell.add_argument("-c", dest="shell_command", metavar="COMMAND", help="run one command")
@@ -56,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(config, as_json=args.json)
         case "db":
             return _db_upgrade(config)
+        case "watchdog-check":
+            return _watchdog_check(config, args.max_age_s)
         case "shell":
             from tradingbot.control import run_shell
 
@@ -96,6 +114,49 @@ def _check(config: Config, *, as_json: bool) -> int:
             print(f"{key:<{width}}  {'' if value is None else value}")
     print("configuration OK", file=sys.stderr)
     return exitcodes.OK
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _watchdog_check(config: Config, max_age_s: float | None) -> int:
+    """One line on stdout; 0 alive or stopped, WATCHDOG_DEAD / WATCHDOG_HUNG otherwise."""
+    from datetime import UTC, datetime
+
+    from tradingbot.recovery import watchdog
+    from tradingbot.storage import Database, StorageError
+
+    try:
+        with Database.open(config.database_url) as database:
+            database.require_current_schema()
+            verdict = watchdog.check(
+                database,
+                account=config.ib_account or "",
+                max_age_s=config.crash_timeout_s if max_age_s is None else max_age_s,
+                now=datetime.now(UTC),
+            )
+    except StorageError as exc:
+        print(f"trading-bot: watchdog-check: database error: {exc}", file=sys.stderr)
+        return exitcodes.FAILURE
+    print(verdict.line)
+    if verdict.alert:
+        _watchdog_alert(config, verdict)
+    return verdict.exit_code
+
+
+def _watchdog_alert(config: Config, verdict: watchdog.Verdict) -> None:
+    """Seam for the alert e-mail of a dead or hung bot (wired to the notifier at integration).
+
+    Until then the non-zero exit code is the alert: systemd records the failed check
+    (``systemctl --failed``, ``OnFailure=``).
+    """
 
 
 def _db_upgrade(config: Config) -> int:

@@ -25,8 +25,9 @@ from tradingbot.broker import BrokerStatus
 from tradingbot.config import Config
 from tradingbot.events import Severity
 from tradingbot.events.hub import EventHub
+from tradingbot.events.model import SYSTEM
 from tradingbot.events.policy import PersistPolicy
-from tradingbot.events.recorder import EventRecorder
+from tradingbot.events.recorder import EventNotDurable, EventRecorder
 from tradingbot.events.spool import EventSpool
 from tradingbot.events.system import SystemEventRecorder
 from tradingbot.gateway import SimulatorThread, build_simulator
@@ -44,6 +45,16 @@ from tradingbot.health.checks import (
 )
 from tradingbot.logconfig import Redactor
 from tradingbot.metrics import NO_EVENT_COUNTERS, EventCounters, RuntimeMetrics
+from tradingbot.recovery import (
+    CrashReport,
+    LockHolder,
+    RunLock,
+    RunLockMonitor,
+    acquire_run_lock,
+    detect_crashes,
+    report_crash,
+)
+from tradingbot.recovery.runlock import run_lock_check
 from tradingbot.storage import Database, RunRecord
 from tradingbot.supervision import (
     Backoff,
@@ -109,6 +120,9 @@ def health_checks(config: Config, runtime: Runtime, database: Database) -> list[
             run=not_configured_check("scheduler", "status", "the scheduler is not built yet"),
         ),
         NamedCheck(component="process", measurement="metrics", run=process_check(time.monotonic())),
+        NamedCheck(
+            component="runLock", measurement="held", run=run_lock_check(lambda: runtime.lock_lost)
+        ),
         NamedCheck(
             component="database",
             measurement="statistics",
@@ -204,6 +218,16 @@ class Runtime:
         self.health = HealthState(config.health_interval_s)
         self.broker_status = BrokerStatus()  # written by the broker actor, read by health
         self.simulator: SimulatorThread | None = None  # TRADINGBOT_BROKER=sim
+        self.account = config.ib_account or ""  # the run lock is per database and account
+        self.run_lock: RunLock | None = None
+        self.lock_monitor: RunLockMonitor | None = None
+        self.crashes: list[CrashReport] = []  # earlier runs found crashed at this start
+        # Called with each crash report once its SYSTEM event is stored: the seam for the
+        # recovery-report e-mail (the notifier subscribes here at integration).
+        self.crash_listeners: list[Callable[[CrashReport], None]] = []
+        # Called (monitor thread) when another process took the run lock after we lost
+        # it: the service stops this process then.
+        self.on_run_lock_taken: Callable[[], None] | None = None
 
     def broker_settings(self) -> BrokerSettings:
         """Where the broker connects: the in-process simulator, or the configured gateway."""
@@ -233,6 +257,14 @@ class Runtime:
         # setup creates logs/ too; an embedded runtime may not have it).
         config.log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         database = self.database = Database.open(config.database_url)
+        # The run lock first: a live process's run is not a crash (AlreadyRunning leaves).
+        self.run_lock = acquire_run_lock(
+            database,
+            self.account,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            run_id=self.run_id,
+        )
         applied = database.upgrade()
         if applied:
             log.info("database_migrated", revisions=applied, url=database.redacted_url)
@@ -242,6 +274,14 @@ class Runtime:
             host=socket.gethostname(),
             version=__version__,
             started_at=self.started_at,
+            account=self.account,
+        )
+        self.crashes = detect_crashes(
+            database,
+            account=self.account,
+            current_run_id=self.run_id,
+            crash_timeout_s=config.crash_timeout_s,
+            now=datetime.now(UTC),
         )
         if config.broker == "sim":
             # The same code path as a real gateway, on an ephemeral loopback port.
@@ -277,9 +317,73 @@ class Runtime:
         self.metrics.watch(tree)  # tradingbot_actor_restarts_total
         tree.start()
         log.info("tree_started", run_id=self.run_id, actors=tree.actor_ids())
+        self.lock_monitor = RunLockMonitor(
+            self.run_lock,
+            config.heartbeat_interval_s,
+            on_lost=self._run_lock_lost,
+            on_regained=self._run_lock_regained,
+            on_taken=self._run_lock_taken,
+        ).start()
+        for report in self.crashes:
+            self._report_crash(report)
+
+    @property
+    def lock_lost(self) -> str | None:
+        """Why the run lock is not held right now (``None`` while it is)."""
+        monitor = self.lock_monitor
+        return None if monitor is None else monitor.lost
+
+    def _report_crash(self, report: CrashReport) -> None:
+        """The durable SYSTEM event at ERROR, then the listeners (the report e-mail)."""
+        assert self.recorder is not None
+        try:
+            report_crash(self.recorder, report)
+        except EventNotDurable as exc:
+            log.error("crash_event_not_recorded", error=str(exc), **report.context())
+        for listener in self.crash_listeners:
+            try:
+                listener(report)
+            except Exception:  # one failing listener must not hide the crash from others
+                log.exception("crash_listener_failed", listener=repr(listener))
+
+    def _system_event(self, severity: Severity, message: str, **context: object) -> None:
+        if self.recorder is not None:
+            self.recorder.record(
+                SYSTEM, message, severity=severity, source="run_lock", context=context
+            )
+
+    def _run_lock_lost(self, reason: str) -> None:
+        lock = "" if self.run_lock is None else self.run_lock.description
+        self._system_event(
+            Severity.ERROR, f"run lock lost: {reason}", event="run_lock_lost", lock=lock
+        )
+
+    def _run_lock_regained(self) -> None:
+        lock = "" if self.run_lock is None else self.run_lock.description
+        self._system_event(
+            Severity.WARNING, f"run lock held again: {lock}", event="run_lock_regained", lock=lock
+        )
+
+    def _run_lock_taken(self, holder: LockHolder | None) -> None:
+        who = "another process" if holder is None else holder.describe()
+        self._system_event(
+            Severity.CRITICAL,
+            f"run lock taken by {who} while this process had lost it; stopping",
+            event="run_lock_taken",
+            holder=who,
+        )
+        if self.on_run_lock_taken is not None:
+            self.on_run_lock_taken()
 
     def stop(self) -> None:
-        """Stop the tree in reverse order (the heartbeat records the clean stop)."""
+        """Stop the tree in reverse order (the heartbeat records the clean stop).
+
+        The run lock is released last, after the clean stop is stored: a process that
+        starts as soon as it is free must not take this run for a crash.
+        """
+        if self.lock_monitor is not None:
+            self.lock_monitor.stop()
+            self.lock_monitor = None
         if self.tree is not None:
             self.tree.stop()
         if self.simulator is not None:
@@ -288,3 +392,6 @@ class Runtime:
         if self.database is not None:
             self.database.dispose()
             self.database = None
+        if self.run_lock is not None:
+            self.run_lock.release()
+            self.run_lock = None

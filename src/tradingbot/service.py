@@ -25,6 +25,7 @@ from tradingbot import exitcodes, systemd
 from tradingbot.config import Config
 from tradingbot.control import ControlServer, ControlServerError
 from tradingbot.control.commands import RuntimeCommands
+from tradingbot.recovery import AlreadyRunning
 from tradingbot.runtime import Runtime
 from tradingbot.storage import StorageError
 from tradingbot.supervision import StartupError, TreeExit
@@ -39,6 +40,7 @@ class _Stop:
 
     signal: str | None = None
     tree_exit: TreeExit | None = None
+    lock_taken: bool = False
 
 
 def run_service(config: Config) -> int:
@@ -61,12 +63,22 @@ async def _serve(config: Config) -> int:
         loop.add_signal_handler(sig, on_signal, sig.name)
 
     runtime = Runtime(config)
+
+    def on_lock_taken() -> None:  # monitor thread: another process runs on our database
+        why.lock_taken = True
+        loop.call_soon_threadsafe(stop_requested.set)
+
+    runtime.on_run_lock_taken = on_lock_taken
     app = create_app(runtime)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     control = ControlServer(config.control_socket_path, RuntimeCommands(runtime))
     try:
         try:
             await runner.setup()  # starts the runtime (cleanup context)
+        except AlreadyRunning as exc:
+            log.critical("already_running", error=str(exc), exit_code=exitcodes.ALREADY_RUNNING)
+            print(f"trading-bot: {exc}", file=sys.stderr)
+            return exitcodes.ALREADY_RUNNING
         except StartupError as exc:
             log.critical("startup_failed", error=str(exc))
             return exitcodes.FAILURE
@@ -112,6 +124,9 @@ async def _serve(config: Config) -> int:
             await runner.cleanup()  # stop accepting, then stop the tree in reverse order
         finally:
             deadline.cancel()
+    if why.lock_taken:
+        log.critical("run_lock_taken", exit_code=exitcodes.ALREADY_RUNNING)
+        return exitcodes.ALREADY_RUNNING
     if why.tree_exit is not None:
         log.critical("tree_gave_up", reason=why.tree_exit.reason, exit_code=exitcodes.TREE_FAILED)
         return exitcodes.TREE_FAILED

@@ -78,13 +78,13 @@ def test_after_kill_9_the_shell_says_nothing_runs_and_a_new_run_starts(
 
 
 def test_second_process_on_the_same_home_is_refused(bot_factory: BotFactory) -> None:
-    """A second run on the same state folder exits 1 and the first keeps its control socket."""
+    """A second run on the same state folder exits 5 (run lock) and the first keeps its socket."""
     first = bot_factory()
     second = bot_factory(home=first.home, ready=False)
-    assert second.wait() == exitcodes.FAILURE, second.diagnostics()
-    failed = [e for e in second.log_events() if e.get("event") == "startup_failed"]
-    assert failed, second.stdout()
-    assert "already" in failed[0]["error"]
+    assert second.wait() == exitcodes.ALREADY_RUNNING, second.diagnostics()
+    refused = [e for e in second.log_events() if e.get("event") == "already_running"]
+    assert refused, second.stdout()
+    assert "already running" in refused[0]["error"]
 
     wait_ready(first)
     result = first.shell("tree")
