@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import signal
 import socket
 import subprocess
+import threading
 from collections.abc import Mapping
 
 import pytest
+import sqlalchemy
 from e2e_support import Bot, BotFactory, clean_env, run_cli, wait_until
 
 from tradingbot import exitcodes
 from tradingbot.events import Severity
+from tradingbot.recovery import run_lock_key
 from tradingbot.storage import Database, EventQuery, RecoveryEvent
 
 pytestmark = pytest.mark.slow
@@ -196,3 +201,115 @@ def test_watchdog_check_rejects_a_bad_max_age(sqlite_bot: Bot) -> None:
     result = _watchdog(sqlite_bot, "--max-age", "-1")
     assert result.returncode == exitcodes.USAGE
     assert "--max-age" in result.stderr
+
+
+# -- losing the run lock while running ------------------------------------------------------
+
+
+def _lock_events(database_url: str) -> dict[str, int]:
+    """How many SYSTEM events of each run-lock kind are stored."""
+    with Database.open(database_url) as database:
+        page = database.events.query(
+            EventQuery(types=("SYSTEM",), min_severity=Severity.WARNING, limit=100)
+        )
+    kinds: dict[str, int] = {}
+    for event in page.events:
+        if event.source == "run_lock":
+            kind = str(event.context.get("event"))
+            kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
+
+
+def _lock_backend(url: str, bot: Bot) -> int:
+    """The PostgreSQL backend holding ``bot``'s run lock (found by its application_name)."""
+    name = f"trading-bot pid={bot.process.pid} host={socket.gethostname()}"[:63]
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            return int(
+                connection.execute(
+                    sqlalchemy.text(
+                        "SELECT pid FROM pg_stat_activity WHERE application_name = :name"
+                    ),
+                    {"name": name},
+                ).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_lost_lock_session_is_reported_and_taken_again(
+    bot_factory: BotFactory, fresh_postgres_url: str
+) -> None:
+    """Killing the lock's PostgreSQL session is reported (ERROR), then the lock is regained."""
+    bot = bot_factory(fresh_postgres_url)
+    backend = _lock_backend(fresh_postgres_url, bot)
+    engine = sqlalchemy.create_engine(fresh_postgres_url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            connection.execute(
+                sqlalchemy.text("SELECT pg_terminate_backend(:pid)"), {"pid": backend}
+            )
+    finally:
+        engine.dispose()
+    kinds = wait_until(
+        lambda: (k := _lock_events(fresh_postgres_url)).get("run_lock_regained") and k,
+        message="run_lock_lost and run_lock_regained events",
+    )
+    assert kinds["run_lock_lost"] == 1
+    assert _lock_backend(fresh_postgres_url, bot) != backend
+    assert bot.alive()
+    result = _watchdog(bot)
+    assert result.returncode == exitcodes.OK, result
+
+
+def test_process_stops_when_another_took_its_lost_lock(
+    bot_factory: BotFactory, bot_database_url: str | None
+) -> None:
+    """If another process holds the lock once ours is lost, this process stops with exit 5."""
+    bot = bot_factory(bot_database_url)
+    if bot_database_url is None:
+        # Replace the lock file atomically by one an intruder holds: never a free moment.
+        path = bot.home / "trading-bot.db.lock"
+        intruder = (bot.home / "intruder.lock").open("w")
+        fcntl.flock(intruder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        intruder.write('{"pid": 4242, "host": "intruder", "run_id": ""}\n')
+        intruder.flush()
+        os.replace(bot.home / "intruder.lock", path)
+        release = intruder.close
+    else:
+        # A session queued for the lock gets it the moment the bot's session dies.
+        key = run_lock_key("")
+        engine = sqlalchemy.create_engine(bot_database_url, poolclass=sqlalchemy.pool.NullPool)
+        waiter = engine.connect()
+        queued = threading.Thread(
+            target=waiter.execute,
+            args=(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key}),
+        )
+        queued.start()
+        backend = _lock_backend(bot_database_url, bot)
+        with engine.connect() as connection:
+            wait_until(
+                lambda: connection.execute(
+                    sqlalchemy.text(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                    )
+                ).scalar_one(),
+                message="the intruder to queue for the lock",
+            )
+            connection.execute(
+                sqlalchemy.text("SELECT pg_terminate_backend(:pid)"), {"pid": backend}
+            )
+        queued.join(timeout=30)
+
+        def release() -> None:
+            waiter.close()
+            engine.dispose()
+
+    try:
+        assert bot.wait(timeout_s=60) == exitcodes.ALREADY_RUNNING, bot.diagnostics()
+    finally:
+        release()
+    taken = [e for e in bot.log_events() if e.get("event_type") == "SYSTEM"]
+    assert any("run lock taken by" in str(e.get("event")) for e in taken), bot.stdout()
