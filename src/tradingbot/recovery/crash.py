@@ -11,6 +11,7 @@ ERROR. The recovery-report e-mail is sent from the report by the caller (the sea
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,8 +20,11 @@ from typing import Any
 from tradingbot.events.model import SYSTEM, Event, Severity
 from tradingbot.events.recorder import EventRecorder
 from tradingbot.storage import Database, RecoveryEvent
+from tradingbot.storage.recovery import DETECTED
 
 SOURCE = "recovery"
+UNREPORTED_SCAN = 50  # recent recovery events checked for a missing crash event
+_EVENT_NAMESPACE = uuid.UUID("6c1f3e2a-8d4b-5f07-9a51-2b7e0c4d9f18")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,13 +90,32 @@ def detect_crashes(
 ) -> list[CrashReport]:
     """Record and return every crashed run of ``account`` not reported before (oldest first).
 
-    Call only while holding the run lock, after this run is recorded. Raises
+    Also returned again: crashes still ``detected`` whose SYSTEM event is not stored
+    (the start that found them died first). Call only while holding the run lock,
+    after this run is recorded. Raises
     :class:`~tradingbot.storage.StorageError` when the database fails.
     """
     events = database.recovery.record_crashes(
         account=account, current_run_id=current_run_id, detected_at=now
     )
-    return [CrashReport(recovery=event, crash_timeout_s=crash_timeout_s) for event in events]
+    new = {event.id for event in events}
+    # Crashes an earlier start recorded but died before storing their event: again.
+    unreported = [
+        event
+        for event in reversed(database.recovery.latest(UNREPORTED_SCAN, account=account))
+        if event.status == DETECTED
+        and event.id not in new
+        and database.events.get(crash_event_id(event.id)) is None
+    ]
+    return [
+        CrashReport(recovery=event, crash_timeout_s=crash_timeout_s)
+        for event in [*unreported, *events]
+    ]
+
+
+def crash_event_id(recovery_event_id: str) -> uuid.UUID:
+    """The SYSTEM event's id, derived from the recovery event: reporting twice stores once."""
+    return uuid.uuid5(_EVENT_NAMESPACE, recovery_event_id)
 
 
 def report_crash(recorder: EventRecorder, report: CrashReport, *, timeout_s: float = 10.0) -> Event:
@@ -107,5 +130,6 @@ def report_crash(recorder: EventRecorder, report: CrashReport, *, timeout_s: flo
         severity=Severity.ERROR,
         source=SOURCE,
         context=dict(report.context()),
+        event_id=crash_event_id(report.recovery.id),
         timeout_s=timeout_s,
     )

@@ -187,15 +187,18 @@ class RecoveryRepository:
             ).first()
             return None if row is None else _to_event(row)
 
-    def latest(self, limit: int = 10) -> list[RecoveryEvent]:
-        """The ``limit`` most recently detected events, newest first."""
+    def latest(self, limit: int = 10, *, account: str | None = None) -> list[RecoveryEvent]:
+        """The ``limit`` most recently detected events (of ``account`` if given), newest first."""
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
+        query = select(RecoveryEventRow)
+        if account is not None:
+            query = query.where(RecoveryEventRow.account == account)
         with self._tx.read() as session:
             rows = session.scalars(
-                select(RecoveryEventRow)
-                .order_by(RecoveryEventRow.detected_at.desc(), RecoveryEventRow.id.desc())
-                .limit(limit)
+                query.order_by(
+                    RecoveryEventRow.detected_at.desc(), RecoveryEventRow.id.desc()
+                ).limit(limit)
             ).all()
             return [_to_event(row) for row in rows]
 
