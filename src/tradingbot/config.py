@@ -27,6 +27,22 @@ from dotenv import dotenv_values
 
 PREFIX = "TRADINGBOT_"
 BrokerKind = Literal["sim", "ibkr"]
+SmtpTls = Literal["none", "starttls", "tls"]
+SMTP_TLS_MODES = ("none", "starttls", "tls")
+SMTP_DEFAULT_PORTS = {"none": 25, "starttls": 587, "tls": 465}
+# Notification kinds the operator can switch off (TRADINGBOT_NOTIFY_TYPES).
+NOTIFY_TYPES = ("trade_execution", "alert", "daily_summary", "recovery_report")
+DEFAULT_EMAIL_FROM = "trading-bot@localhost"
+DEFAULT_EMAIL_TO: tuple[str, ...] = ("operator@localhost",)
+# An RFC 5321 addr-spec, deliberately stricter than RFC 5322 (no quoted local parts,
+# no IP literals): what a mail server will accept, and nothing that could break a header.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_ADDR_SPEC = rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*"
+_DISPLAY_NAME = r'[^<>@",;:\\\x00-\x1f\x7f]*?|"[^"\\\x00-\x1f\x7f]*"'
+_MAILBOX = re.compile(
+    rf"\s*(?:(?P<name>{_DISPLAY_NAME})\s*<(?P<bracketed>{_ADDR_SPEC})>|(?P<bare>{_ADDR_SPEC}))\s*"
+)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_PERSIST_TYPES = ("TRADE", "SIGNAL", "ORDER", "RISK")
 _EVENT_TYPE = re.compile(r"[A-Z][A-Z0-9_]{0,31}")
@@ -77,6 +93,32 @@ class Config:
     health_check_timeout_s: float = 2.0
     disk_warn_free_mb: float = 1024.0
     disk_fail_free_mb: float = 256.0
+    smtp_host: str | None = None  # None: mail is written as .eml files to outbox_dir
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_tls: SmtpTls = "starttls"
+    smtp_timeout_s: float = 10.0
+    smtp_ca_file: Path | None = None  # PEM bundle trusted for TLS (else the system store)
+    smtp_retry_attempts: int = 3
+    smtp_retry_interval_s: float = 5.0
+    smtp_retry_jitter_s: float = 1.0
+    email_from: str = DEFAULT_EMAIL_FROM
+    email_to: tuple[str, ...] = DEFAULT_EMAIL_TO
+    notify_types: tuple[str, ...] = NOTIFY_TYPES
+    notify_min_severity: str = "ERROR"
+    notify_storm_window_s: float = 300.0
+    notify_rate_limit_per_hour: int = 30
+
+    @property
+    def outbox_dir(self) -> Path:
+        """Where mail is written as ``.eml`` files when no SMTP server is configured."""
+        return self.home / "outbox"
+
+    @property
+    def templates_dir(self) -> Path:
+        """Operator overrides of the notification templates (same file names)."""
+        return self.home / "templates"
 
     @property
     def control_socket_path(self) -> Path:
@@ -97,6 +139,7 @@ class Config:
         found = [self.api_token or ""]
         password = urlsplit(self.database_url).password
         found.append(password or "")
+        found.append(self.smtp_password or "")
         return tuple(s for s in found if s)
 
     def __repr__(self) -> str:
@@ -108,7 +151,7 @@ class Config:
         data: dict[str, Any] = {}
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if field.name == "api_token" and value:
+            if field.name in ("api_token", "smtp_password") and value:
                 value = "***"
             elif field.name == "database_url":
                 value = redact_url(value)
@@ -229,7 +272,117 @@ def load_config(environ: Mapping[str, str] | None = None, *, prepare_home: bool 
         health_check_timeout_s=reader.number("HEALTH_CHECK_TIMEOUT_S", 2.0, minimum=0.05),
         disk_warn_free_mb=disk_warn,
         disk_fail_free_mb=disk_fail,
+        **_email_settings(reader),
     )
+
+
+def check_mailbox(value: str) -> str:
+    """Return ``addr@host`` or ``Name <addr@host>`` normalised; ``ValueError`` otherwise.
+
+    Control characters (CR/LF above all) are refused, so a configured address can never
+    inject a header.
+    """
+    match = _MAILBOX.fullmatch(value)
+    if match is None:
+        raise ValueError(f"not an e-mail address like ops@example.com: {value!r}")
+    address = match.group("bracketed") or match.group("bare")
+    name = (match.group("name") or "").strip().strip('"').strip()
+    return f'"{name}" <{address}>' if name else address
+
+
+def _email_settings(reader: _Reader) -> dict[str, Any]:
+    """The SMTP and notification settings (``TRADINGBOT_SMTP_*``, ``_EMAIL_*``, ``_NOTIFY_*``)."""
+    host = reader.optional("SMTP_HOST")
+    legacy = reader.optional("SMTP_STARTTLS")  # the first name of the setting: a boolean
+    tls_default = "starttls"
+    if legacy is not None:
+        if legacy.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            raise ConfigError(PREFIX + "SMTP_STARTTLS", "true or false", legacy)
+        tls_default = "starttls" if legacy.lower() in ("1", "true", "yes", "on") else "none"
+    tls = reader.choice("SMTP_TLS", tls_default, SMTP_TLS_MODES)
+    username = reader.optional("SMTP_USERNAME") or reader.optional("SMTP_USER")
+    password = reader.optional("SMTP_PASSWORD")
+    if password and not username:
+        raise ConfigError(
+            PREFIX + "SMTP_USERNAME", f"a user name when {PREFIX}SMTP_PASSWORD is set", None
+        )
+    if username and not password:
+        raise ConfigError(
+            PREFIX + "SMTP_PASSWORD", f"a password when {PREFIX}SMTP_USERNAME is set", None
+        )
+    ca_raw = reader.optional("SMTP_CA_FILE")
+    ca_file = None if ca_raw is None else Path(ca_raw).expanduser()
+    if ca_file is not None and not ca_file.is_file():
+        raise ConfigError(PREFIX + "SMTP_CA_FILE", "an existing PEM file", ca_raw)
+    sender = _mailbox(reader, "EMAIL_FROM", DEFAULT_EMAIL_FROM)
+    to_raw = reader.optional("EMAIL_TO")
+    if to_raw is None:
+        if host is not None:
+            raise ConfigError(
+                PREFIX + "EMAIL_TO", f"at least one recipient when {PREFIX}SMTP_HOST is set", None
+            )
+        recipients = DEFAULT_EMAIL_TO
+    else:
+        parts = [part.strip() for part in to_raw.split(",") if part.strip()]
+        if not parts:
+            raise ConfigError(PREFIX + "EMAIL_TO", "comma-separated e-mail addresses", to_raw)
+        try:
+            recipients = tuple(check_mailbox(part) for part in parts)
+        except ValueError as exc:
+            raise ConfigError(
+                PREFIX + "EMAIL_TO", f"comma-separated e-mail addresses ({exc})", None
+            ) from None
+    return {
+        "smtp_host": host,
+        "smtp_port": reader.port("SMTP_PORT", SMTP_DEFAULT_PORTS[tls]),
+        "smtp_username": username,
+        "smtp_password": password,
+        "smtp_tls": tls,
+        "smtp_timeout_s": reader.number("SMTP_TIMEOUT_S", 10.0, minimum=0.1),
+        "smtp_ca_file": ca_file,
+        "smtp_retry_attempts": reader.integer("SMTP_RETRY_ATTEMPTS", 3, minimum=1, maximum=100),
+        "smtp_retry_interval_s": reader.number("SMTP_RETRY_INTERVAL_S", 5.0, minimum=0.0),
+        "smtp_retry_jitter_s": reader.number("SMTP_RETRY_JITTER_S", 1.0, minimum=0.0),
+        "email_from": sender,
+        "email_to": recipients,
+        "notify_types": _notify_types(reader),
+        "notify_min_severity": reader.choice(
+            "NOTIFY_MIN_SEVERITY", "ERROR", LOG_LEVELS, upper=True
+        ),
+        "notify_storm_window_s": reader.number("NOTIFY_STORM_WINDOW_S", 300.0, minimum=0.0),
+        "notify_rate_limit_per_hour": reader.integer(
+            "NOTIFY_RATE_LIMIT_PER_HOUR", 30, minimum=1, maximum=100_000
+        ),
+    }
+
+
+def _mailbox(reader: _Reader, name: str, default: str) -> str:
+    raw = reader.optional(name)
+    if raw is None:
+        return default
+    try:
+        return check_mailbox(raw)
+    except ValueError:
+        raise ConfigError(
+            PREFIX + name, "an e-mail address like Bot <bot@example.com>", raw
+        ) from None
+
+
+def _notify_types(reader: _Reader) -> tuple[str, ...]:
+    raw = reader.optional("NOTIFY_TYPES")
+    if raw is None:
+        return NOTIFY_TYPES
+    if raw.lower() == "none":
+        return ()
+    types = tuple(dict.fromkeys(part.strip().lower() for part in raw.split(",") if part.strip()))
+    for value in types:
+        if value not in NOTIFY_TYPES:
+            raise ConfigError(
+                PREFIX + "NOTIFY_TYPES",
+                "none, or a comma-separated list of " + ", ".join(NOTIFY_TYPES),
+                raw,
+            )
+    return types
 
 
 class _Reader:

@@ -21,10 +21,11 @@ from tradingbot.actors import HeartbeatActor
 from tradingbot.actors.broker import BrokerActor, BrokerSettings
 from tradingbot.actors.event_logger import EventLoggerActor, EventLoggerSettings
 from tradingbot.actors.health import HealthActor, NamedCheck
+from tradingbot.actors.notifier import EventsPublished, NotifierActor
 from tradingbot.broker import BrokerStatus
 from tradingbot.config import Config
 from tradingbot.events import Severity
-from tradingbot.events.hub import EventHub
+from tradingbot.events.hub import EventHub, Listener
 from tradingbot.events.model import SYSTEM
 from tradingbot.events.policy import PersistPolicy
 from tradingbot.events.recorder import EventNotDurable, EventRecorder
@@ -39,12 +40,14 @@ from tradingbot.health.checks import (
     database_stats_check,
     disk_check,
     not_configured_check,
+    notifier_check,
     process_check,
     spool_check,
     supervision_check,
 )
 from tradingbot.logconfig import Redactor
 from tradingbot.metrics import NO_EVENT_COUNTERS, EventCounters, RuntimeMetrics
+from tradingbot.notify import NOTIFIER_SOURCE, Notifier, NotifySettings, NotifyStatus
 from tradingbot.recovery import (
     CrashReport,
     LockHolder,
@@ -56,6 +59,7 @@ from tradingbot.recovery import (
 )
 from tradingbot.recovery.runlock import run_lock_check
 from tradingbot.storage import Database, RunRecord
+from tradingbot.storage.outbox import OutboxRecord
 from tradingbot.supervision import (
     Backoff,
     ChildSpec,
@@ -110,6 +114,9 @@ def health_checks(config: Config, runtime: Runtime, database: Database) -> list[
         ),
         NamedCheck(component="events", measurement="spool", run=spool_check(runtime.spool)),
         NamedCheck(
+            component="notifier", measurement="outbox", run=notifier_check(runtime.notify_status)
+        ),
+        NamedCheck(
             component="broker",
             measurement="connection",
             run=broker_check(runtime.broker_status, BROKER_DOWN_GRACE_S),
@@ -144,12 +151,18 @@ def root_spec(
     metrics: EventCounters = NO_EVENT_COUNTERS,
     broker: Callable[[], SupervisedActor] | None = None,
     broker_start_timeout_s: float = 30.0,
+    notifier: Callable[[], SupervisedActor] | None = None,
 ) -> ChildSpec:
     """The product's tree. Children start in this order and stop in reverse.
 
     The event logger comes first: everything after it records events, and it is the
-    last to stop, so the final events of a shutdown are still stored. The health actor
-    comes last: its first report, taken in its setup, sees every other actor running.
+    last to stop, so the final events of a shutdown are still stored. The notifier
+    (when given) comes next: it must be up before anything that mails (a crash alert of
+    a later actor), and it stops after them, finishing the delivery pass in progress.
+    It is *critical* like the others: its SMTP I/O runs on its own sender thread, so an
+    SMTP outage never makes it miss a liveness probe (see ``docs/notifications.md``).
+    The health actor comes last: its first report, taken in its setup, sees every other
+    actor running.
     """
     settings = event_logger_settings(config)
     # The broker (when given) reconnects through its supervisor's backoff: its restarts
@@ -167,6 +180,11 @@ def root_spec(
             )
         ]
     )
+    notifiers = (
+        []
+        if notifier is None
+        else [worker("notifier", notifier, shutdown_s=config.shutdown_timeout_s / 2)]
+    )
     return supervisor(
         "root",
         [
@@ -175,6 +193,7 @@ def root_spec(
                 lambda: EventLoggerActor(database, spool, hub, settings, metrics=metrics),
                 shutdown_s=config.shutdown_timeout_s / 2,
             ),
+            *notifiers,
             worker(
                 "heartbeat",
                 lambda: HeartbeatActor(database, run_id, config.heartbeat_interval_s),
@@ -218,6 +237,10 @@ class Runtime:
         self.health = HealthState(config.health_interval_s)
         self.broker_status = BrokerStatus()  # written by the broker actor, read by health
         self.simulator: SimulatorThread | None = None  # TRADINGBOT_BROKER=sim
+        # Outbox depth and SMTP state: written by the notifier, read by health and metrics.
+        self.notify_status = NotifyStatus("eml" if config.smtp_host is None else "smtp")
+        self.notifier: Notifier | None = None  # the outbox API (tradingbot.notify)
+        self._event_listener: Listener | None = None
         self.account = config.ib_account or ""  # the run lock is per database and account
         self.run_lock: RunLock | None = None
         self.lock_monitor: RunLockMonitor | None = None
@@ -288,6 +311,12 @@ class Runtime:
             self.simulator = SimulatorThread(build_simulator(seed=0), host="127.0.0.1", port=0)
             port = self.simulator.start()
             log.info("gateway_simulator_started", host="127.0.0.1", port=port)
+        notifier = self.notifier = Notifier(
+            database,
+            NotifySettings.from_config(config),
+            status=self.notify_status,
+            on_failed=self._mail_failed,
+        )
         broker_settings = self.broker_settings()
 
         def broker() -> SupervisedActor:
@@ -305,6 +334,9 @@ class Runtime:
                 metrics=self.metrics,
                 broker=broker,
                 broker_start_timeout_s=broker_settings.connect_timeout_s + 10.0,
+                notifier=lambda: NotifierActor(
+                    notifier, stop_timeout_s=config.shutdown_timeout_s / 4
+                ),
             ),
             probe_interval_s=config.liveness_probe_interval_s,
             probe_deadline_s=config.liveness_deadline_s,
@@ -314,6 +346,11 @@ class Runtime:
             tree.handle("event_logger"), scrub=Redactor(config.secrets()).redact
         )
         tree.add_listener(SystemEventRecorder(self.recorder))
+        # Durable events reach the notifier by name: parked across its restarts.
+        notifier_handle = tree.handle("notifier")
+        self._event_listener = self.hub.listen(
+            lambda events: notifier_handle.tell(EventsPublished(tuple(events)))
+        )
         self.metrics.watch(tree)  # tradingbot_actor_restarts_total
         tree.start()
         log.info("tree_started", run_id=self.run_id, actors=tree.actor_ids())
@@ -345,6 +382,22 @@ class Runtime:
                 listener(report)
             except Exception:  # one failing listener must not hide the crash from others
                 log.exception("crash_listener_failed", listener=repr(listener))
+
+    def _mail_failed(self, record: OutboxRecord, error: BaseException) -> None:
+        """A mail refused permanently: an ERROR event (never mailed: its source is ours)."""
+        if self.recorder is not None:
+            self.recorder.record(
+                SYSTEM,
+                f"mail refused permanently: {record.subject}",
+                severity=Severity.ERROR,
+                source=NOTIFIER_SOURCE,
+                context={
+                    "event": "mail_failed",
+                    "message_id": record.message_id,
+                    "kind": record.kind,
+                    "error": f"{type(error).__name__}: {error}",
+                },
+            )
 
     def _system_event(self, severity: Severity, message: str, **context: object) -> None:
         if self.recorder is not None:
@@ -384,6 +437,9 @@ class Runtime:
         if self.lock_monitor is not None:
             self.lock_monitor.stop()
             self.lock_monitor = None
+        if self._event_listener is not None:
+            self._event_listener.close()
+            self._event_listener = None
         if self.tree is not None:
             self.tree.stop()
         if self.simulator is not None:

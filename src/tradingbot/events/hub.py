@@ -12,7 +12,11 @@ import asyncio
 import threading
 from collections.abc import Callable, Sequence
 
+import structlog
+
 from tradingbot.events.model import Event
+
+log = structlog.get_logger(__name__)
 
 EventFilter = Callable[[Event], bool]
 
@@ -54,12 +58,30 @@ class Subscription:
         self._hub.unsubscribe(self)
 
 
+class Listener:
+    """A synchronous subscriber: ``callback`` runs on the publishing thread (the event
+    logger's), so it must be quick and must not block; it typically tells an actor."""
+
+    def __init__(self, hub: EventHub, callback: Callable[[Sequence[Event]], None]) -> None:
+        self._hub = hub
+        self._callback = callback
+
+    def offer(self, events: Sequence[Event]) -> None:
+        try:
+            self._callback(events)
+        except Exception:  # a listener's bug must never reach the event logger
+            log.exception("event_listener_failed", listener=repr(self._callback))
+
+    def close(self) -> None:
+        self._hub.unsubscribe(self)
+
+
 class EventHub:
     """Thread-safe publish/subscribe of durable events."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._subscriptions: list[Subscription] = []
+        self._subscriptions: list[Subscription | Listener] = []
 
     def subscribe(self, accept: EventFilter, *, max_pending: int = 1000) -> Subscription:
         """Subscribe from a coroutine; events arrive on the running loop's queue."""
@@ -68,7 +90,14 @@ class EventHub:
             self._subscriptions.append(subscription)
         return subscription
 
-    def unsubscribe(self, subscription: Subscription) -> None:
+    def listen(self, callback: Callable[[Sequence[Event]], None]) -> Listener:
+        """Call ``callback`` with every published batch, on the publishing thread."""
+        listener = Listener(self, callback)
+        with self._lock:
+            self._subscriptions.append(listener)
+        return listener
+
+    def unsubscribe(self, subscription: Subscription | Listener) -> None:
         with self._lock:
             if subscription in self._subscriptions:
                 self._subscriptions.remove(subscription)
@@ -84,5 +113,6 @@ class EventHub:
 
     @property
     def subscribers(self) -> int:
+        """Live stream subscribers (in-process listeners are not counted)."""
         with self._lock:
-            return len(self._subscriptions)
+            return sum(1 for s in self._subscriptions if isinstance(s, Subscription))

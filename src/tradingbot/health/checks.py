@@ -18,6 +18,7 @@ import psutil
 from tradingbot.broker import BrokerStatus, ConnectionState
 from tradingbot.events.spool import EventSpool
 from tradingbot.health.model import FAIL, PASS, WARN, Check, Status
+from tradingbot.notify import NotifyStatus
 from tradingbot.storage import Database, StorageError
 from tradingbot.supervision import ActorSnapshot, SupervisionTree
 
@@ -217,6 +218,58 @@ def spool_check(spool: EventSpool) -> CheckFn:
                 component_type="component",
                 status=status,
                 observed_value=round(max(0.0, age), 3),
+                observed_unit="s",
+            ),
+        ]
+
+    return check
+
+
+OUTBOX_STALE_S = 900.0  # pending mail older than this warns even with the server up
+
+
+def notifier_check(status: NotifyStatus, stale_s: float = OUTBOX_STALE_S) -> CheckFn:
+    """The outbox: depth and oldest pending age. An SMTP outage with a working outbox is
+    a warning (mail waits, durably); an outbox that cannot be written fails."""
+
+    def check() -> list[Check]:
+        facts = status.snapshot()
+        depth = facts["outbox_depth"]
+        age = facts["oldest_pending_age_s"]
+        status_: Status = PASS
+        output = None
+        if facts["outbox_error"] is not None or facts["unstored"]:
+            status_ = FAIL
+            output = (
+                f"the outbox cannot be written ({facts['outbox_error']}); "
+                f"{facts['unstored']} notifications wait in memory"
+            )
+        elif facts["server"] == "down" and depth:
+            status_ = WARN
+            output = (
+                f"mail server unreachable ({facts['last_error']}); {depth} mails wait "
+                "in the outbox and will be sent when it is back"
+            )
+        elif depth and age > stale_s:
+            status_ = WARN
+            output = f"{depth} mails pending, the oldest for {age:.0f} s ({facts['last_error']})"
+        component_id = facts["mode"]
+        return [
+            Check(
+                component="notifier",
+                measurement="outboxDepth",
+                component_id=component_id,
+                status=status_,
+                observed_value=depth,
+                observed_unit="mails",
+                output=output,
+            ),
+            Check(
+                component="notifier",
+                measurement="outboxOldestAge",
+                component_id=component_id,
+                status=status_,
+                observed_value=age,
                 observed_unit="s",
             ),
         ]

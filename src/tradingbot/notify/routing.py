@@ -1,0 +1,71 @@
+"""Which events become mail: TRADE events a trade-execution mail, SYSTEM and RISK events
+at or above the alert severity an alert (an actor crash or an escalation is one).
+
+Events whose source is the notifier itself never become mail: a failing mail server
+would otherwise mail about itself in a loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tradingbot.events.model import RISK, SYSTEM, TRADE, Event, Severity
+from tradingbot.notify.settings import NotifySettings
+
+NOTIFIER_SOURCE = "notifier"
+TRADE_EXECUTION = "trade_execution"
+ALERT = "alert"
+DAILY_SUMMARY = "daily_summary"
+RECOVERY_REPORT = "recovery_report"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Notification:
+    """What to enqueue for one event (see :meth:`Notifier.enqueue`)."""
+
+    kind: str
+    context: dict[str, Any] = field(default_factory=dict)
+    severity: Severity = Severity.INFO
+    dedup_key: str | None = None
+    token: str | None = None
+
+
+def route(event: Event, settings: NotifySettings) -> Notification | None:
+    """The notification ``event`` calls for, or ``None``."""
+    if event.source == NOTIFIER_SOURCE:
+        return None
+    common = {
+        "event_id": str(event.id),
+        "timestamp": event.timestamp.isoformat(),
+        "message": event.message,
+        "source": event.source,
+        "strategy_id": event.strategy_id,
+        "trade_id": event.trade_id,
+    }
+    if event.type == TRADE:
+        if TRADE_EXECUTION not in settings.types:
+            return None
+        return Notification(
+            kind=TRADE_EXECUTION,
+            context={"status": "FILLED", **event.context, **common},
+            severity=event.severity,
+            token=f"event:{event.id}",
+        )
+    if event.type in (SYSTEM, RISK) and event.severity >= settings.min_severity:
+        if ALERT not in settings.types:
+            return None
+        what = str(event.context.get("event") or event.message)
+        return Notification(
+            kind=ALERT,
+            context={
+                **common,
+                "category": event.type,
+                "severity": event.severity.name,
+                "details": event.context,
+            },
+            severity=event.severity,
+            dedup_key=f"{event.type}:{event.source}:{what}",
+            token=f"event:{event.id}",
+        )
+    return None

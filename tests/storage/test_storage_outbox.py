@@ -1,0 +1,114 @@
+"""The outbox repository on SQLite and PostgreSQL: idempotent adds, claims, marking."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from tradingbot.storage import Database
+from tradingbot.storage.outbox import FAILED, FOLDED, PENDING, SENT, NewMail, OutboxRepository
+
+T0 = datetime(2025, 1, 6, 14, 30, tzinfo=UTC)
+
+
+def mail(message_id: str = "<a@example.com>", **overrides: object) -> NewMail:
+    values: dict[str, object] = {
+        "message_id": message_id,
+        "kind": "alert",
+        "severity": 40,
+        "subject": "[trading-bot] ERROR broker down",
+        "sender": "bot@example.com",
+        "recipients": ("ops@example.com", "Desk <desk@example.com>"),
+        "context": {"message": "broker down", "details": {"n": 1}},
+        "created_at": T0,
+    }
+    values.update(overrides)
+    return NewMail(**values)  # type: ignore[arg-type]
+
+
+def test_add_is_idempotent_by_message_id(database: Database) -> None:
+    """The same Message-ID is stored once; the second add reports it as already there."""
+    repo = OutboxRepository(database)
+    first = repo.add(mail())
+    assert first is not None
+    assert first.status == PENDING
+    assert first.recipients == ("ops@example.com", "Desk <desk@example.com>")
+    assert first.context == {"message": "broker down", "details": {"n": 1}}
+    assert first.next_attempt_at == T0
+    assert repo.add(mail()) is None
+    assert len(repo.rows()) == 1
+
+
+def test_claim_takes_due_rows_once_until_the_lease_ends(database: Database) -> None:
+    """A claimed row is not claimed again before its lease ends, and is after."""
+    repo = OutboxRepository(database)
+    repo.add(mail("<a@x>"))
+    repo.add(mail("<b@x>", next_attempt_at=T0 + timedelta(minutes=5)))
+    lease = T0 + timedelta(seconds=60)
+    claimed = repo.claim_due(T0, lease, 10)
+    assert [r.message_id for r in claimed] == ["<a@x>"]
+    assert repo.claim_due(T0 + timedelta(seconds=30), lease, 10) == []
+    again = repo.claim_due(T0 + timedelta(seconds=61), T0 + timedelta(seconds=120), 10)
+    assert [r.message_id for r in again] == ["<a@x>"]
+
+
+def test_sent_failed_and_rescheduled_rows_keep_their_history(database: Database) -> None:
+    """Marking sets status, counts the attempt and keeps the last error."""
+    repo = OutboxRepository(database)
+    a = repo.add(mail("<a@x>"))
+    b = repo.add(mail("<b@x>"))
+    assert a is not None
+    assert b is not None
+    repo.reschedule(a.id, T0 + timedelta(seconds=5), "SMTPServerDisconnected: gone")
+    repo.mark_sent(a.id, T0 + timedelta(seconds=6))
+    repo.mark_failed(b.id, T0, "SMTPDataError: (550, b'rejected')")
+    sent, failed = repo.get(a.id), repo.get(b.id)
+    assert sent is not None
+    assert failed is not None
+    assert (sent.status, sent.attempts, sent.sent_at) == (SENT, 2, T0 + timedelta(seconds=6))
+    assert (failed.status, failed.attempts) == (FAILED, 1)
+    assert failed.last_error is not None
+    assert "550" in failed.last_error
+    assert repo.claim_due(T0 + timedelta(days=1), T0 + timedelta(days=2), 10) == []
+    assert repo.sent_since(T0) == [T0 + timedelta(seconds=6)]
+    stats = repo.stats()
+    assert (stats.pending, stats.failed, stats.sent) == (0, 1, 1)
+
+
+def test_coalesce_counts_into_an_open_follow_up_only(database: Database) -> None:
+    """Identical alerts count into a pending, unrendered row whose window is still open."""
+    repo = OutboxRepository(database)
+    repo.add(mail("<first@x>", dedup_key="k"))
+    assert repo.coalesce("k", T0) is None  # the first mail has no window of its own
+    end = repo.window_end("k", T0 + timedelta(seconds=10), 300.0)
+    assert end == T0 + timedelta(seconds=300)
+    follow = repo.add(mail("<next@x>", dedup_key="k", next_attempt_at=end, window_ends_at=end))
+    assert follow is not None
+    counted = repo.coalesce("k", T0 + timedelta(seconds=20))
+    assert counted is not None
+    assert counted.id == follow.id
+    assert counted.coalesced == 2
+    assert repo.coalesce("k", end) is None  # the window has ended
+    assert repo.window_end("k", end + timedelta(seconds=301), 300.0) is None
+
+
+def test_fold_moves_rows_into_a_digest_and_stats_count_pending(database: Database) -> None:
+    """Folded rows leave the pending count and point at the digest that lists them."""
+    repo = OutboxRepository(database)
+    digest = repo.add(mail("<digest@x>", kind="digest"))
+    a = repo.add(mail("<a@x>", created_at=T0 - timedelta(minutes=3)))
+    b = repo.add(mail("<b@x>"))
+    assert digest is not None
+    assert a is not None
+    assert b is not None
+    assert repo.open_digest() == digest
+    repo.fold([a.id, b.id], digest.id)
+    assert [r.message_id for r in repo.folded_into(digest.id)] == ["<a@x>", "<b@x>"]
+    assert {r.status for r in repo.folded_into(digest.id)} == {FOLDED}
+    stats = repo.stats()
+    assert stats.pending == 1
+    assert stats.oldest_pending_at == T0
+    repo.freeze(digest.id, "[trading-bot] DIGEST", "Subject: x\r\n\r\nbody\r\n")
+    assert repo.open_digest() is None
+    frozen = repo.get(digest.id)
+    assert frozen is not None
+    assert frozen.mime == "Subject: x\r\n\r\nbody\r\n"
