@@ -164,3 +164,17 @@ def test_an_unknown_query_is_refused_by_name(broker: BrokerHarness) -> None:
     broker.tree.handle("broker").tell(message)
     with pytest.raises(ValueError, match="unknown query 'balances'"):
         message.reply.result(5.0)
+
+
+def test_waiting_for_an_order_outcome(broker: BrokerHarness, sim: SimulatorThread) -> None:
+    """wait_for_order wakes on the fill; for a resting order it gives up after the timeout."""
+    broker.wait_state(ConnectionState.SYNCED)
+    handle = broker.tree.handle("broker")
+    ref = place_order(handle, broker.status, OrderRequest("AAPL", "BUY", 6))
+    record = broker.status.wait_for_order(ref, {"Filled"}, timeout_s=10.0)
+    assert record is not None
+    assert (record.status, record.filled) == ("Filled", 6.0)
+    limit = round(sim.call(lambda s: s.brokerage.prices.price("AAPL")) * 0.5, 2)
+    resting = place_order(handle, broker.status, OrderRequest("AAPL", "BUY", 1, "LMT", limit))
+    assert broker.status.wait_for_order(resting, {"Submitted"}, timeout_s=10.0) is not None
+    assert broker.status.wait_for_order(resting, {"Filled"}, timeout_s=0.2) is None

@@ -31,7 +31,7 @@ import concurrent.futures
 import re
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -240,12 +240,17 @@ class GatewayNotice:
 
 @dataclass(frozen=True, slots=True)
 class OrderStatusChanged:
+    """An order status report; ``resolved``: it settled an unresolved order (already
+    applied to the status on the loop thread when ``applied``)."""
+
     order_ref: str
     status: str
     filled: float
     avg_fill_price: float
     order_id: int
     perm_id: int
+    applied: bool = False
+    resolved: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,6 +414,7 @@ def _quote(ticker: Ticker, now: float) -> Quote:
         last_size=number(ticker.lastSize),
         volume=number(ticker.volume),
         received_at=now,
+        ticks=len(ticker.ticks),
     )
 
 
@@ -578,7 +584,11 @@ class BrokerActor(SupervisedActor):
 
         def on_status(trade: Any) -> None:
             if trade.order.orderRef:
-                tell(_order_status(trade))
+                # Applied here, on the loop thread: a caller waiting for the outcome
+                # wakes now; the actor only logs and publishes.
+                report = _order_status(trade)
+                change = self._apply(report)
+                tell(replace(report, applied=True, resolved=change))
 
         def on_commission(trade: Any, fill: Any, report: Any) -> None:
             tell(_fill_reported(trade.order.orderRef, fill, report))
@@ -858,24 +868,21 @@ class BrokerActor(SupervisedActor):
         log.info("broker_cancel_sent", order_ref=order_ref)
         reply.set_result(order_ref)
 
-    def _order_status(self, message: OrderStatusChanged) -> None:
-        before = self._status.order(message.order_ref)
-        if (
-            before is not None
-            and before.status in TERMINAL_STATUSES
-            and (message.status not in TERMINAL_STATUSES or message.filled < before.filled)
-        ):
-            # A late report from before a reconnect or restart: final states never go back.
-            return
-        self._status.update_order(
-            message.order_ref,
-            status=message.status,
-            filled=message.filled,
-            avg_fill_price=message.avg_fill_price,
-            order_id=message.order_id,
-            perm_id=message.perm_id,
+    def _apply(self, report: OrderStatusChanged) -> bool:
+        """Apply a status report to the shared status; True when it settled an unresolved order."""
+        change = self._status.apply_order_status(
+            report.order_ref,
+            report.status,
+            report.filled,
+            avg_fill_price=report.avg_fill_price,
+            order_id=report.order_id,
+            perm_id=report.perm_id,
         )
-        if before is not None and before.unresolved and message.status != UNRESOLVED:
+        return change is not None and change[0].unresolved and not change[1].unresolved
+
+    def _order_status(self, message: OrderStatusChanged) -> None:
+        resolved = message.resolved if message.applied else self._apply(message)
+        if resolved:
             log.info("broker_order_resolved", order_ref=message.order_ref, status=message.status)
             self._publish()
 

@@ -34,6 +34,7 @@ class Quote:
     last_size: float | None
     volume: float | None
     received_at: float  # time.monotonic() on arrival
+    ticks: int = 1  # price ticks folded into this quote since the previous one
 
 
 class MarketData:

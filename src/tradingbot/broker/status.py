@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -99,6 +99,7 @@ class BrokerStatus:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._lock = threading.Lock()
+        self._order_changed = threading.Condition(self._lock)
         now = clock()
         self._view = BrokerView(state=ConnectionState.DISCONNECTED, since=now, down_since=now)
         self._exec_ids: set[str] = set()
@@ -142,6 +143,7 @@ class BrokerStatus:
     def put_order(self, record: OrderRecord) -> None:
         with self._lock:
             self._orders[record.order_ref] = record
+            self._order_changed.notify_all()
 
     def update_order(self, order_ref: str, **changes: Any) -> OrderRecord | None:
         with self._lock:
@@ -149,7 +151,50 @@ class BrokerStatus:
             if record is None:
                 return None
             record = self._orders[order_ref] = replace(record, **changes)
+            self._order_changed.notify_all()
             return record
+
+    def apply_order_status(
+        self, order_ref: str, status: str, filled: float, **changes: Any
+    ) -> tuple[OrderRecord, OrderRecord] | None:
+        """Apply a status report from the gateway; return (before, after), None if ignored.
+
+        Ignored: an unknown order, and a late report from before a reconnect or restart
+        (a final state never goes back, and a final fill count never shrinks). Called
+        on the client's loop thread, so that a waiter wakes without an actor hop.
+        """
+        with self._lock:
+            before = self._orders.get(order_ref)
+            if before is None:
+                return None
+            if before.status in TERMINAL_STATUSES and (
+                status not in TERMINAL_STATUSES or filled < before.filled
+            ):
+                return None
+            after = self._orders[order_ref] = replace(
+                before, status=status, filled=filled, **changes
+            )
+            self._order_changed.notify_all()
+            return before, after
+
+    def wait_for_order(
+        self, order_ref: str, statuses: Collection[str], timeout_s: float
+    ) -> OrderRecord | None:
+        """Block until order ``order_ref`` has one of ``statuses``; None after ``timeout_s``.
+
+        For callers that need an order's outcome (a strategy waiting for ``Filled``)
+        without polling: every order update wakes the waiters.
+        """
+        deadline = time.monotonic() + timeout_s
+        with self._order_changed:
+            while True:
+                record = self._orders.get(order_ref)
+                if record is not None and record.status in statuses:
+                    return record
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._order_changed.wait(remaining)
 
     def mark_unresolved(self) -> list[str]:
         """The connection is gone: every order not known to be final becomes unresolved."""
@@ -161,6 +206,8 @@ class BrokerStatus:
             ]
             for ref in refs:
                 self._orders[ref] = replace(self._orders[ref], status=UNRESOLVED)
+            if refs:
+                self._order_changed.notify_all()
             return refs
 
     def unresolved_orders(self) -> list[str]:
