@@ -145,6 +145,8 @@ def test_watchdog_check_passes_while_the_bot_runs(
     assert "alive" in result.stdout
     assert bot.run_id in result.stdout
     assert bot.alive()
+    checks = bot.get("/api/health/detailed").json()["checks"]
+    assert checks["runLock:held"][0]["status"] == "pass"
 
 
 def test_watchdog_check_fails_when_the_heartbeat_is_stale_and_nobody_holds_the_lock(

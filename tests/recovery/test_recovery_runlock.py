@@ -321,3 +321,17 @@ def test_lock_session_is_outside_the_pool(postgres_url: str) -> None:
             engine.dispose()
         assert names == f"trading-bot pid=4242 host={HOST}"[:63]
         lock.release()
+
+
+def test_health_check_fails_while_the_lock_is_lost() -> None:
+    """runLock:held passes while held and fails, with the reason, once the lock is lost."""
+    from tradingbot.recovery.runlock import run_lock_check
+
+    lost: list[str] = []
+    check = run_lock_check(lambda: lost[-1] if lost else None)
+    (held,) = check()
+    assert (held.key, held.status) == ("runLock:held", "pass")
+    lost.append("the lock file was deleted")
+    (failed,) = check()
+    assert failed.status == "fail"
+    assert failed.output == "run lock lost: the lock file was deleted"
