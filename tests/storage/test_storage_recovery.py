@@ -128,27 +128,38 @@ def test_naive_detection_time_is_refused(database: Database) -> None:
 def test_runs_recorded_before_the_migration_belong_to_the_default_account(
     database_url: str,
 ) -> None:
-    """Upgrading a database with runs from before 0004 gives them account '' (detectable)."""
+    """After upgrading to 0004 old runs are account ''; only the latest old crash is reported."""
     from alembic import command
 
     from tradingbot.storage.engine import create_engine_for
     from tradingbot.storage.schema import alembic_config
 
+    old_runs = [  # run_id suffix, pid, started, last heartbeat, clean stop
+        ("1", 7, "2025-01-01 00:00:00", "2025-01-01 00:01:00", "false"),
+        ("2", 8, "2025-01-01 01:00:00", "2025-01-01 01:05:00", "true"),
+        ("3", 9, "2025-01-01 02:00:00", "2025-01-01 02:10:00", "false"),
+    ]
     engine = create_engine_for(database_url)
     try:
         with engine.begin() as connection:
             command.upgrade(alembic_config(connection), "0003")
-            connection.exec_driver_sql(
-                "INSERT INTO system_state (run_id, pid, host, version, started_at,"
-                " last_heartbeat, clean_stop) VALUES ('00000000-0000-4000-8000-000000000001',"
-                " 7, 'old-box', '0.0.9', '2025-01-01 00:00:00', '2025-01-01 00:01:00', false)"
-            )
+            for suffix, pid, started, beat, clean in old_runs:
+                connection.exec_driver_sql(
+                    "INSERT INTO system_state (run_id, pid, host, version, started_at,"
+                    f" last_heartbeat, clean_stop) VALUES ('00000000-0000-4000-8000-00000000000"
+                    f"{suffix}', {pid}, 'old-box', '0.0.9', '{started}', '{beat}', {clean})"
+                )
     finally:
         engine.dispose()
     with Database.open(database_url) as database:
         assert database.upgrade() == ["0004"]
-        current = start(database, T0, pid=8)
+        history = database.recovery.latest()
+        assert [(e.pid, e.status, e.account) for e in history] == [(7, "accepted", "")]
+        assert history[0].downtime_s == pytest.approx(3540.0)  # 00:01 -> the 01:00 start
+        current = start(database, T0, pid=10)
         found = database.recovery.record_crashes(
             account="", current_run_id=current.run_id, detected_at=T0
         )
-        assert [(e.pid, e.host, e.account) for e in found] == [(7, "old-box", "")]
+        assert [(e.pid, e.host, e.account, e.status) for e in found] == [
+            (9, "old-box", "", "detected")
+        ]
