@@ -335,3 +335,20 @@ def test_health_check_fails_while_the_lock_is_lost() -> None:
     (failed,) = check()
     assert failed.status == "fail"
     assert failed.output == "run lock lost: the lock file was deleted"
+
+
+def test_sqlite_urls_naming_one_file_share_one_lock(tmp_path: Path) -> None:
+    """A symlinked path to the same database file is refused like the file itself."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "alias").symlink_to(tmp_path / "real")
+    with (
+        Database.open(f"sqlite:///{tmp_path / 'real' / 'bot.db'}") as real,
+        Database.open(f"sqlite:///{tmp_path / 'alias' / 'bot.db'}") as alias,
+    ):
+        lock = _acquire(real)
+        try:
+            with pytest.raises(AlreadyRunning):
+                _acquire(alias)
+            assert probe_run_lock(alias, "") is not None
+        finally:
+            lock.release()

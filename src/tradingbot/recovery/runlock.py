@@ -319,7 +319,8 @@ def acquire_run_lock(
         path = database.sqlite_path
         if path is None:
             return ProcessLocalRunLock()
-        lock = FileRunLock(lock_file_path(path, account), identity)
+        # Resolved: two URLs naming one file (symlink, relative path) share one lock.
+        lock = FileRunLock(lock_file_path(path.resolve(), account), identity)
     deadline = time.monotonic() + grace_s
     while not lock.try_acquire():
         if time.monotonic() >= deadline:
@@ -341,7 +342,7 @@ def probe_run_lock(database: Database, account: str) -> LockHolder | None:
     path = database.sqlite_path
     if path is None:
         return None
-    return probe_file_lock(lock_file_path(path, account))
+    return probe_file_lock(lock_file_path(path.resolve(), account))
 
 
 # -- monitor ------------------------------------------------------------------------------
