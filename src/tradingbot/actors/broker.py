@@ -197,6 +197,13 @@ class QuotesArrived:
 
 
 @dataclass(frozen=True, slots=True)
+class SendFailed:
+    """An order's send failed on the loop thread: publish its ``Unresolved`` status."""
+
+    order_ref: str
+
+
+@dataclass(frozen=True, slots=True)
 class Probe:
     """Timer: send a heartbeat request (``reqCurrentTime``) to the gateway."""
 
@@ -654,6 +661,8 @@ class BrokerActor(SupervisedActor):
                 return self._order_status(message)
             case FillReported():
                 return self._fill(message)
+            case SendFailed():
+                return self._publish()
             case QuotesArrived():
                 return self._quotes(message)
             case Query():
@@ -810,17 +819,37 @@ class BrokerActor(SupervisedActor):
             trade = ib.placeOrder(contract, order)
             return int(trade.order.orderId)
 
+        status, ref = self._status, self.actor_ref
+
+        def sent(future: concurrent.futures.Future[int]) -> None:
+            # On the loop thread, right after placeOrder: the caller gets its answer
+            # without waiting for the actor (which is free for the next message).
+            error: BaseException | None = (
+                BrokerConnectionError("the connection closed while sending")
+                if future.cancelled()
+                else future.exception()
+            )
+            if error is None:
+                order_id = future.result()
+                status.update_order(order_ref, order_id=order_id)
+                log.info("broker_order_sent", order_ref=order_ref, order_id=order_id, order=text)
+                reply.set_result(order_ref)
+                return
+            self._send_failed(order_ref, error)
+            tell_if_alive(ref, SendFailed(order_ref))
+            reply.set_exception(error)
+
         try:
-            order_id = self._loop.run(send(), self._settings.request_timeout_s)
-        except (OSError, RuntimeError, ValueError) as exc:  # outcome unknown
-            log.warning("broker_order_send_failed", order_ref=order_ref, error=str(exc))
-            self._status.update_order(order_ref, status=UNRESOLVED)
+            self._loop.submit(send()).add_done_callback(sent)
+        except RuntimeError as exc:  # the loop stopped meanwhile: outcome unknown
+            self._send_failed(order_ref, exc)
             self._publish()
             reply.set_exception(exc)
-            return
-        self._status.update_order(order_ref, order_id=order_id)
-        log.info("broker_order_sent", order_ref=order_ref, order_id=order_id, order=text)
-        reply.set_result(order_ref)
+
+    def _send_failed(self, order_ref: str, error: BaseException) -> None:
+        """The send raised or was cut off: whether the gateway got the order is unknown."""
+        log.warning("broker_order_send_failed", order_ref=order_ref, error=str(error))
+        self._status.update_order(order_ref, status=UNRESOLVED)
 
     def _cancel(self, message: CancelOrder) -> None:
         reply, order_ref = message.reply, message.order_ref
