@@ -54,6 +54,11 @@ def test_values_are_parsed_and_normalised(home: Path) -> None:
             IB_PORT="7497",
             IB_CLIENT_ID="17",
             IB_ACCOUNT="DU123",
+            IB_CONNECT_TIMEOUT_S="3",
+            IB_REQUEST_TIMEOUT_S="4.5",
+            IB_PROBE_INTERVAL_S="1",
+            IB_PROBE_TIMEOUT_S="0.5",
+            IB_PROBE_MISSES="5",
             HEARTBEAT_INTERVAL_S="0.5",
             CRASH_TIMEOUT_S="10",
             LIVENESS_PROBE_INTERVAL_S="0.2",
@@ -65,6 +70,9 @@ def test_values_are_parsed_and_normalised(home: Path) -> None:
     assert config.http_port == 0
     assert config.broker == "ibkr"
     assert (config.ib_port, config.ib_client_id, config.ib_account) == (7497, 17, "DU123")
+    assert (config.ib_connect_timeout_s, config.ib_request_timeout_s) == (3.0, 4.5)
+    assert (config.ib_probe_interval_s, config.ib_probe_timeout_s) == (1.0, 0.5)
+    assert config.ib_probe_misses == 5
     assert config.heartbeat_interval_s == 0.5
     assert config.crash_timeout_s == 10.0
     assert (config.liveness_probe_interval_s, config.liveness_deadline_s) == (0.2, 1.0)
@@ -132,6 +140,12 @@ BAD_VALUES = [
     ("IB_PORT", "0", "TRADINGBOT_IB_PORT"),
     ("IB_CLIENT_ID", "-1", "TRADINGBOT_IB_CLIENT_ID"),
     ("IB_CLIENT_ID", "one", "TRADINGBOT_IB_CLIENT_ID"),
+    ("IB_CONNECT_TIMEOUT_S", "0", "TRADINGBOT_IB_CONNECT_TIMEOUT_S"),
+    ("IB_REQUEST_TIMEOUT_S", "fast", "TRADINGBOT_IB_REQUEST_TIMEOUT_S"),
+    ("IB_PROBE_INTERVAL_S", "-5", "TRADINGBOT_IB_PROBE_INTERVAL_S"),
+    ("IB_PROBE_TIMEOUT_S", "nan", "TRADINGBOT_IB_PROBE_TIMEOUT_S"),
+    ("IB_PROBE_MISSES", "0", "TRADINGBOT_IB_PROBE_MISSES"),
+    ("IB_PROBE_MISSES", "2.5", "TRADINGBOT_IB_PROBE_MISSES"),
     ("BROKER", "foo", "TRADINGBOT_BROKER"),
     ("LOG_LEVEL", "verbose", "TRADINGBOT_LOG_LEVEL"),
     ("HEARTBEAT_INTERVAL_S", "0", "TRADINGBOT_HEARTBEAT_INTERVAL_S"),

@@ -40,6 +40,7 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _ADDR_SPEC = rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*"
 _DISPLAY_NAME = r'[^<>@",;:\\\x00-\x1f\x7f]*?|"[^"\\\x00-\x1f\x7f]*"'
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
 _MAILBOX = re.compile(
     rf"\s*(?:(?P<name>{_DISPLAY_NAME})\s*<(?P<bracketed>{_ADDR_SPEC})>|(?P<bare>{_ADDR_SPEC}))\s*"
 )
@@ -78,6 +79,11 @@ class Config:
     ib_port: int = 4002
     ib_client_id: int = 1
     ib_account: str | None = None
+    ib_connect_timeout_s: float = 10.0
+    ib_request_timeout_s: float = 10.0
+    ib_probe_interval_s: float = 5.0
+    ib_probe_timeout_s: float = 5.0
+    ib_probe_misses: int = 3
     heartbeat_interval_s: float = 30.0
     crash_timeout_s: float = 300.0
     shutdown_timeout_s: float = 30.0
@@ -257,6 +263,11 @@ def load_config(environ: Mapping[str, str] | None = None, *, prepare_home: bool 
         ib_port=reader.port("IB_PORT", 4002),
         ib_client_id=reader.integer("IB_CLIENT_ID", 1, minimum=0, maximum=2**31 - 1),
         ib_account=reader.optional("IB_ACCOUNT"),
+        ib_connect_timeout_s=reader.number("IB_CONNECT_TIMEOUT_S", 10.0, minimum=0.1),
+        ib_request_timeout_s=reader.number("IB_REQUEST_TIMEOUT_S", 10.0, minimum=0.1),
+        ib_probe_interval_s=reader.number("IB_PROBE_INTERVAL_S", 5.0, minimum=0.05),
+        ib_probe_timeout_s=reader.number("IB_PROBE_TIMEOUT_S", 5.0, minimum=0.05),
+        ib_probe_misses=reader.integer("IB_PROBE_MISSES", 3, minimum=1, maximum=1000),
         heartbeat_interval_s=interval,
         crash_timeout_s=crash_timeout,
         shutdown_timeout_s=reader.number("SHUTDOWN_TIMEOUT_S", 30.0, minimum=1.0),
@@ -282,7 +293,7 @@ def check_mailbox(value: str) -> str:
     Control characters (CR/LF above all) are refused, so a configured address can never
     inject a header.
     """
-    match = _MAILBOX.fullmatch(value)
+    match = None if _CONTROL_CHARS.search(value) else _MAILBOX.fullmatch(value)
     if match is None:
         raise ValueError(f"not an e-mail address like ops@example.com: {value!r}")
     address = match.group("bracketed") or match.group("bare")

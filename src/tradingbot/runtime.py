@@ -12,7 +12,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 
@@ -23,6 +23,7 @@ from tradingbot.actors.event_logger import EventLoggerActor, EventLoggerSettings
 from tradingbot.actors.health import HealthActor, NamedCheck
 from tradingbot.actors.notifier import EventsPublished, NotifierActor
 from tradingbot.broker import BrokerStatus
+from tradingbot.broker.market import MarketData
 from tradingbot.config import Config
 from tradingbot.events import Severity
 from tradingbot.events.hub import EventHub, Listener
@@ -75,6 +76,7 @@ log = structlog.get_logger(__name__)
 ROOT_INTENSITY = 3
 ROOT_PERIOD_S = 5.0
 BROKER_BACKOFF = Backoff(min_s=0.5, max_s=30.0, reset_after_s=60.0)
+FILL_MEMORY = timedelta(days=8)  # gateways report executions of the last days at most
 BROKER_DOWN_GRACE_S = 60.0  # not synced for longer than this: /api/health/broker fails
 
 
@@ -236,6 +238,7 @@ class Runtime:
         self.metrics = RuntimeMetrics()  # Prometheus counters, kept across tree restarts
         self.health = HealthState(config.health_interval_s)
         self.broker_status = BrokerStatus()  # written by the broker actor, read by health
+        self.market_data = MarketData()  # subscriptions survive broker restarts
         self.simulator: SimulatorThread | None = None  # TRADINGBOT_BROKER=sim
         # Outbox depth and SMTP state: written by the notifier, read by health and metrics.
         self.notify_status = NotifyStatus("eml" if config.smtp_host is None else "smtp")
@@ -255,15 +258,19 @@ class Runtime:
     def broker_settings(self) -> BrokerSettings:
         """Where the broker connects: the in-process simulator, or the configured gateway."""
         config = self.config
+        host, port = config.ib_host, config.ib_port
         if self.simulator is not None:
-            return BrokerSettings(
-                host="127.0.0.1", port=self.simulator.port, client_id=config.ib_client_id
-            )
+            host, port = "127.0.0.1", self.simulator.port
         return BrokerSettings(
-            host=config.ib_host,
-            port=config.ib_port,
+            host=host,
+            port=port,
             client_id=config.ib_client_id,
             account=config.ib_account,
+            connect_timeout_s=config.ib_connect_timeout_s,
+            request_timeout_s=config.ib_request_timeout_s,
+            probe_interval_s=config.ib_probe_interval_s,
+            probe_timeout_s=config.ib_probe_timeout_s,
+            max_probe_misses=config.ib_probe_misses,
         )
 
     def start(self) -> None:
@@ -318,9 +325,14 @@ class Runtime:
             on_failed=self._mail_failed,
         )
         broker_settings = self.broker_settings()
+        # Fills recorded by earlier runs: the gateway reports the day's executions again
+        # at every connect, and each must reach the event stream (and its e-mail) once.
+        self.broker_status.known_fills(
+            database.events.trade_exec_ids(self.started_at - FILL_MEMORY)
+        )
 
         def broker() -> SupervisedActor:
-            return BrokerActor(broker_settings, self.broker_status, self.recorder)
+            return BrokerActor(broker_settings, self.broker_status, self.recorder, self.market_data)
 
         tree = SupervisionTree(
             root_spec(

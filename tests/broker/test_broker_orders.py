@@ -41,7 +41,14 @@ def test_runtime_starts_the_simulator_and_the_broker_syncs(runtime: Runtime) -> 
     """With TRADINGBOT_BROKER=sim the runtime runs a simulator on loopback; the broker syncs."""
     assert runtime.simulator is not None
     assert runtime.tree is not None
-    assert runtime.tree.actor_ids() == ["root", "event_logger", "heartbeat", "broker", "health"]
+    assert runtime.tree.actor_ids() == [
+        "root",
+        "event_logger",
+        "notifier",
+        "heartbeat",
+        "broker",
+        "health",
+    ]
     node = runtime.tree.snapshot().find("broker")
     assert node is not None
     assert node.details["state"] == "synced"
@@ -225,3 +232,30 @@ def test_runtime_broker_crash_with_an_order_in_flight_stores_one_trade(
         lambda s: [o.status for o in s.brokerage.orders.values() if o.order_ref == ref]
     )
     assert at_gateway == ["Filled"]
+
+
+def test_connection_settings_come_from_the_configuration(tmp_path: Path) -> None:
+    """Timeouts and probe settings reach the broker actor; the gateway address is the
+    configured one for ``ibkr``."""
+    env_file = tmp_path / "empty.env"
+    env_file.write_text("")
+    config = load_config(
+        environ={
+            "TRADINGBOT_HOME": str(tmp_path / "home"),
+            "TRADINGBOT_ENV_FILE": str(env_file),
+            "TRADINGBOT_BROKER": "ibkr",
+            "TRADINGBOT_IB_HOST": "10.0.0.7",
+            "TRADINGBOT_IB_PORT": "4001",
+            "TRADINGBOT_IB_ACCOUNT": "U765",
+            "TRADINGBOT_IB_CONNECT_TIMEOUT_S": "3",
+            "TRADINGBOT_IB_REQUEST_TIMEOUT_S": "4",
+            "TRADINGBOT_IB_PROBE_INTERVAL_S": "2",
+            "TRADINGBOT_IB_PROBE_TIMEOUT_S": "1",
+            "TRADINGBOT_IB_PROBE_MISSES": "6",
+        }
+    )
+    settings = Runtime(config).broker_settings()
+    assert (settings.host, settings.port, settings.account) == ("10.0.0.7", 4001, "U765")
+    assert (settings.connect_timeout_s, settings.request_timeout_s) == (3.0, 4.0)
+    assert (settings.probe_interval_s, settings.probe_timeout_s) == (2.0, 1.0)
+    assert settings.max_probe_misses == 6
