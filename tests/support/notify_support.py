@@ -74,3 +74,72 @@ def alert(message: str = "actor_crashed broker: CrashDrill: drill") -> dict[str,
         "timestamp": "2025-01-06T14:30:00+00:00",
         "details": {"event": "actor_crashed"},
     }
+
+
+DAILY_SUMMARY = {
+    "date": "2025-01-06",
+    "account": "DU123456",
+    "currency": "USD",
+    "realized_pnl": 1234.5,
+    "unrealized_pnl": -210.25,
+    "equity": 101_024.25,
+    "trades": [
+        {
+            "time": "2025-01-06T14:31:05+00:00",
+            "side": "BUY",
+            "quantity": 10,
+            "symbol": "AAPL",
+            "price": 189.2,
+            "realized_pnl": 0.0,
+        },
+        {
+            "time": "2025-01-06T19:55:00+00:00",
+            "side": "SELL",
+            "quantity": 10,
+            "symbol": "AAPL",
+            "price": 191.75,
+            "realized_pnl": 25.5,
+        },
+    ],
+    "positions": [
+        {
+            "symbol": "MSFT",
+            "quantity": 5,
+            "avg_cost": 410.1,
+            "market_price": 405.0,
+            "unrealized_pnl": -25.5,
+        }
+    ],
+    "events": {"TRADE": 2, "RISK": 1},
+}
+
+RECOVERY_REPORT = {
+    "reason": "a crash (kill -9)",
+    "detected_at": "2025-01-06T15:02:00+00:00",
+    "downtime_s": 3725,
+    "outcome": "blocked until an operator accepts",
+    "previous_run": {
+        "pid": 4242,
+        "host": "bot-1",
+        "version": "0.1.0",
+        "started_at": "2025-01-06T13:00:00+00:00",
+        "last_heartbeat": "2025-01-06T14:00:00+00:00",
+    },
+    "discrepancies": [
+        {
+            "kind": "position_quantity",
+            "symbol": "AAPL",
+            "ours": 10,
+            "broker": 0,
+            "action": "blocked",
+        },
+        {
+            "kind": "missing_fill",
+            "symbol": "MSFT",
+            "ours": None,
+            "broker": "SELL 5 @ 405.00",
+            "action": "imported",
+        },
+    ],
+    "notes": ["position closed by hand while the bot was down?"],
+}

@@ -48,7 +48,7 @@ def test_actors_returns_the_supervision_tree_as_json(server: Server) -> None:
     assert (tree["id"], tree["kind"], tree["status"]) == ("root", "supervisor", "running")
     # issue 5: the broker actor sits between the heartbeat and the health actor.
     ids = [child["id"] for child in tree["children"]]
-    assert ids == ["event_logger", "heartbeat", "broker", "health"]
+    assert ids == ["event_logger", "notifier", "heartbeat", "broker", "health"]
     heartbeat = tree["children"][1]
     assert (heartbeat["kind"], heartbeat["status"], heartbeat["restarts"]) == (
         "worker",

@@ -47,8 +47,12 @@ def clean_header(value: str, limit: int = MAX_SUBJECT_CHARS) -> str:
     return text
 
 
+def _missing(value: Any) -> bool:
+    return value is None or value == "" or isinstance(value, jinja2.Undefined)
+
+
 def _money(value: Any, signed: bool = False) -> str:
-    if value is None or value == "":
+    if _missing(value):
         return "-"
     try:
         number = float(value)
@@ -58,7 +62,7 @@ def _money(value: Any, signed: bool = False) -> str:
 
 
 def _qty(value: Any) -> str:
-    if value is None:
+    if _missing(value):
         return "-"
     try:
         return f"{float(value):g}"
@@ -67,7 +71,7 @@ def _qty(value: Any) -> str:
 
 
 def _when(value: Any) -> str:
-    if value is None or value == "":
+    if _missing(value):
         return "-"
     moment: datetime
     if isinstance(value, datetime):
@@ -87,6 +91,8 @@ def _when(value: Any) -> str:
 
 
 def _duration(seconds: Any) -> str:
+    if _missing(seconds):
+        return "-"
     try:
         total = int(float(seconds))
     except (TypeError, ValueError):

@@ -309,12 +309,12 @@ class OutboxRepository:
             return [_to_record(row) for row in rows]
 
     def sent_since(self, since: datetime) -> list[datetime]:
-        """When each mail sent at or after ``since`` was sent, oldest first."""
+        """When each mail sent after ``since`` was sent, oldest first."""
         at = require_utc(since, "since")
         with self._tx.read() as session:
             times = session.scalars(
                 select(OutboxRow.sent_at)
-                .where(OutboxRow.status == SENT, OutboxRow.sent_at >= at)
+                .where(OutboxRow.status == SENT, OutboxRow.sent_at > at)
                 .order_by(OutboxRow.sent_at)
             ).all()
             return [t for t in times if t is not None]
