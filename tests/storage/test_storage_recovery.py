@@ -152,7 +152,7 @@ def test_runs_recorded_before_the_migration_belong_to_the_default_account(
     finally:
         engine.dispose()
     with Database.open(database_url) as database:
-        assert database.upgrade() == ["0004"]
+        assert database.upgrade()[0] == "0004"
         history = database.recovery.latest()
         assert [(e.pid, e.status, e.account) for e in history] == [(7, "accepted", "")]
         assert history[0].downtime_s == pytest.approx(3540.0)  # 00:01 -> the 01:00 start

@@ -50,9 +50,10 @@ from tradingbot.broker.market import MarketData, Quote, QuoteSink
 from tradingbot.broker.queries import (
     AccountValue,
     Execution,
-    OpenOrder,
+    GatewayOrder,
     Position,
     cached_account_values,
+    fetch_completed_orders,
     fetch_executions,
     fetch_open_orders,
     fetch_positions,
@@ -159,7 +160,7 @@ class CancelOrder:
     reply: concurrent.futures.Future[str] = field(default_factory=concurrent.futures.Future)
 
 
-QUERIES = ("positions", "account_values", "executions", "open_orders")
+QUERIES = ("positions", "account_values", "executions", "open_orders", "completed_orders")
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,8 +248,9 @@ class GatewayNotice:
 
 @dataclass(frozen=True, slots=True)
 class OrderStatusChanged:
-    """An order status report; ``resolved``: it settled an unresolved order (already
-    applied to the status on the loop thread when ``applied``)."""
+    """An order status report. When ``applied`` (on the loop thread, already in the
+    status), ``resolved`` says it settled an unresolved order and ``final`` that it
+    made the order final."""
 
     order_ref: str
     status: str
@@ -258,6 +260,7 @@ class OrderStatusChanged:
     perm_id: int
     applied: bool = False
     resolved: bool = False
+    final: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,10 +359,20 @@ def executions(broker: Sink, status: BrokerStatus, timeout_s: float = 30.0) -> l
     return result
 
 
-def open_orders(broker: Sink, status: BrokerStatus, timeout_s: float = 30.0) -> list[OpenOrder]:
+def open_orders(broker: Sink, status: BrokerStatus, timeout_s: float = 30.0) -> list[GatewayOrder]:
     """Every open order at the gateway, ours and anyone else's (by ``order_ref``)."""
     what = "open_orders"
-    result: list[OpenOrder] = _request(broker, status, Query(what), what, timeout_s)
+    result: list[GatewayOrder] = _request(broker, status, Query(what), what, timeout_s)
+    return result
+
+
+def completed_orders(
+    broker: Sink, status: BrokerStatus, timeout_s: float = 30.0
+) -> list[GatewayOrder]:
+    """Orders the gateway completed (filled, cancelled, inactive): where reconciliation
+    looks an order up individually before declaring it missing."""
+    what = "completed_orders"
+    result: list[GatewayOrder] = _request(broker, status, Query(what), what, timeout_s)
     return result
 
 
@@ -594,8 +607,8 @@ class BrokerActor(SupervisedActor):
                 # Applied here, on the loop thread: a caller waiting for the outcome
                 # wakes now; the actor only logs and publishes.
                 report = _order_status(trade)
-                change = self._apply(report)
-                tell(replace(report, applied=True, resolved=change))
+                resolved, final = self._apply(report)
+                tell(replace(report, applied=True, resolved=resolved, final=final))
 
         def on_commission(trade: Any, fill: Any, report: Any) -> None:
             tell(_fill_reported(trade.order.orderRef, fill, report))
@@ -787,6 +800,8 @@ class BrokerActor(SupervisedActor):
             "order_type": request.order_type,
             "limit_price": request.limit_price,
             "client_order_id": key,
+            "action": "place",
+            "account": self._settings.account or "",
         }
         try:
             if self._recorder is not None:
@@ -897,8 +912,9 @@ class BrokerActor(SupervisedActor):
         log.info("broker_cancel_sent", order_ref=order_ref)
         reply.set_result(order_ref)
 
-    def _apply(self, report: OrderStatusChanged) -> bool:
-        """Apply a status report to the shared status; True when it settled an unresolved order."""
+    def _apply(self, report: OrderStatusChanged) -> tuple[bool, bool]:
+        """Apply a status report to the shared status: (settled an unresolved order,
+        made the order final)."""
         change = self._status.apply_order_status(
             report.order_ref,
             report.status,
@@ -907,13 +923,35 @@ class BrokerActor(SupervisedActor):
             order_id=report.order_id,
             perm_id=report.perm_id,
         )
-        return change is not None and change[0].unresolved and not change[1].unresolved
+        if change is None:
+            return False, False
+        before, after = change
+        final = after.status in TERMINAL_STATUSES and before.status not in TERMINAL_STATUSES
+        return before.unresolved and not after.unresolved, final
 
     def _order_status(self, message: OrderStatusChanged) -> None:
-        resolved = message.resolved if message.applied else self._apply(message)
+        resolved, final = (
+            (message.resolved, message.final) if message.applied else self._apply(message)
+        )
         if resolved:
             log.info("broker_order_resolved", order_ref=message.order_ref, status=message.status)
             self._publish()
+        if final and self._recorder is not None:
+            # The order's end in our books: reconciliation knows from it that the order
+            # is no longer open (a fill alone does not say so for a partial fill).
+            self._recorder.record(
+                ORDER,
+                f"order {message.order_ref} {message.status}",
+                trade_id=message.order_ref,
+                context={
+                    "order_ref": message.order_ref,
+                    "action": "final",
+                    "status": message.status,
+                    "filled": message.filled,
+                    "avg_fill_price": message.avg_fill_price,
+                    "account": self._settings.account or "",
+                },
+            )
 
     def _fill(self, fill: FillReported) -> None:
         if not self._status.first_fill(fill.exec_id):
@@ -931,6 +969,7 @@ class BrokerActor(SupervisedActor):
             "order_id": fill.order_id,
             "perm_id": fill.perm_id,
             "exec_id": fill.exec_id,
+            "account": self._settings.account or "",
         }
         if fill.time is not None:
             context["exec_time"] = fill.time
@@ -971,6 +1010,8 @@ class BrokerActor(SupervisedActor):
                 return await fetch_executions(ib, account)
             if what == "open_orders":
                 return await fetch_open_orders(ib, account)
+            if what == "completed_orders":
+                return await fetch_completed_orders(ib, account)
             return cached_account_values(ib, account)
 
         async def ask_in_time() -> Any:

@@ -60,8 +60,8 @@ class Execution:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class OpenOrder:
-    """An order the gateway holds open (ours by ``order_ref``, or anyone else's)."""
+class GatewayOrder:
+    """An order as the gateway reports it, open or completed (ours by ``order_ref``)."""
 
     order_ref: str
     account: str
@@ -143,16 +143,24 @@ async def fetch_executions(ib: IB, account: str | None) -> list[Execution]:
     return result
 
 
-async def fetch_open_orders(ib: IB, account: str | None) -> list[OpenOrder]:
+async def fetch_open_orders(ib: IB, account: str | None) -> list[GatewayOrder]:
     """Every open order at the gateway, of every client (``reqAllOpenOrders``)."""
-    trades = await ib.reqAllOpenOrdersAsync()
+    return _gateway_orders(await ib.reqAllOpenOrdersAsync(), account)
+
+
+async def fetch_completed_orders(ib: IB, account: str | None) -> list[GatewayOrder]:
+    """Orders the gateway completed (filled, cancelled, inactive), of every client."""
+    return _gateway_orders(await ib.reqCompletedOrdersAsync(apiOnly=False), account)
+
+
+def _gateway_orders(trades: list[Any], account: str | None) -> list[GatewayOrder]:
     result = []
     for trade in trades:
         order, status = trade.order, trade.orderStatus
         if account and order.account != account:
             continue
         result.append(
-            OpenOrder(
+            GatewayOrder(
                 order_ref=order.orderRef or "",
                 account=order.account,
                 symbol=trade.contract.symbol,

@@ -18,6 +18,7 @@ from tradingbot.storage.errors import (
 )
 from tradingbot.storage.event_query import EventPage, EventQuery, EventSummary
 from tradingbot.storage.events import EventRepository
+from tradingbot.storage.reconciliations import ReconciliationRecord, ReconciliationRepository
 from tradingbot.storage.recovery import RecoveryEvent, RecoveryRepository
 from tradingbot.storage.runlock import AdvisoryLock, LockHolder
 from tradingbot.storage.system_state import RunRecord, SystemStateRepository
@@ -32,6 +33,8 @@ __all__ = [
     "EventSummary",
     "InvalidQuery",
     "LockHolder",
+    "ReconciliationRecord",
+    "ReconciliationRepository",
     "RecordNotFound",
     "RecoveryEvent",
     "RecoveryRepository",

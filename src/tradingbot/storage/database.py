@@ -20,6 +20,7 @@ from tradingbot.storage.errors import (
     StorageUnavailable,
 )
 from tradingbot.storage.events import EventRepository
+from tradingbot.storage.reconciliations import ReconciliationRepository
 from tradingbot.storage.recovery import RecoveryRepository
 from tradingbot.storage.runlock import AdvisoryLock, LockHolder, advisory_lock_holder
 from tradingbot.storage.system_state import SystemStateRepository
@@ -40,6 +41,7 @@ class Database:
         self._system_state = SystemStateRepository(transactions)
         self._events = EventRepository(transactions)
         self._recovery = RecoveryRepository(transactions)
+        self._reconciliations = ReconciliationRepository(transactions)
 
     @classmethod
     def open(cls, url: str) -> Database:
@@ -92,6 +94,11 @@ class Database:
     def events(self) -> EventRepository:
         """Recorded events: idempotent batched writes, filtered pages, summary, retention."""
         return self._events
+
+    @property
+    def reconciliations(self) -> ReconciliationRepository:
+        """Comparisons of our books with the broker's; the latest good one is the baseline."""
+        return self._reconciliations
 
     @property
     def recovery(self) -> RecoveryRepository:

@@ -170,20 +170,32 @@ class EventRepository:
             by_severity=by_severity,
         )
 
+    def contexts(self, type: str, since: datetime) -> list[tuple[str | None, dict[str, Any]]]:
+        """(trade_id, context) of the ``type`` events stored since ``since``, oldest first.
+
+        For reconciliation, which rebuilds our orders and fills from the ORDER and TRADE
+        events (a day holds thousands of them, not millions).
+        """
+        since_utc, _ = check_range(since, None)
+        statement = (
+            select(_C.trade_id, _C.context)
+            .where(_C.type == type, _C.ts >= since_utc)
+            .order_by(_C.ts, _C.seq)
+        )
+        with self._tx.read_connection() as connection:
+            rows = connection.execute(statement).all()
+        return [(trade_id, dict(context or {})) for trade_id, context in rows]
+
     def trade_exec_ids(self, since: datetime) -> set[str]:
         """Execution ids of the TRADE events stored since ``since`` (fills already recorded).
 
         The broker skips these when the gateway reports them again after a restart, so
         a fill reaches the event stream (and its e-mail) once.
         """
-        since_utc, _ = check_range(since, None)
-        statement = select(_C.context).where(_C.type == TRADE, _C.ts >= since_utc)
-        with self._tx.read_connection() as connection:
-            contexts = connection.execute(statement).scalars().all()
         return {
             str(context["exec_id"])
-            for context in contexts
-            if isinstance(context, dict) and context.get("exec_id")
+            for _, context in self.contexts(TRADE, since)
+            if context.get("exec_id")
         }
 
     def delete_older_than(

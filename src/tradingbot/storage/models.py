@@ -236,3 +236,39 @@ class RecoveryEventRow(Base):
         JSON().with_variant(JSONB(), "postgresql")
     )
     updated_at: Mapped[datetime]
+
+
+RECONCILIATION_STATUSES = ("clean", "discrepancies", "failed", "accepted")
+RECONCILIATION_STATUS_CHECK = "status IN ({})".format(
+    ", ".join(f"'{s}'" for s in RECONCILIATION_STATUSES)
+)
+
+
+class ReconciliationRow(Base):
+    """One comparison of our books with the broker's (see ``storage/reconciliations.py``).
+
+    ``positions`` is the broker's positions at ``as_of`` (symbol -> [quantity, average
+    cost]); the latest ``clean`` or ``accepted`` row of an account is the baseline the
+    next reconciliation adds our fills to. ``discrepancies`` is the finding list (JSON).
+    """
+
+    __tablename__ = "reconciliations"
+    __table_args__ = (
+        CheckConstraint(RECONCILIATION_STATUS_CHECK, name="status"),
+        Index("ix_reconciliations_account_as_of", "account", "as_of"),
+    )
+
+    id: Mapped[str] = mapped_column(String(UUID_LENGTH), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(UUID_LENGTH))
+    account: Mapped[str] = mapped_column(String(ACCOUNT_LENGTH))
+    trigger: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime]
+    as_of: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16))
+    positions: Mapped[dict[str, Any]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
+    discrepancies: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSON().with_variant(JSONB(), "postgresql")
+    )
+    error: Mapped[str | None] = mapped_column(Text())
+    duration_s: Mapped[float] = mapped_column(Float())
+    accepted_by: Mapped[str | None] = mapped_column(String(255))
