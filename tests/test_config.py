@@ -59,6 +59,9 @@ def test_values_are_parsed_and_normalised(home: Path) -> None:
             IB_PROBE_INTERVAL_S="1",
             IB_PROBE_TIMEOUT_S="0.5",
             IB_PROBE_MISSES="5",
+            RECONCILE_INTERVAL_S="60",
+            RECONCILE_COST_TOLERANCE="0.05",
+            RECONCILE_ACCEPT="yes",
             HEARTBEAT_INTERVAL_S="0.5",
             CRASH_TIMEOUT_S="10",
             LIVENESS_PROBE_INTERVAL_S="0.2",
@@ -73,6 +76,8 @@ def test_values_are_parsed_and_normalised(home: Path) -> None:
     assert (config.ib_connect_timeout_s, config.ib_request_timeout_s) == (3.0, 4.5)
     assert (config.ib_probe_interval_s, config.ib_probe_timeout_s) == (1.0, 0.5)
     assert config.ib_probe_misses == 5
+    assert (config.reconcile_interval_s, config.reconcile_cost_tolerance) == (60.0, 0.05)
+    assert config.reconcile_accept is True
     assert config.heartbeat_interval_s == 0.5
     assert config.crash_timeout_s == 10.0
     assert (config.liveness_probe_interval_s, config.liveness_deadline_s) == (0.2, 1.0)
@@ -146,6 +151,9 @@ BAD_VALUES = [
     ("IB_PROBE_TIMEOUT_S", "nan", "TRADINGBOT_IB_PROBE_TIMEOUT_S"),
     ("IB_PROBE_MISSES", "0", "TRADINGBOT_IB_PROBE_MISSES"),
     ("IB_PROBE_MISSES", "2.5", "TRADINGBOT_IB_PROBE_MISSES"),
+    ("RECONCILE_INTERVAL_S", "0", "TRADINGBOT_RECONCILE_INTERVAL_S"),
+    ("RECONCILE_COST_TOLERANCE", "-0.1", "TRADINGBOT_RECONCILE_COST_TOLERANCE"),
+    ("RECONCILE_ACCEPT", "maybe", "TRADINGBOT_RECONCILE_ACCEPT"),
     ("BROKER", "foo", "TRADINGBOT_BROKER"),
     ("LOG_LEVEL", "verbose", "TRADINGBOT_LOG_LEVEL"),
     ("HEARTBEAT_INTERVAL_S", "0", "TRADINGBOT_HEARTBEAT_INTERVAL_S"),

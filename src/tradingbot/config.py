@@ -86,6 +86,9 @@ class Config:
     ib_probe_misses: int = 3
     heartbeat_interval_s: float = 30.0
     crash_timeout_s: float = 300.0
+    reconcile_interval_s: float = 300.0
+    reconcile_cost_tolerance: float = 0.01  # relative difference of average cost
+    reconcile_accept: bool = False  # accept discrepancies without an operator
     shutdown_timeout_s: float = 30.0
     liveness_probe_interval_s: float = 5.0
     liveness_deadline_s: float = 10.0
@@ -270,6 +273,11 @@ def load_config(environ: Mapping[str, str] | None = None, *, prepare_home: bool 
         ib_probe_misses=reader.integer("IB_PROBE_MISSES", 3, minimum=1, maximum=1000),
         heartbeat_interval_s=interval,
         crash_timeout_s=crash_timeout,
+        reconcile_interval_s=reader.number("RECONCILE_INTERVAL_S", 300.0, minimum=1.0),
+        reconcile_cost_tolerance=reader.number(
+            "RECONCILE_COST_TOLERANCE", 0.01, minimum=0.0, unit="relative difference"
+        ),
+        reconcile_accept=reader.boolean("RECONCILE_ACCEPT", False),
         shutdown_timeout_s=reader.number("SHUTDOWN_TIMEOUT_S", 30.0, minimum=1.0),
         liveness_probe_interval_s=probe,
         liveness_deadline_s=reader.number("LIVENESS_DEADLINE_S", 10.0, minimum=probe),
@@ -468,6 +476,17 @@ class _Reader:
                     raw,
                 )
         return types
+
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        value = raw.strip().lower()
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(PREFIX + name, "true or false", raw)
 
     def choice(
         self, name: str, default: str, allowed: tuple[str, ...], *, upper: bool = False

@@ -22,6 +22,7 @@ from tradingbot.actors.broker import BrokerActor, BrokerSettings
 from tradingbot.actors.event_logger import EventLoggerActor, EventLoggerSettings
 from tradingbot.actors.health import HealthActor, NamedCheck
 from tradingbot.actors.notifier import EventsPublished, NotifierActor
+from tradingbot.actors.reconciler import ReconcilerActor, ReconcileResult, ReconcileSettings
 from tradingbot.broker import BrokerStatus
 from tradingbot.broker.market import MarketData
 from tradingbot.config import Config
@@ -45,6 +46,7 @@ from tradingbot.health.checks import (
     process_check,
     spool_check,
     supervision_check,
+    trading_check,
 )
 from tradingbot.logconfig import Redactor
 from tradingbot.metrics import NO_EVENT_COUNTERS, EventCounters, RuntimeMetrics
@@ -59,7 +61,7 @@ from tradingbot.recovery import (
     report_crash,
 )
 from tradingbot.recovery.runlock import run_lock_check
-from tradingbot.storage import Database, RunRecord
+from tradingbot.storage import Database, RunRecord, StorageError
 from tradingbot.storage.outbox import OutboxRecord
 from tradingbot.supervision import (
     Backoff,
@@ -124,6 +126,9 @@ def health_checks(config: Config, runtime: Runtime, database: Database) -> list[
             run=broker_check(runtime.broker_status, BROKER_DOWN_GRACE_S),
         ),
         NamedCheck(
+            component="trading", measurement="gate", run=trading_check(runtime.broker_status)
+        ),
+        NamedCheck(
             component="scheduler",
             measurement="status",
             run=not_configured_check("scheduler", "status", "the scheduler is not built yet"),
@@ -154,6 +159,7 @@ def root_spec(
     broker: Callable[[], SupervisedActor] | None = None,
     broker_start_timeout_s: float = 30.0,
     notifier: Callable[[], SupervisedActor] | None = None,
+    reconciler: Callable[[], SupervisedActor] | None = None,
 ) -> ChildSpec:
     """The product's tree. Children start in this order and stop in reverse.
 
@@ -187,6 +193,14 @@ def root_spec(
         if notifier is None
         else [worker("notifier", notifier, shutdown_s=config.shutdown_timeout_s / 2)]
     )
+    # The reconciler gates trading: it opens the gate only when our books match the
+    # broker's. Not critical: a slow broker query must not withhold the systemd watchdog
+    # (the gate stays as it was meanwhile).
+    reconcilers = (
+        []
+        if reconciler is None
+        else [worker("reconciler", reconciler, shutdown_s=10.0, critical=False)]
+    )
     return supervisor(
         "root",
         [
@@ -202,6 +216,7 @@ def root_spec(
                 shutdown_s=5.0,
             ),
             *brokers,
+            *reconcilers,
             worker(
                 "health",
                 lambda: HealthActor(
@@ -248,6 +263,8 @@ class Runtime:
         self.run_lock: RunLock | None = None
         self.lock_monitor: RunLockMonitor | None = None
         self.crashes: list[CrashReport] = []  # earlier runs found crashed at this start
+        self.reconciliations: list[ReconcileResult] = []  # this process's, oldest first
+        self._crashes_settled = False
         # Called with each crash report once its SYSTEM event is stored: the seam for the
         # recovery-report e-mail (the notifier subscribes here at integration).
         self.crash_listeners: list[Callable[[CrashReport], None]] = []
@@ -334,6 +351,29 @@ class Runtime:
         def broker() -> SupervisedActor:
             return BrokerActor(broker_settings, self.broker_status, self.recorder, self.market_data)
 
+        reconcile_settings = ReconcileSettings(
+            account=self.account,
+            interval_s=config.reconcile_interval_s,
+            cost_tolerance=config.reconcile_cost_tolerance,
+            auto_accept=config.reconcile_accept,
+            query_timeout_s=config.ib_request_timeout_s + 5.0,
+        )
+
+        def reconciler() -> SupervisedActor:
+            assert self.tree is not None
+            return ReconcilerActor(
+                database=database,
+                broker=self.tree.handle("broker"),
+                status=self.broker_status,
+                recorder=self.recorder,
+                settings=reconcile_settings,
+                run_id=self.run_id,
+                on_result=self._reconciled,
+            )
+
+        # Nothing trades before our books and the broker's agree (the reconciler opens it).
+        self.broker_status.block_trading("reconciliation pending: not run yet")
+
         tree = SupervisionTree(
             root_spec(
                 config,
@@ -346,6 +386,7 @@ class Runtime:
                 metrics=self.metrics,
                 broker=broker,
                 broker_start_timeout_s=broker_settings.connect_timeout_s + 10.0,
+                reconciler=reconciler,
                 notifier=lambda: NotifierActor(
                     notifier, stop_timeout_s=config.shutdown_timeout_s / 4
                 ),
@@ -394,6 +435,27 @@ class Runtime:
                 listener(report)
             except Exception:  # one failing listener must not hide the crash from others
                 log.exception("crash_listener_failed", listener=repr(listener))
+
+    def _reconciled(self, result: ReconcileResult) -> None:
+        """After each reconciliation (reconciler thread): the first one settles this
+        start's crash reports (status and discrepancy list in ``recovery_events``)."""
+        self.reconciliations.append(result)
+        if self._crashes_settled or not self.crashes:
+            return
+        self._crashes_settled = True
+        record = result.record
+        status = {"clean": "reconciled", "accepted": "accepted"}.get(record.status)
+        assert self.database is not None
+        for report in self.crashes:
+            try:
+                self.database.recovery.update(
+                    report.recovery.id,
+                    at=datetime.now(UTC),
+                    status=status,
+                    discrepancies=list(record.discrepancies),
+                )
+            except StorageError as exc:
+                log.error("recovery_event_not_updated", error=str(exc), id=report.recovery.id)
 
     def _mail_failed(self, record: OutboxRecord, error: BaseException) -> None:
         """A mail refused permanently: an ERROR event (never mailed: its source is ours)."""

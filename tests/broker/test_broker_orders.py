@@ -33,6 +33,11 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
     assert config.broker == "sim"
     bot = Runtime(config)
     bot.start()
+    wait_until(
+        lambda: bot.broker_status.trading_blocked() is None,
+        timeout_s=20,
+        what="the start reconciliation to open trading",
+    )
     yield bot
     bot.stop()
 
@@ -47,6 +52,7 @@ def test_runtime_starts_the_simulator_and_the_broker_syncs(runtime: Runtime) -> 
         "notifier",
         "heartbeat",
         "broker",
+        "reconciler",
         "health",
     ]
     node = runtime.tree.snapshot().find("broker")

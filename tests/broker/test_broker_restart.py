@@ -52,6 +52,11 @@ def started(config: Config) -> Runtime:
         timeout_s=15,
         what="the broker to sync",
     )
+    wait_until(
+        lambda: bot.broker_status.trading_blocked() is None,
+        timeout_s=20,
+        what="the start reconciliation to open trading",
+    )
     return bot
 
 

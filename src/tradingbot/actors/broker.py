@@ -44,6 +44,7 @@ from tradingbot.broker import (
     BrokerStatus,
     ConnectionState,
     LoopThread,
+    TradingBlocked,
     UnknownOrder,
 )
 from tradingbot.broker.market import MarketData, Quote, QuoteSink
@@ -306,10 +307,16 @@ def place_order(
     """Place an order through the broker actor; return our order id (its ``orderRef``).
 
     Raises :class:`BrokerNotReady` at once when the broker is not synced (nothing is
-    queued), ``EventNotDurable`` when the ORDER event could not be stored (nothing is
-    sent), ``TimeoutError`` when the actor did not answer in time (the outcome is then
-    unknown; look the order up by reference before retrying).
+    queued), :class:`TradingBlocked` for a new order while reconciliation has not passed
+    (a retry of a known key still returns its order), ``EventNotDurable`` when the ORDER
+    event could not be stored (nothing is sent), ``TimeoutError`` when the actor did not
+    answer in time (the outcome is then unknown; look the order up by reference before
+    retrying).
     """
+    blocked = status.trading_blocked()
+    key = request.client_order_id
+    if blocked is not None and (key is None or status.order(f"TB-{key}") is None):
+        raise TradingBlocked(f"order refused: trading is blocked ({blocked})")
     result: str = _request(broker, status, PlaceOrder(request), "order", timeout_s)
     return result
 
@@ -780,6 +787,11 @@ class BrokerActor(SupervisedActor):
     def _place(self, message: PlaceOrder) -> None:
         reply, request = message.reply, message.request
         if self._refused_unless_synced(reply, "order"):
+            return
+        blocked = self._status.trading_blocked()
+        key = request.client_order_id
+        if blocked is not None and (key is None or self._status.order(f"TB-{key}") is None):
+            reply.set_exception(TradingBlocked(f"order refused: trading is blocked ({blocked})"))
             return
         assert self._loop is not None
         assert self._ib is not None

@@ -11,6 +11,7 @@ from tradingbot.broker.status import (
     BrokerView,
     ConnectionState,
     OrderRecord,
+    TradingBlocked,
     UnknownOrder,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "ConnectionState",
     "LoopThread",
     "OrderRecord",
+    "TradingBlocked",
     "UnknownOrder",
 ]

@@ -30,6 +30,10 @@ class BrokerNotReady(RuntimeError):
     """The broker is not synced with the gateway: the request is refused, not queued."""
 
 
+class TradingBlocked(RuntimeError):
+    """New orders are refused until reconciliation passes (or an operator accepts it)."""
+
+
 class UnknownOrder(LookupError):
     """No order with this id (``orderRef``) was placed through this broker."""
 
@@ -104,6 +108,7 @@ class BrokerStatus:
         self._view = BrokerView(state=ConnectionState.DISCONNECTED, since=now, down_since=now)
         self._exec_ids: set[str] = set()
         self._orders: dict[str, OrderRecord] = {}
+        self._blocked: str | None = None  # why new orders are refused (the trading gate)
 
     def now(self) -> float:
         return self._clock()
@@ -131,6 +136,25 @@ class BrokerStatus:
         """Execution ids already recorded (by an earlier run): not new fills when seen again."""
         with self._lock:
             self._exec_ids |= exec_ids
+
+    def block_trading(self, reason: str) -> None:
+        """Refuse new orders (cancels still pass) until :meth:`allow_trading`."""
+        with self._lock:
+            self._blocked = reason
+
+    def allow_trading(self) -> None:
+        with self._lock:
+            self._blocked = None
+
+    def trading_blocked(self) -> str | None:
+        """Why new orders are refused, or ``None`` when trading is allowed."""
+        with self._lock:
+            return self._blocked
+
+    def fill_seen(self, exec_id: str) -> bool:
+        """True when ``exec_id`` was already taken as a fill (being, or already, recorded)."""
+        with self._lock:
+            return exec_id in self._exec_ids
 
     def first_fill(self, exec_id: str) -> bool:
         """True the first time ``exec_id`` is seen (a replayed execution is not a new fill)."""

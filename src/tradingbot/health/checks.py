@@ -294,6 +294,25 @@ def not_configured_check(component: str, measurement: str, what: str) -> CheckFn
     return check
 
 
+def trading_check(status: BrokerStatus) -> CheckFn:
+    """The trading gate: ``warn`` with ``blocked: reconciliation (...)`` while new orders
+    are refused (until reconciliation passes or an operator accepts it), else ``pass``."""
+
+    def check() -> list[Check]:
+        blocked = status.trading_blocked()
+        return [
+            Check(
+                component="trading",
+                measurement="gate",
+                component_type="component",
+                status=PASS if blocked is None else WARN,
+                output="open" if blocked is None else f"blocked: reconciliation ({blocked})",
+            )
+        ]
+
+    return check
+
+
 def broker_check(status: BrokerStatus, grace_s: float = 60.0) -> CheckFn:
     """The gateway connection, from the state the broker actor publishes (never asks it).
 

@@ -170,21 +170,23 @@ class EventRepository:
             by_severity=by_severity,
         )
 
-    def contexts(self, type: str, since: datetime) -> list[tuple[str | None, dict[str, Any]]]:
-        """(trade_id, context) of the ``type`` events stored since ``since``, oldest first.
+    def contexts(
+        self, type: str, since: datetime
+    ) -> list[tuple[str | None, dict[str, Any], datetime]]:
+        """(trade_id, context, ts) of the ``type`` events stored since ``since``, oldest first.
 
         For reconciliation, which rebuilds our orders and fills from the ORDER and TRADE
         events (a day holds thousands of them, not millions).
         """
         since_utc, _ = check_range(since, None)
         statement = (
-            select(_C.trade_id, _C.context)
+            select(_C.trade_id, _C.context, _C.ts)
             .where(_C.type == type, _C.ts >= since_utc)
             .order_by(_C.ts, _C.seq)
         )
         with self._tx.read_connection() as connection:
             rows = connection.execute(statement).all()
-        return [(trade_id, dict(context or {})) for trade_id, context in rows]
+        return [(trade_id, dict(context or {}), ts) for trade_id, context, ts in rows]
 
     def trade_exec_ids(self, since: datetime) -> set[str]:
         """Execution ids of the TRADE events stored since ``since`` (fills already recorded).
@@ -194,7 +196,7 @@ class EventRepository:
         """
         return {
             str(context["exec_id"])
-            for _, context in self.contexts(TRADE, since)
+            for _, context, _ in self.contexts(TRADE, since)
             if context.get("exec_id")
         }
 

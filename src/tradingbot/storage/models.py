@@ -249,7 +249,9 @@ class ReconciliationRow(Base):
 
     ``positions`` is the broker's positions at ``as_of`` (symbol -> [quantity, average
     cost]); the latest ``clean`` or ``accepted`` row of an account is the baseline the
-    next reconciliation adds our fills to. ``discrepancies`` is the finding list (JSON).
+    next reconciliation adds our fills to. ``boundary_exec_ids`` are the executions of
+    the last seconds before ``as_of`` already in those positions (execution times have
+    one-second resolution). ``discrepancies`` is the finding list (JSON).
     """
 
     __tablename__ = "reconciliations"
@@ -266,6 +268,9 @@ class ReconciliationRow(Base):
     as_of: Mapped[datetime]
     status: Mapped[str] = mapped_column(String(16))
     positions: Mapped[dict[str, Any]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
+    boundary_exec_ids: Mapped[list[str]] = mapped_column(
+        JSON().with_variant(JSONB(), "postgresql")
+    )
     discrepancies: Mapped[list[dict[str, Any]]] = mapped_column(
         JSON().with_variant(JSONB(), "postgresql")
     )

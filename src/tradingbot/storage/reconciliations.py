@@ -10,7 +10,7 @@ broker's view of that moment the new baseline.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -41,6 +41,7 @@ class ReconciliationRecord:
     as_of: datetime
     status: str
     positions: Mapping[str, tuple[float, float]]
+    boundary_exec_ids: frozenset[str]
     discrepancies: tuple[Mapping[str, Any], ...]
     error: str | None
     duration_s: float
@@ -65,6 +66,7 @@ class ReconciliationRepository:
         positions: Mapping[str, tuple[float, float]],
         discrepancies: Sequence[Mapping[str, Any]],
         duration_s: float,
+        boundary_exec_ids: Iterable[str] = (),
         error: str | None = None,
     ) -> ReconciliationRecord:
         """Store one reconciliation and return it."""
@@ -78,6 +80,7 @@ class ReconciliationRepository:
             as_of=require_utc(as_of, "as_of"),
             status=status,
             positions={symbol: [qty, cost] for symbol, (qty, cost) in positions.items()},
+            boundary_exec_ids=sorted(boundary_exec_ids),
             discrepancies=[dict(item) for item in discrepancies],
             error=error,
             duration_s=duration_s,
@@ -151,6 +154,7 @@ def _to_record(row: ReconciliationRow) -> ReconciliationRecord:
             str(symbol): (float(value[0]), float(value[1]))
             for symbol, value in dict(row.positions).items()
         },
+        boundary_exec_ids=frozenset(str(x) for x in row.boundary_exec_ids),
         discrepancies=tuple(dict(item) for item in row.discrepancies),
         error=row.error,
         duration_s=row.duration_s,

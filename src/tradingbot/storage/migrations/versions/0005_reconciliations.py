@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column("as_of", sa.DateTime(timezone=True), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("positions", _json(), nullable=False),
+        sa.Column("boundary_exec_ids", _json(), nullable=False),
         sa.Column("discrepancies", _json(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("duration_s", sa.Float(), nullable=False),

@@ -1,0 +1,496 @@
+"""The reconciler actor: compares our books with the broker's before trading, and while trading.
+
+At start the runtime blocks trading (``BrokerStatus.block_trading``); this actor opens
+it only when a reconciliation passes, or when an operator accepts its discrepancies
+(``reconcile accept`` in the shell, or ``TRADINGBOT_RECONCILE_ACCEPT=true``). Until then
+health says ``blocked: reconciliation`` and why. It runs again every
+``TRADINGBOT_RECONCILE_INTERVAL_S`` and after every reconnect of the broker; blocking
+discrepancies found then block new orders again.
+
+Each run asks the broker (through the broker actor, with timeouts) for positions, open
+and completed orders and executions, rebuilds our books from the database (see
+:mod:`tradingbot.recovery.reconcile`), imports missing fills as TRADE events marked
+``reconciled`` (ids derived from execution ids: stored once), records the end of our
+orders that ended meanwhile, and stores the result (``reconciliations``). A failed
+query fails the run: nothing is read as flat, trading stays blocked, it is retried.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from tradingbot.actors.broker import (
+    ORDER_REF_PREFIX,
+    Sink,
+    completed_orders,
+    executions,
+    open_orders,
+    positions,
+    trade_event_id,
+)
+from tradingbot.broker import BrokerNotReady, BrokerStatus, ConnectionState
+from tradingbot.events import ORDER, RISK, SYSTEM, TRADE, Severity
+from tradingbot.events.recorder import EventNotDurable, EventRecorder
+from tradingbot.recovery.reconcile import (
+    Baseline,
+    BrokerBooks,
+    OurFill,
+    Outcome,
+    boundary_of,
+    our_orders,
+    reconcile,
+    snapshot_cutoff,
+)
+from tradingbot.storage import Database, ReconciliationRecord, StorageError
+from tradingbot.storage.reconciliations import ACCEPTED, CLEAN, DISCREPANCIES, FAILED
+from tradingbot.supervision import SupervisedActor
+
+log = structlog.get_logger(__name__)
+
+ACCEPT_HINT = "accept with: trading-bot shell -c 'reconcile accept'"
+LOOKBACK = timedelta(days=8)  # how far before the baseline our orders and fills are read
+STABLE_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReconcileSettings:
+    """How and how often reconciliation runs."""
+
+    account: str = ""
+    interval_s: float = 300.0
+    retry_min_s: float = 2.0
+    retry_max_s: float = 60.0
+    cost_tolerance: float = 0.01
+    auto_accept: bool = False
+    query_timeout_s: float = 30.0
+    tick_s: float = 1.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReconcileResult:
+    """One finished reconciliation: the stored record, and what was done about it."""
+
+    record: ReconciliationRecord
+    trigger: str
+    imported: int
+    closed: int
+
+    def summary(self) -> dict[str, Any]:
+        r = self.record
+        return {
+            "id": r.id,
+            "trigger": self.trigger,
+            "status": r.status,
+            "as_of": r.as_of.isoformat(),
+            "duration_s": round(r.duration_s, 3),
+            "discrepancies": list(r.discrepancies),
+            "blocking": sum(1 for d in r.discrepancies if d.get("blocking")),
+            "imported_fills": self.imported,
+            "closed_orders": self.closed,
+            "error": r.error,
+        }
+
+
+class ReconcileFailed(RuntimeError):
+    """A reconciliation could not finish (a broker query or the database failed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Timer: run when due (start, retry, interval, or after a reconnect)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunNow:
+    """Command: reconcile now; ``reply`` gets the summary (or the failure)."""
+
+    reply: concurrent.futures.Future[dict[str, Any]] = field(
+        default_factory=concurrent.futures.Future
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Accept:
+    """Command: accept the open discrepancies (``by`` names who); trading opens."""
+
+    by: str
+    reply: concurrent.futures.Future[dict[str, Any]] = field(
+        default_factory=concurrent.futures.Future
+    )
+
+
+class ReconcilerActor(SupervisedActor):
+    """Gates trading on reconciliation; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        database: Database,
+        broker: Sink,
+        status: BrokerStatus,
+        recorder: EventRecorder | None,
+        settings: ReconcileSettings,
+        run_id: str,
+        on_result: Callable[[ReconcileResult], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self._db = database
+        self._broker = broker
+        self._status = status
+        self._recorder = recorder.bind(source="reconciler") if recorder is not None else None
+        self._settings = settings
+        self._run_id = run_id
+        self._on_result = on_result
+        self._next_due = 0.0  # monotonic; 0 = now
+        self._retry_s = settings.retry_min_s
+        self._seen_connects = -1
+        self._open: ReconciliationRecord | None = None  # discrepancies awaiting acceptance
+        self._passed_once = False
+        self._failing = False
+        self._last: dict[str, Any] = {}
+
+    def setup(self) -> None:
+        baseline_open = self._status.trading_blocked() is None
+        self._passed_once = baseline_open  # a restarted reconciler keeps an open gate open
+        self.every(self._settings.tick_s, Tick())
+        self._publish()
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case Tick():
+                return self._tick()
+            case RunNow():
+                return self._run_now(message)
+            case Accept():
+                return self._accept(message)
+            case _:
+                return super().on_receive(message)
+
+    # -- scheduling -----------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        view = self._status.view()
+        if view.state != ConnectionState.SYNCED:
+            if not self._passed_once:
+                self._block(f"reconciliation pending: the broker is {view.state.value}")
+            return
+        reconnected = self._seen_connects >= 0 and view.connects != self._seen_connects
+        if reconnected or time.monotonic() >= self._next_due:
+            self._attempt(
+                "start" if not self._passed_once else "reconnect" if reconnected else "periodic"
+            )
+
+    def _run_now(self, message: RunNow) -> None:
+        try:
+            result = self._run("operator")
+        except ReconcileFailed as exc:
+            message.reply.set_exception(exc)
+            return
+        message.reply.set_result(result.summary())
+
+    def _attempt(self, trigger: str) -> None:
+        try:
+            self._run(trigger)
+        except ReconcileFailed as exc:
+            self._next_due = time.monotonic() + self._retry_s
+            self._retry_s = min(self._settings.retry_max_s, self._retry_s * 2)
+            log.warning("reconciliation_failed", error=str(exc), retry_in_s=self._retry_s)
+
+    # -- one reconciliation ---------------------------------------------------------------
+
+    def _run(self, trigger: str) -> ReconcileResult:
+        self._seen_connects = self._status.view().connects
+        started = datetime.now(UTC)
+        clock = time.perf_counter()
+        try:
+            outcome, as_of, boundary = self._compare(started)
+        except (BrokerNotReady, TimeoutError, OSError, RuntimeError, StorageError) as exc:
+            self._failed(trigger, started, time.perf_counter() - clock, exc)
+            raise ReconcileFailed(f"reconciliation failed: {type(exc).__name__}: {exc}") from exc
+        try:
+            imported = self._import(outcome)
+            closed = self._close(outcome)
+        except EventNotDurable as exc:
+            self._failed(trigger, started, time.perf_counter() - clock, exc)
+            raise ReconcileFailed(f"reconciliation failed: {exc}") from exc
+        try:
+            record = self._db.reconciliations.record(
+                run_id=self._run_id,
+                account=self._settings.account,
+                trigger=trigger,
+                started_at=started,
+                as_of=as_of,
+                status=CLEAN if outcome.clean else DISCREPANCIES,
+                positions=outcome.broker_positions,
+                boundary_exec_ids=boundary,
+                discrepancies=[d.as_dict() for d in outcome.discrepancies],
+                duration_s=time.perf_counter() - clock,
+            )
+            if record.status == DISCREPANCIES and self._settings.auto_accept:
+                record = self._db.reconciliations.accept(
+                    record.id, by="TRADINGBOT_RECONCILE_ACCEPT"
+                )
+        except StorageError as exc:
+            self._failed(trigger, started, time.perf_counter() - clock, exc, store=False)
+            raise ReconcileFailed(f"reconciliation not stored: {exc}") from exc
+        result = ReconcileResult(record=record, trigger=trigger, imported=imported, closed=closed)
+        self._finished(result, outcome)
+        return result
+
+    def _compare(self, started: datetime) -> tuple[Outcome, datetime, frozenset[str]]:
+        """Gather the broker's books (a stable snapshot) and ours; compare them.
+
+        Returns the outcome, the snapshot time and its boundary executions (for the
+        record that may become the next baseline). Raises on any failure.
+        """
+        account = self._settings.account
+        as_of, books = self._broker_books()
+        record = self._db.reconciliations.baseline(account)
+        baseline = (
+            Baseline()
+            if record is None
+            else Baseline(
+                positions=dict(record.positions),
+                cutoff=snapshot_cutoff(record.as_of.timestamp()),
+                boundary=record.boundary_exec_ids,
+            )
+        )
+        since = (started if record is None else record.as_of) - LOOKBACK
+        fills = []
+        for _, ctx, ts in self._db.events.contexts(TRADE, since):
+            if account and ctx.get("account", account) != account:
+                continue
+            fill = OurFill.from_context(ctx, ts.timestamp())
+            if fill is not None:
+                fills.append(fill)
+        mine = [
+            (ref, ctx)
+            for ref, ctx, _ in self._db.events.contexts(ORDER, since)
+            if not account or ctx.get("account", account) == account
+        ]
+        recorded = {f.exec_id for f in fills}
+        in_flight = {
+            e.exec_id
+            for e in books.executions
+            if e.exec_id not in recorded and self._status.fill_seen(e.exec_id)
+        }
+        outcome = reconcile(
+            baseline=baseline,
+            fills=fills,
+            in_flight=in_flight,
+            orders=our_orders(mine),
+            broker=books,
+            cost_tolerance=self._settings.cost_tolerance,
+        )
+        return outcome, as_of, boundary_of(books.executions, as_of.timestamp())
+
+    def _broker_books(self) -> tuple[datetime, BrokerBooks]:
+        """Executions, then positions and orders, then executions again: the snapshot is
+        stable only if no execution arrived meanwhile (else it is taken again)."""
+        broker, status, timeout = self._broker, self._status, self._settings.query_timeout_s
+        for _ in range(STABLE_ATTEMPTS):
+            as_of = datetime.now(UTC)
+            before = executions(broker, status, timeout)
+            books = BrokerBooks(
+                positions=positions(broker, status, timeout),
+                open_orders=open_orders(broker, status, timeout),
+                completed_orders=completed_orders(broker, status, timeout),
+                executions=before,
+            )
+            after = executions(broker, status, timeout)
+            if {e.exec_id for e in after} == {e.exec_id for e in before}:
+                return as_of, books
+        raise RuntimeError(f"executions kept arriving during {STABLE_ATTEMPTS} snapshots")
+
+    def _import(self, outcome: Outcome) -> int:
+        """Record each missing fill as a TRADE event (``reconciled``), stored once."""
+        if self._recorder is None:
+            return 0
+        for e in outcome.to_import:
+            ours = e.order_ref.startswith(ORDER_REF_PREFIX)
+            self._recorder.record_durable(
+                TRADE,
+                f"{e.side} {e.quantity:g} {e.symbol} @ {e.price:g} (reconciled)",
+                trade_id=e.order_ref or None,
+                event_id=trade_event_id(e.exec_id),
+                context={
+                    "symbol": e.symbol,
+                    "side": e.side,
+                    "quantity": e.quantity,
+                    "price": e.price,
+                    "commission": e.commission,
+                    "currency": e.currency,
+                    "realized_pnl": e.realized_pnl,
+                    "order_ref": e.order_ref,
+                    "order_id": e.order_id,
+                    "perm_id": e.perm_id,
+                    "exec_id": e.exec_id,
+                    "exec_time": None if e.time is None else e.time.timestamp(),
+                    "account": e.account,
+                    "reconciled": True,
+                    "external": not ours,
+                },
+            )
+        self._status.known_fills({e.exec_id for e in outcome.to_import})
+        return len(outcome.to_import)
+
+    def _close(self, outcome: Outcome) -> int:
+        """Record the end of our orders that ended at the broker while we were away."""
+        if self._recorder is None:
+            return 0
+        for order in outcome.closed_orders:
+            self._recorder.record_durable(
+                ORDER,
+                f"order {order.order_ref} {order.status} (reconciled)",
+                trade_id=order.order_ref,
+                context={
+                    "order_ref": order.order_ref,
+                    "action": "final",
+                    "status": order.status,
+                    "filled": order.filled,
+                    "account": order.account,
+                    "reconciled": True,
+                },
+            )
+        return len(outcome.closed_orders)
+
+    # -- outcomes -------------------------------------------------------------------------
+
+    def _finished(self, result: ReconcileResult, outcome: Outcome) -> None:
+        record = result.record
+        self._retry_s = self._settings.retry_min_s
+        self._next_due = time.monotonic() + self._settings.interval_s
+        self._failing = False
+        blocking = outcome.blocking
+        summary = result.summary()
+        if record.status in (CLEAN, ACCEPTED):
+            self._open = None
+            self._passed_once = True
+            self._status.allow_trading()
+        else:
+            self._open = record
+            self._block(f"reconciliation found {len(blocking)} discrepancies; {ACCEPT_HINT}")
+        details = "; ".join(d.detail for d in blocking[:5])
+        if record.status == CLEAN:
+            severity = Severity.WARNING if outcome.discrepancies else Severity.INFO
+            message = f"reconciliation clean ({result.trigger})"
+            if outcome.discrepancies:
+                message += f": {len(outcome.discrepancies)} findings reported, none blocking"
+            self._event(SYSTEM, severity, message, summary)
+        elif record.status == ACCEPTED:
+            self._event(
+                RISK,
+                Severity.WARNING,
+                f"reconciliation found {len(blocking)} discrepancies, accepted by "
+                f"TRADINGBOT_RECONCILE_ACCEPT: {details}",
+                summary,
+            )
+        else:
+            self._event(
+                RISK,
+                Severity.ERROR,
+                f"reconciliation found {len(blocking)} discrepancies, trading blocked: {details}",
+                summary,
+            )
+        log.info(
+            "reconciliation_done", **{k: v for k, v in summary.items() if k != "discrepancies"}
+        )
+        self._last = summary
+        self._publish()
+        if self._on_result is not None:
+            try:
+                self._on_result(result)
+            except Exception as exc:  # noqa: BLE001  # a report failing must not fail the gate
+                log.error("reconciliation_report_failed", error=str(exc))
+
+    def _failed(
+        self,
+        trigger: str,
+        started: datetime,
+        duration_s: float,
+        error: BaseException,
+        *,
+        store: bool = True,
+    ) -> None:
+        text = f"{type(error).__name__}: {error}"
+        if not self._passed_once:
+            self._block(f"reconciliation failed: {text}; retrying")
+        if not self._failing and store:  # one row and one event per failure streak
+            try:
+                self._db.reconciliations.record(
+                    run_id=self._run_id,
+                    account=self._settings.account,
+                    trigger=trigger,
+                    started_at=started,
+                    as_of=datetime.now(UTC),
+                    status=FAILED,
+                    positions={},
+                    discrepancies=[],
+                    duration_s=duration_s,
+                    error=text,
+                )
+            except StorageError as exc:
+                log.warning("reconciliation_failure_not_stored", error=str(exc))
+            self._event(
+                SYSTEM,
+                Severity.WARNING,
+                f"reconciliation failed ({trigger}): {text}",
+                {"error": text, "trigger": trigger},
+            )
+        self._failing = True
+        self._last = {"status": FAILED, "trigger": trigger, "error": text}
+        self._publish()
+
+    def _accept(self, message: Accept) -> None:
+        if self._open is None:
+            message.reply.set_exception(ValueError("no discrepancies await acceptance"))
+            return
+        try:
+            record = self._db.reconciliations.accept(self._open.id, by=message.by)
+        except (StorageError, ValueError) as exc:
+            message.reply.set_exception(exc)
+            return
+        self._open = None
+        self._passed_once = True
+        self._status.allow_trading()
+        self._next_due = time.monotonic() + self._settings.interval_s
+        summary = ReconcileResult(record=record, trigger="accept", imported=0, closed=0).summary()
+        self._event(
+            RISK,
+            Severity.WARNING,
+            f"reconciliation discrepancies accepted by {message.by}: trading allowed",
+            summary,
+        )
+        self._last = summary
+        self._publish()
+        message.reply.set_result(summary)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _block(self, reason: str) -> None:
+        if self._status.trading_blocked() != reason:
+            self._status.block_trading(reason)
+            log.warning("trading_blocked", reason=reason)
+            self._publish()
+
+    def _event(self, type_: str, severity: Severity, message: str, context: dict[str, Any]) -> None:
+        if self._recorder is None:
+            return
+        try:
+            self._recorder.record_durable(type_, message, severity=severity, context=context)
+        except EventNotDurable as exc:
+            log.error("reconciliation_event_not_stored", error=str(exc), message=message)
+
+    def _publish(self) -> None:
+        self.publish_details(
+            trading_blocked=self._status.trading_blocked(),
+            last=self._last,
+            awaiting_acceptance=None if self._open is None else self._open.id,
+        )
