@@ -193,6 +193,22 @@ class RuntimeStateCollector(Collector):
                 "tradingbot_event_stream_subscribers",
                 "Open live event streams (WebSocket clients of /api/events/stream).",
             ),
+            GaugeMetricFamily(
+                "tradingbot_notify_outbox_depth",
+                "Notification e-mails written to the outbox and not yet sent.",
+            ),
+            GaugeMetricFamily(
+                "tradingbot_notify_outbox_oldest_age_seconds",
+                "Age of the oldest pending notification e-mail; 0 when none is pending.",
+            ),
+            GaugeMetricFamily(
+                "tradingbot_notify_failed_mails",
+                "Notification e-mails refused permanently by the mail server (kept as failed).",
+            ),
+            GaugeMetricFamily(
+                "tradingbot_notify_server_up",
+                "1 when the last contact with the mail server succeeded, 0 when it failed.",
+            ),
         )
 
     def _fill(
@@ -205,6 +221,10 @@ class RuntimeStateCollector(Collector):
         spool_bytes: GaugeMetricFamily,
         spool_age: GaugeMetricFamily,
         subscribers: GaugeMetricFamily,
+        outbox_depth: GaugeMetricFamily,
+        outbox_age: GaugeMetricFamily,
+        mail_failed: GaugeMetricFamily,
+        mail_server_up: GaugeMetricFamily,
     ) -> None:
         runtime = self._runtime
         info.add_metric([__version__], 1)
@@ -223,3 +243,9 @@ class RuntimeStateCollector(Collector):
             age = max(0.0, (datetime.now(UTC) - spool.oldest).total_seconds())
         spool_age.add_metric([], age)
         subscribers.add_metric([], runtime.hub.subscribers)
+        mail = runtime.notify_status.snapshot()
+        outbox_depth.add_metric([], mail["outbox_depth"])
+        outbox_age.add_metric([], mail["oldest_pending_age_s"])
+        mail_failed.add_metric([], mail["failed"])
+        if mail["server"] != "unknown":
+            mail_server_up.add_metric([], 1 if mail["server"] == "up" else 0)

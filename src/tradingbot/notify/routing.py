@@ -1,8 +1,9 @@
 """Which events become mail: TRADE events a trade-execution mail, SYSTEM and RISK events
 at or above the alert severity an alert (an actor crash or an escalation is one).
 
-Events whose source is the notifier itself never become mail: a failing mail server
-would otherwise mail about itself in a loop.
+The notifier's own reports of undeliverable mail (``mail_failed``) never become mail:
+a refusing mail server would otherwise be asked to carry news of its own refusals, in a
+loop. A crash of the notifier actor is mailed like any other (by its replacement).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from tradingbot.events.model import RISK, SYSTEM, TRADE, Event, Severity
 from tradingbot.notify.settings import NotifySettings
 
 NOTIFIER_SOURCE = "notifier"
+MAIL_FAILED = "mail_failed"  # context["event"] of the notifier's permanent-failure event
 TRADE_EXECUTION = "trade_execution"
 ALERT = "alert"
 DAILY_SUMMARY = "daily_summary"
@@ -33,7 +35,7 @@ class Notification:
 
 def route(event: Event, settings: NotifySettings) -> Notification | None:
     """The notification ``event`` calls for, or ``None``."""
-    if event.source == NOTIFIER_SOURCE:
+    if event.source == NOTIFIER_SOURCE and event.context.get("event") == MAIL_FAILED:
         return None
     common = {
         "event_id": str(event.id),
