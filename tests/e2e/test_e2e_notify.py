@@ -1,0 +1,119 @@
+"""E-mail from real ``trading-bot run`` processes to a real SMTP server on loopback:
+``kill -9`` with mail pending loses and doubles nothing, a crash drill is mailed, and a
+first run without a server writes ``.eml`` files."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from e2e_support import Bot, BotFactory, wait_until
+
+from support.smtp_server import TEMPFAIL, SmtpServer
+from tradingbot.storage import Database
+from tradingbot.storage.outbox import PENDING, OutboxRepository
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    with SmtpServer() as server:
+        yield server
+
+
+def mail_env(server: SmtpServer) -> dict[str, str]:
+    return {
+        "TRADINGBOT_SMTP_HOST": "127.0.0.1",
+        "TRADINGBOT_SMTP_PORT": str(server.port),
+        "TRADINGBOT_SMTP_TLS": "none",
+        "TRADINGBOT_SMTP_TIMEOUT_S": "2",
+        "TRADINGBOT_SMTP_RETRY_INTERVAL_S": "0.2",
+        "TRADINGBOT_SMTP_RETRY_JITTER_S": "0",
+        "TRADINGBOT_EMAIL_FROM": "Trading Bot <bot@example.com>",
+        "TRADINGBOT_EMAIL_TO": "ops@example.com",
+        "TRADINGBOT_NOTIFY_MIN_SEVERITY": "WARNING",  # operator notes are SYSTEM warnings
+    }
+
+
+def note(bot: Bot, text: str) -> None:
+    result = bot.shell(f"note {text}")
+    assert result.returncode == 0, result.stderr
+
+
+def pending(database_url: str, marker: str) -> int:
+    with Database.open(database_url) as database:
+        rows = OutboxRepository(database).rows(status=PENDING)
+    return sum(marker in row.subject for row in rows)
+
+
+def note_subjects(server: SmtpServer, marker: str) -> list[str]:
+    return sorted(
+        str(m.message["Subject"]) for m in server.messages() if marker in str(m.message["Subject"])
+    )
+
+
+def test_kill_9_with_mail_pending_then_restart_delivers_every_mail_once(
+    bot_factory: BotFactory, bot_database_url: str | None, smtp_server: SmtpServer
+) -> None:
+    """Mail sent before the kill is not sent again; mail pending at the kill arrives once."""
+    bot = bot_factory(bot_database_url, mail_env(smtp_server))
+    for n in range(3):
+        note(bot, f"before-kill {n}")
+    wait_until(lambda: len(note_subjects(smtp_server, "before-kill")) == 3, 30, "3 mails")
+    smtp_server.fail_always(TEMPFAIL)  # the server answers, and defers every message
+    for n in range(5):
+        note(bot, f"pending-at-kill {n}")
+    wait_until(lambda: pending(bot.database_url, "pending-at-kill") == 5, 30, "5 pending")
+    wait_until(lambda: sum(smtp_server.data_attempts.values()) >= 5, 30, "attempts at the server")
+    bot.signal(signal.SIGKILL)
+    bot.wait()
+    smtp_server.heal()
+    again = bot_factory(bot_database_url, mail_env(smtp_server), home=bot.home)
+    wait_until(lambda: len(note_subjects(smtp_server, "pending-at-kill")) == 5, 60, "5 mails")
+    wait_until(lambda: again.node("notifier")["details"]["outbox_depth"] == 0, 30, "empty outbox")
+    assert note_subjects(smtp_server, "before-kill") == [
+        f"[trading-bot] WARNING SYSTEM: before-kill {n}" for n in range(3)
+    ]
+    assert len(note_subjects(smtp_server, "pending-at-kill")) == 5
+    counts = smtp_server.message_ids()
+    assert set(counts.values()) == {1}, counts  # no Message-ID accepted twice
+
+
+def test_an_actor_crash_drill_is_mailed_as_a_system_error(
+    bot_factory: BotFactory, smtp_server: SmtpServer
+) -> None:
+    """``trading-bot shell -c 'crash heartbeat'`` ends in an ERROR alert mail."""
+    bot = bot_factory(None, mail_env(smtp_server))
+    result = bot.shell("crash heartbeat")
+    assert result.returncode == 0, result.stderr
+
+    def crash_mail() -> list[str]:
+        return [
+            str(m.message["Subject"])
+            for m in smtp_server.messages()
+            if "actor_crashed heartbeat" in str(m.message["Subject"])
+        ]
+
+    (subject,) = wait_until(crash_mail, 30, "the crash alert")
+    assert subject.startswith("[trading-bot] ERROR SYSTEM: actor_crashed heartbeat")
+    assert "CrashDrill" in subject
+
+
+def test_without_a_server_a_first_run_writes_eml_files(bot_factory: BotFactory) -> None:
+    """No TRADINGBOT_SMTP_HOST: the crash alert is an .eml file in TRADINGBOT_HOME/outbox."""
+    bot = bot_factory(None, {"TRADINGBOT_NOTIFY_MIN_SEVERITY": "ERROR"})
+    assert bot.shell("crash heartbeat").returncode == 0
+    outbox = bot.home / "outbox"
+
+    def eml_files() -> list[Path]:
+        return sorted(outbox.glob("*.eml")) if outbox.is_dir() else []
+
+    files = wait_until(eml_files, 30, "an .eml file")
+    text = "\n".join(f.read_text() for f in files)
+    assert "actor_crashed heartbeat" in text
+    assert not list(outbox.glob(".tmp-*"))  # written atomically
+    details = bot.node("notifier")["details"]
+    assert details["mode"] == "eml"
