@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from typing import Any, TypeVar
 
+from support.waiting import wait_until
 from tradingbot.actors.broker import BrokerActor, BrokerSettings
 from tradingbot.broker import BrokerStatus, ConnectionState
 from tradingbot.broker.market import MarketData
@@ -36,18 +35,6 @@ class MemorySink:
     def of_type(self, type_: str) -> list[Event]:
         with self._lock:
             return [e for e in self.events if e.type == type_]
-
-
-def wait_until(predicate: Callable[[], T], timeout_s: float = 10.0, what: str = "") -> T:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.01)
 
 
 class BrokerHarness:

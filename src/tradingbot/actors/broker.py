@@ -470,8 +470,10 @@ def _synced_state(ib: IB) -> list[OrderRecord | OrderStatusChanged | FillReporte
     trades = [t for t in ib.trades() if t.order.orderRef.startswith(ORDER_REF_PREFIX)]
     found: list[OrderRecord | OrderStatusChanged | FillReported] = []
     for trade in trades:
-        order, contract = trade.order, trade.contract
+        order, contract, st = trade.order, trade.contract, trade.orderStatus
         ref = order.orderRef
+        # Adopted with the gateway's status as it is now: an order that ended while the
+        # bot was away is not an end seen live (reconciliation reports and records it).
         found.append(
             OrderRecord(
                 order_ref=ref,
@@ -480,6 +482,9 @@ def _synced_state(ib: IB) -> list[OrderRecord | OrderStatusChanged | FillReporte
                 quantity=float(order.totalQuantity),
                 order_type=order.orderType,
                 limit_price=number(order.lmtPrice) if order.orderType == "LMT" else None,
+                status=st.status or "PendingSubmit",
+                filled=float(st.filled),
+                avg_fill_price=float(st.avgFillPrice),
                 order_id=int(order.orderId),
                 perm_id=int(order.permId),
                 client_order_id=ref.removeprefix(ORDER_REF_PREFIX),

@@ -151,7 +151,8 @@ class ReconcilerActor(SupervisedActor):
         self._next_due = 0.0  # monotonic; 0 = now
         self._retry_s = settings.retry_min_s
         self._seen_connects = -1
-        self._open: ReconciliationRecord | None = None  # discrepancies awaiting acceptance
+        # Discrepancies awaiting acceptance: the record and what it found.
+        self._open: tuple[ReconciliationRecord, Outcome] | None = None
         self._passed_once = False
         self._failing = False
         self._last: dict[str, Any] = {}
@@ -230,14 +231,13 @@ class ReconcilerActor(SupervisedActor):
                 status=CLEAN if outcome.clean else DISCREPANCIES,
                 positions=outcome.broker_positions,
                 boundary_exec_ids=boundary,
+                accepted_orders=outcome.carried_orders,
                 discrepancies=[d.as_dict() for d in outcome.discrepancies],
                 duration_s=time.perf_counter() - clock,
             )
             if record.status == DISCREPANCIES and self._settings.auto_accept:
-                record = self._db.reconciliations.accept(
-                    record.id, by="TRADINGBOT_RECONCILE_ACCEPT"
-                )
-        except StorageError as exc:
+                record = self._accepted(record, outcome, "TRADINGBOT_RECONCILE_ACCEPT")
+        except (StorageError, EventNotDurable) as exc:
             self._failed(trigger, started, time.perf_counter() - clock, exc, store=False)
             raise ReconcileFailed(f"reconciliation not stored: {exc}") from exc
         result = ReconcileResult(record=record, trigger=trigger, imported=imported, closed=closed)
@@ -260,6 +260,7 @@ class ReconcilerActor(SupervisedActor):
                 positions=dict(record.positions),
                 cutoff=snapshot_cutoff(record.as_of.timestamp()),
                 boundary=record.boundary_exec_ids,
+                accepted_orders=record.accepted_orders,
             )
         )
         since = (started if record is None else record.as_of) - LOOKBACK
@@ -375,7 +376,7 @@ class ReconcilerActor(SupervisedActor):
             self._passed_once = True
             self._status.allow_trading()
         else:
-            self._open = record
+            self._open = (record, outcome)
             self._block(f"reconciliation found {len(blocking)} discrepancies; {ACCEPT_HINT}")
         details = "; ".join(d.detail for d in blocking[:5])
         if record.status == CLEAN:
@@ -453,8 +454,8 @@ class ReconcilerActor(SupervisedActor):
             message.reply.set_exception(ValueError("no discrepancies await acceptance"))
             return
         try:
-            record = self._db.reconciliations.accept(self._open.id, by=message.by)
-        except (StorageError, ValueError) as exc:
+            record = self._accepted(*self._open, message.by)
+        except (StorageError, ValueError, EventNotDurable) as exc:
             message.reply.set_exception(exc)
             return
         self._open = None
@@ -471,6 +472,29 @@ class ReconcilerActor(SupervisedActor):
         self._last = summary
         self._publish()
         message.reply.set_result(summary)
+
+    def _accepted(
+        self, record: ReconciliationRecord, outcome: Outcome, by: str
+    ) -> ReconciliationRecord:
+        """Accept ``record``: the broker's view becomes ours. Orders open in our books
+        and unknown to the broker are closed in our books (``Orphaned``); open orders not
+        ours are remembered, so they are not reported again while they stay open."""
+        if self._recorder is not None:
+            for d in outcome.discrepancies:
+                if d.kind == "orphaned_order":
+                    self._recorder.record_durable(
+                        ORDER,
+                        f"order {d.order_ref} Orphaned (accepted by {by})",
+                        trade_id=d.order_ref,
+                        context={
+                            "order_ref": d.order_ref,
+                            "action": "final",
+                            "status": "Orphaned",
+                            "account": self._settings.account,
+                            "reconciled": True,
+                        },
+                    )
+        return self._db.reconciliations.accept(record.id, by=by, orders=outcome.acceptable_orders())
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -492,5 +516,5 @@ class ReconcilerActor(SupervisedActor):
         self.publish_details(
             trading_blocked=self._status.trading_blocked(),
             last=self._last,
-            awaiting_acceptance=None if self._open is None else self._open.id,
+            awaiting_acceptance=None if self._open is None else self._open[0].id,
         )

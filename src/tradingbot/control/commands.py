@@ -8,11 +8,13 @@ event loop stays responsive. User mistakes raise :class:`CommandError` with one 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 
+from tradingbot.actors.reconciler import Accept, ReconcileFailed, ReconcileResult, RunNow
 from tradingbot.control.server import CommandError, CommandResult
 from tradingbot.events import SYSTEM, EventValidationError, Severity, check_type
 from tradingbot.events.recorder import EventNotDurable, EventRecorder
@@ -48,6 +50,10 @@ class RuntimeCommands:
         if entry is None:
             raise CommandError(f"unknown command {command!r}; try 'help'")
         return await entry[2](self, args)
+
+    @property
+    def runtime(self) -> Runtime:
+        return self._runtime
 
     @property
     def recorder(self) -> EventRecorder:
@@ -233,3 +239,64 @@ def _render_state(node: ActorSnapshot) -> str:
 
 def _plain(value: Any) -> str:
     return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+RECONCILE_TIMEOUT_S = 120.0
+
+
+@command(
+    "reconcile",
+    "reconcile [run|accept]",
+    "show the latest reconciliations; run one now; accept the open discrepancies",
+)
+async def _reconcile(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
+    usage = _COMMANDS["reconcile"][0]
+    if len(args) > 1 or (args and args[0] not in ("run", "accept")):
+        raise CommandError(f"usage: {usage}")
+    if not args:
+        return await _reconcile_show(ctx)
+    if "reconciler" not in ctx.tree.actor_ids():
+        raise CommandError("the reconciler is not running")
+    handle = ctx.tree.handle("reconciler")
+    message: RunNow | Accept = (
+        RunNow() if args[0] == "run" else Accept(by=f"operator (shell, uid {os.getuid()})")
+    )
+    handle.tell(message)
+    try:
+        summary = await asyncio.wait_for(asyncio.wrap_future(message.reply), RECONCILE_TIMEOUT_S)
+    except TimeoutError:
+        raise CommandError(
+            f"no answer from the reconciler within {RECONCILE_TIMEOUT_S:g} s"
+        ) from None
+    except (ValueError, ReconcileFailed, StorageError) as exc:
+        raise CommandError(str(exc)) from None
+    return CommandResult(result=summary, text=_render_reconciliation(summary))
+
+
+async def _reconcile_show(ctx: RuntimeCommands) -> CommandResult:
+    database, account = ctx.database, ctx.runtime.account
+    try:
+        records = await asyncio.to_thread(database.reconciliations.latest, account, 5)
+    except StorageError as exc:
+        raise CommandError(f"cannot read reconciliations: {exc}") from None
+    blocked = ctx.runtime.broker_status.trading_blocked()
+    rows = [
+        ReconcileResult(record=r, trigger=r.trigger, imported=0, closed=0).summary()
+        for r in records
+    ]
+    gate = "trading: open" if blocked is None else f"trading: blocked ({blocked})"
+    text = "\n\n".join([gate, *(_render_reconciliation(row) for row in rows)])
+    return CommandResult(result={"trading_blocked": blocked, "latest": rows}, text=text)
+
+
+def _render_reconciliation(summary: dict[str, Any]) -> str:
+    lines = [
+        f"{summary['as_of']}  {summary['status']:<13} ({summary['trigger']}, "
+        f"{summary['duration_s']:g} s)  id {summary['id']}"
+    ]
+    if summary.get("error"):
+        lines.append(f"  error: {summary['error']}")
+    for item in summary["discrepancies"]:
+        mark = "!" if item.get("blocking") else "-"
+        lines.append(f"  {mark} {item['kind']}: {item['detail']}")
+    return "\n".join(lines)

@@ -52,6 +52,7 @@ class Discrepancy:
     symbol: str = ""
     order_ref: str = ""
     exec_id: str = ""
+    perm_id: int = 0
     ours: float | None = None
     broker: float | None = None
 
@@ -132,6 +133,14 @@ class Outcome:
     closed_orders: tuple[GatewayOrder, ...]  # our open orders that ended at the broker
     broker_positions: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     expected_positions: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    carried_orders: frozenset[int] = frozenset()  # accepted open orders still open
+
+    def acceptable_orders(self) -> frozenset[int]:
+        """PermIds an acceptance of this outcome adds to the accepted open orders."""
+        kinds = ("external_order", "unknown_bot_order")
+        return self.carried_orders | {
+            d.perm_id for d in self.discrepancies if d.kind in kinds and d.perm_id
+        }
 
     @property
     def blocking(self) -> list[Discrepancy]:
@@ -224,6 +233,7 @@ class Baseline:
     positions: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     cutoff: float = 0.0
     boundary: frozenset[str] = frozenset()
+    accepted_orders: frozenset[int] = frozenset()
 
     def includes(self, exec_id: str, exec_time: float | None) -> bool:
         """Whether the baseline's positions already contain this execution."""
@@ -307,7 +317,7 @@ def reconcile(
         if abs(p.quantity) >= QUANTITY_EPSILON
     }
     found.extend(_compare_positions(expected, actual, cost_tolerance))
-    order_findings, closed = _compare_orders(orders, broker)
+    order_findings, closed = _compare_orders(orders, broker, baseline.accepted_orders)
     found.extend(order_findings)
     return Outcome(
         discrepancies=tuple(found),
@@ -315,6 +325,9 @@ def reconcile(
         closed_orders=tuple(closed),
         broker_positions=actual,
         expected_positions=expected,
+        carried_orders=frozenset(
+            o.perm_id for o in broker.open_orders if o.perm_id in baseline.accepted_orders
+        ),
     )
 
 
@@ -374,7 +387,7 @@ def _compare_positions(
 
 
 def _compare_orders(
-    orders: Sequence[OurOrder], broker: BrokerBooks
+    orders: Sequence[OurOrder], broker: BrokerBooks, accepted: frozenset[int]
 ) -> tuple[list[Discrepancy], list[GatewayOrder]]:
     found: list[Discrepancy] = []
     closed: list[GatewayOrder] = []
@@ -391,7 +404,7 @@ def _compare_orders(
                 Discrepancy(
                     kind="order_closed",
                     detail=f"{order.side} {order.quantity:g} {order.symbol}: {done.status}"
-                    f" at the broker ({done.filled:g} filled)",
+                    " at the broker while the bot was away",
                     symbol=order.symbol,
                     order_ref=order.order_ref,
                     ours=order.quantity,
@@ -411,7 +424,7 @@ def _compare_orders(
             )
     for theirs in broker.open_orders:
         ref = theirs.order_ref
-        if ref in ours:
+        if ref in ours or theirs.perm_id in accepted:
             continue
         kind = "unknown_bot_order" if ref.startswith(ORDER_REF_PREFIX) else "external_order"
         found.append(
@@ -421,6 +434,7 @@ def _compare_orders(
                 f" ({theirs.status}, client {theirs.client_id}, order id {theirs.order_id})",
                 symbol=theirs.symbol,
                 order_ref=ref,
+                perm_id=theirs.perm_id,
                 broker=theirs.quantity,
             )
         )

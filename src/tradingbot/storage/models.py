@@ -251,7 +251,9 @@ class ReconciliationRow(Base):
     cost]); the latest ``clean`` or ``accepted`` row of an account is the baseline the
     next reconciliation adds our fills to. ``boundary_exec_ids`` are the executions of
     the last seconds before ``as_of`` already in those positions (execution times have
-    one-second resolution). ``discrepancies`` is the finding list (JSON).
+    one-second resolution). ``accepted_orders`` are the permIds of open orders an operator
+    accepted (not the bot's, or not in its books), not reported again while they stay
+    open. ``discrepancies`` is the finding list (JSON).
     """
 
     __tablename__ = "reconciliations"
@@ -268,9 +270,8 @@ class ReconciliationRow(Base):
     as_of: Mapped[datetime]
     status: Mapped[str] = mapped_column(String(16))
     positions: Mapped[dict[str, Any]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
-    boundary_exec_ids: Mapped[list[str]] = mapped_column(
-        JSON().with_variant(JSONB(), "postgresql")
-    )
+    boundary_exec_ids: Mapped[list[str]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
+    accepted_orders: Mapped[list[int]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
     discrepancies: Mapped[list[dict[str, Any]]] = mapped_column(
         JSON().with_variant(JSONB(), "postgresql")
     )

@@ -42,6 +42,7 @@ class ReconciliationRecord:
     status: str
     positions: Mapping[str, tuple[float, float]]
     boundary_exec_ids: frozenset[str]
+    accepted_orders: frozenset[int]
     discrepancies: tuple[Mapping[str, Any], ...]
     error: str | None
     duration_s: float
@@ -67,6 +68,7 @@ class ReconciliationRepository:
         discrepancies: Sequence[Mapping[str, Any]],
         duration_s: float,
         boundary_exec_ids: Iterable[str] = (),
+        accepted_orders: Iterable[int] = (),
         error: str | None = None,
     ) -> ReconciliationRecord:
         """Store one reconciliation and return it."""
@@ -81,6 +83,7 @@ class ReconciliationRepository:
             status=status,
             positions={symbol: [qty, cost] for symbol, (qty, cost) in positions.items()},
             boundary_exec_ids=sorted(boundary_exec_ids),
+            accepted_orders=sorted(accepted_orders),
             discrepancies=[dict(item) for item in discrepancies],
             error=error,
             duration_s=duration_s,
@@ -91,8 +94,11 @@ class ReconciliationRepository:
             session.flush()
             return _to_record(row)
 
-    def accept(self, reconciliation_id: str, *, by: str) -> ReconciliationRecord:
-        """Accept a reconciliation's discrepancies: its broker view becomes the baseline."""
+    def accept(
+        self, reconciliation_id: str, *, by: str, orders: Iterable[int] = ()
+    ) -> ReconciliationRecord:
+        """Accept a reconciliation's discrepancies: its broker view becomes the baseline,
+        and the open ``orders`` (permIds) are not reported again while they stay open."""
         with self._tx.write() as session:
             row = session.get(ReconciliationRow, reconciliation_id)
             if row is None:
@@ -101,6 +107,7 @@ class ReconciliationRepository:
                 raise ValueError(f"reconciliation {reconciliation_id} is {row.status}, not open")
             row.status = ACCEPTED
             row.accepted_by = by
+            row.accepted_orders = sorted({*row.accepted_orders, *orders})
             session.flush()
             return _to_record(row)
 
@@ -155,6 +162,7 @@ def _to_record(row: ReconciliationRow) -> ReconciliationRecord:
             for symbol, value in dict(row.positions).items()
         },
         boundary_exec_ids=frozenset(str(x) for x in row.boundary_exec_ids),
+        accepted_orders=frozenset(int(x) for x in row.accepted_orders),
         discrepancies=tuple(dict(item) for item in row.discrepancies),
         error=row.error,
         duration_s=row.duration_s,

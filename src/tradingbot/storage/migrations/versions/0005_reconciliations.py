@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("positions", _json(), nullable=False),
         sa.Column("boundary_exec_ids", _json(), nullable=False),
+        sa.Column("accepted_orders", _json(), nullable=False),
         sa.Column("discrepancies", _json(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("duration_s", sa.Float(), nullable=False),
