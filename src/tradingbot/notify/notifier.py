@@ -319,7 +319,7 @@ class Notifier:
 
     def _subject(self, kind: str, values: Mapping[str, Any], level: Severity) -> str:
         try:
-            return self.renderer.render(kind, self._render_context(kind, values, level)).subject
+            return self.renderer.subject(kind, self._render_context(kind, values, level))
         except (jinja2.TemplateError, TypeError, ValueError) as exc:
             # Rendered again (and reported) when it is sent; the row must be stored now.
             return f"[trading-bot] {kind} (not rendered: {type(exc).__name__})"

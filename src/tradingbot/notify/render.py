@@ -158,6 +158,13 @@ class Renderer:
             html=self._one(f"{kind}.html", values),
         )
 
+    def subject(self, kind: str, context: Mapping[str, Any]) -> str:
+        """Only the subject line of ``kind`` (what the outbox row shows before sending)."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown notification kind {kind!r}; expected one of {KINDS}")
+        values = {"bot": {"host": socket.gethostname()}, **context}
+        return clean_header(self._one(f"{kind}.subject.txt", values))
+
     def _one(self, name: str, values: Mapping[str, Any]) -> str:
         overrides = self._overrides
         env = self._override_env
