@@ -55,6 +55,9 @@ def test_note_is_stored_and_listed_by_events(commands: RuntimeCommands) -> None:
         ("state nobody", "unknown actor 'nobody'"),
         ("tree extra", "usage: tree"),
         ("launch", "unknown command 'launch'"),
+        ("reconcile now", "usage: reconcile [run|accept]"),
+        ("reconcile run accept", "usage: reconcile [run|accept]"),
+        ("reconcile accept", "no discrepancies await acceptance"),
     ],
 )
 def test_bad_input_is_one_clear_error(commands: RuntimeCommands, line: str, expected: str) -> None:
@@ -64,3 +67,15 @@ def test_bad_input_is_one_clear_error(commands: RuntimeCommands, line: str, expe
     message = str(raised.value)
     assert expected in message
     assert "\n" not in message
+
+
+def test_reconcile_shows_runs_and_reports_the_gate(commands: RuntimeCommands) -> None:
+    """`reconcile run` runs one now against the simulator; `reconcile` lists it first."""
+    ran = run(commands, "reconcile run")
+    assert ran.result["status"] == "clean"
+    assert ran.result["trigger"] == "operator"
+    shown = run(commands, "reconcile")
+    assert shown.result["trading_blocked"] is None
+    assert shown.result["latest"][0]["id"] == ran.result["id"]
+    assert shown.text.startswith("trading: open")
+    assert "clean" in shown.text

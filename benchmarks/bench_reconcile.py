@@ -1,0 +1,243 @@
+"""Reconciliation time for 1,000 positions and 10,000 executions against the simulator.
+
+The simulator (in this process, on its own thread) gets 1,000 symbols and 10,000
+market orders of one client (10 per symbol, so 1,000 positions, 10,000 executions and
+10,000 completed orders); the bot's SQLite database holds the matching 10,000 TRADE
+events and 20,000 ORDER events (placed and ended). A reconciler and a broker actor run
+in a supervision tree; each round is one whole reconciliation (``RunNow``): a stable
+snapshot (executions, positions, open and completed orders, executions again), our
+books rebuilt from the database, the comparison, the stored result. Goal: p50 < 2 s.
+
+The anchor, in the same run, is bare ``ib_async`` making the same five requests on its
+own event loop (what the gateway and the client cost before any of our work).
+
+Run: ``.venv/bin/python benchmarks/bench_reconcile.py [--quick] [--json PATH]
+[--positions N] [--executions N] [--rounds N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ib_async import IB
+
+from benchlib import fmt_met, machine, percentile
+from tradingbot.actors.broker import BrokerActor, BrokerSettings, trade_event_id
+from tradingbot.actors.reconciler import ReconcilerActor, ReconcileSettings, RunNow
+from tradingbot.broker import BrokerStatus, ConnectionState, LoopThread
+from tradingbot.events import ORDER, TRADE, Event
+from tradingbot.events.recorder import EventRecorder, RecordEvents
+from tradingbot.gateway import SimulatorThread, build_simulator
+from tradingbot.gateway.brokerage import OrderRequest
+from tradingbot.logconfig import configure_logging
+from tradingbot.storage import Database
+from tradingbot.supervision import SupervisionTree, supervisor, worker
+
+GOAL_S = 2.0
+CLIENT_ID = 5
+
+
+class DatabaseSink:
+    """Stores recorded events at once (the reconciler's few durable events)."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def tell(self, message: Any) -> None:
+        assert isinstance(message, RecordEvents)
+        self.database.events.insert_many(message.events)
+        if message.ack is not None:
+            message.ack.set_result(None)
+
+
+def seed_gateway(sim: SimulatorThread, symbols: int, executions: int) -> list[Any]:
+    """Symbols, then market orders (alternating sides, 2:1) filled at once; returns them."""
+
+    def seed(s: Any) -> list[Any]:
+        brokerage = s.brokerage
+        account = brokerage.account_ids[0]
+        names = [f"R{i:04d}" for i in range(symbols)]
+        for i, name in enumerate(names):
+            brokerage.add_symbol(name)
+            brokerage.prices.set_price(name, 50.0 + i % 300)
+        for n in range(executions):
+            name = names[n % symbols]
+            side = "BUY" if (n // symbols) % 3 != 2 else "SELL"
+            brokerage.place(
+                CLIENT_ID,
+                OrderRequest(
+                    order_id=brokerage.next_order_id(CLIENT_ID), con_id=0, symbol=name,
+                    sec_type="STK", exchange="SMART", currency="USD", action=side,
+                    quantity=10, order_type="MKT", lmt_price=None, tif="DAY",
+                    account=account, order_ref=f"TB-seed-{n}",
+                ),
+            )  # fmt: skip
+        return list(brokerage.executions)
+
+    return sim.call(seed, timeout_s=300)
+
+
+def seed_database(database: Database, executions: list[Any]) -> None:
+    """The bot's books: a placed and an ended ORDER event and a TRADE event per fill."""
+    recorder = EventRecorder(DatabaseSink(database))
+    events: list[Event] = []
+    for e in executions:
+        ref, side = e.order.order_ref, e.order.action
+        symbol = e.order.instrument.symbol
+        place = {"order_ref": ref, "action": "place", "symbol": symbol, "side": side,
+                 "quantity": e.shares, "order_type": "MKT", "account": ""}  # fmt: skip
+        events.append(recorder.build(ORDER, f"{side} {symbol}", trade_id=ref, context=place))
+        trade = {"symbol": symbol, "side": side, "quantity": e.shares, "price": e.price,
+                 "commission": e.commission, "order_ref": ref, "exec_id": e.exec_id,
+                 "exec_time": e.time.timestamp(), "account": ""}  # fmt: skip
+        events.append(
+            recorder.build(
+                TRADE,
+                f"{side} {symbol}",
+                trade_id=ref,
+                context=trade,
+                event_id=trade_event_id(e.exec_id),
+            )
+        )
+        end = {"order_ref": ref, "action": "final", "status": "Filled", "account": ""}
+        events.append(recorder.build(ORDER, f"order {ref} Filled", trade_id=ref, context=end))
+    for start in range(0, len(events), 5000):
+        database.events.insert_many(events[start : start + 5000])
+
+
+def bare_round(port: int) -> list[float]:
+    """Bare ib_async: the same five requests, timed inside its own loop."""
+    loop = LoopThread("bench-bare")
+    loop.start()
+    ib = IB()
+    loop.run(ib.connectAsync("127.0.0.1", port, clientId=41), 30)
+
+    async def five() -> float:
+        started = time.perf_counter()
+        await ib.reqExecutionsAsync()
+        await ib.reqPositionsAsync()
+        await ib.reqAllOpenOrdersAsync()
+        await ib.reqCompletedOrdersAsync(apiOnly=False)
+        await ib.reqExecutionsAsync()
+        return time.perf_counter() - started
+
+    try:
+        return [loop.run(five(), 300) for _ in range(ROUNDS)]
+    finally:
+        loop.stop(before=ib.disconnect)
+
+
+ROUNDS = 5
+
+
+def main(argv: list[str] | None = None) -> int:
+    global ROUNDS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="100 positions, 1,000 fills")
+    parser.add_argument("--json", type=Path, help="write the results as JSON here")
+    parser.add_argument("--positions", type=int, default=1000)
+    parser.add_argument("--executions", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args(argv)
+    positions, executions = (100, 1000) if args.quick else (args.positions, args.executions)
+    ROUNDS = args.rounds
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-reconcile-logs-"))
+    configure_logging(level="WARNING", log_dir=log_dir, stream=open(os.devnull, "w"))  # noqa: SIM115
+    info = machine("ib_async", "pykka", positions=positions, executions=executions)
+    print(json.dumps(info))
+
+    sim = SimulatorThread(build_simulator(seed=0, tick_interval_s=3600), port=0)
+    sim.start()
+    try:
+        seeded = seed_gateway(sim, positions, executions)
+        with tempfile.TemporaryDirectory() as tmp:
+            database = Database.open(f"sqlite:///{Path(tmp) / 'bench.db'}")
+            database.upgrade()
+            seed_database(database, seeded)
+            status = BrokerStatus()
+            recorder = EventRecorder(DatabaseSink(database))
+            settings = BrokerSettings(port=sim.port, client_id=CLIENT_ID, request_timeout_s=120)
+            tree: SupervisionTree | None = None
+
+            def reconciler() -> ReconcilerActor:
+                assert tree is not None
+                return ReconcilerActor(
+                    database=database,
+                    broker=tree.handle("broker"),
+                    status=status,
+                    recorder=recorder,
+                    settings=ReconcileSettings(interval_s=3600, query_timeout_s=300),
+                    run_id="00000000-0000-4000-8000-000000000000",
+                )
+
+            tree = SupervisionTree(
+                supervisor(
+                    "root",
+                    [
+                        worker(
+                            "broker",
+                            lambda: BrokerActor(settings, status, recorder),
+                            start_timeout_s=120,
+                        ),
+                        worker("reconciler", reconciler, critical=False),
+                    ],
+                ),
+                listeners=(),
+            )
+            status.block_trading("benchmark")
+            tree.start()
+            deadline = time.monotonic() + 300
+            while status.trading_blocked() is not None:  # the start reconciliation
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the start reconciliation did not pass")
+                time.sleep(0.05)
+            assert status.view().state == ConnectionState.SYNCED
+            rounds: list[float] = []
+            summary: dict[str, Any] = {}
+            for _ in range(ROUNDS):
+                message = RunNow()
+                started = time.perf_counter()
+                tree.handle("reconciler").tell(message)
+                summary = message.reply.result(600)
+                rounds.append(time.perf_counter() - started)
+            tree.stop()
+            database.dispose()
+        bare = bare_round(sim.port)
+    finally:
+        sim.stop()
+
+    ours, anchor = sorted(rounds), sorted(bare)
+    p50, p99 = percentile(ours, 0.5), percentile(ours, 0.99)
+    a50 = percentile(anchor, 0.5)
+    result = {
+        "rounds": ROUNDS,
+        "status": summary.get("status"),
+        "discrepancies": len(summary.get("discrepancies", [])),
+        "reconcile_p50_s": round(p50, 3),
+        "reconcile_p99_s": round(p99, 3),
+        "bare_five_requests_p50_s": round(a50, 3),
+        "ratio": round(p50 / a50, 2),
+        "goal_met": p50 < GOAL_S,
+    }
+    print(f"\nReconciliation, {positions} positions, {executions} executions ({ROUNDS} rounds)")
+    print(f"{'subject':40} {'p50 s':>7} {'p99 s':>7} {'ratio':>6} {'goal <2 s':>9}")
+    a99 = percentile(anchor, 0.99)
+    print(
+        f"{'bare ib_async (the same five requests)':40} {a50:7.3f} {a99:7.3f} {1.0:6.2f} {'-':>9}"
+    )
+    print(f"{'whole reconciliation (reconciler actor)':40} {p50:7.3f} {p99:7.3f}"
+          f" {result['ratio']:6.2f} {fmt_met(result['goal_met']):>9}")  # fmt: skip
+    print(f"result: {result['status']}, {result['discrepancies']} discrepancies")
+    if args.json is not None:
+        args.json.write_text(json.dumps({"machine": info, "result": result}, indent=2))
+    return 0 if result["status"] == "clean" else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
