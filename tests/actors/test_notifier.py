@@ -18,7 +18,7 @@ from tradingbot.actors.event_logger import EventLoggerActor, EventLoggerSettings
 from tradingbot.actors.notifier import DeliverNow, EventsPublished, NotifierActor, SendNotification
 from tradingbot.events import RISK, SYSTEM, Severity
 from tradingbot.events import TRADE as TRADE_TYPE
-from tradingbot.events.hub import EventHub
+from tradingbot.events.hub import EventHub, Listener
 from tradingbot.events.recorder import EventRecorder
 from tradingbot.events.spool import EventSpool
 from tradingbot.events.system import SystemEventRecorder
@@ -53,6 +53,13 @@ class Bench:
     tree: SupervisionTree
     notifier: Notifier
     recorder: EventRecorder
+    listener: Listener
+
+    def stop(self) -> None:
+        # As the runtime does: no more events for the notifier once the tree stops (the
+        # event logger's last flush would tell a stopped notifier).
+        self.listener.close()
+        self.tree.stop()
 
 
 def start_tree(database: Database, tmp_path: Path, settings: NotifySettings) -> Bench:
@@ -80,9 +87,9 @@ def start_tree(database: Database, tmp_path: Path, settings: NotifySettings) -> 
     recorder = EventRecorder(tree.handle("event_logger"))
     tree.add_listener(SystemEventRecorder(recorder))
     handle = tree.handle("notifier")
-    hub.listen(lambda events: handle.tell(EventsPublished(tuple(events))))
+    listener = hub.listen(lambda events: handle.tell(EventsPublished(tuple(events))))
     tree.start()
-    return Bench(tree, notifier, recorder)
+    return Bench(tree, notifier, recorder, listener)
 
 
 @pytest.fixture
@@ -92,7 +99,7 @@ def bench(database: Database, smtp_server: SmtpServer, tmp_path: Path) -> Iterat
     )
     bench = start_tree(database, tmp_path, settings)
     yield bench
-    bench.tree.stop()
+    bench.stop()
 
 
 @pytest.fixture
@@ -195,7 +202,7 @@ def test_a_black_holed_server_does_not_block_the_actor(database: Database, tmp_p
         assert bench.tree.unresponsive() == []
         wait_until(lambda: bench.notifier.status.snapshot()["server"] == "down")
     finally:
-        bench.tree.stop()
+        bench.stop()
         hole.close()
 
 
@@ -204,3 +211,26 @@ def smtp_settings_for_port(port: int, timeout_s: float) -> Any:
 
     return SmtpSettings(host="127.0.0.1", port=port, tls="none", timeout_s=timeout_s)
 
+
+def test_a_trade_stored_but_never_enqueued_is_mailed_at_the_next_start(
+    database: Database, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    """A TRADE event whose mail a kill -9 kept out of the outbox is mailed once at start."""
+    from tradingbot.events import Event
+
+    earlier = Notifier(database, notify_settings(tmp_path, smtp_settings(smtp_server)))
+    earlier.enqueue("trade_execution", dict(TRADE), token="an-older-trade")
+    earlier.deliver_due()
+    event = Event(type=TRADE_TYPE, message="SELL 5 MSFT @ 405", context={**TRADE, "symbol": "MSFT"})
+    database.events.insert_many([event])  # stored, but the process died before the outbox
+    settings = notify_settings(tmp_path, smtp_settings(smtp_server), poll_interval_s=0.05)
+    for _ in range(2):  # the second start finds it already enqueued
+        bench = start_tree(database, tmp_path, settings)
+        try:
+            wait_until(lambda: len(smtp_server.messages()) == 2)
+            bench.tree.handle("notifier").ask(DeliverNow(), 5.0)
+        finally:
+            bench.stop()
+    subjects = [str(m.message["Subject"]) for m in smtp_server.messages()]
+    assert subjects[1] == "[trading-bot] FILLED BUY 10 MSFT @ 189.20"
+    assert len(subjects) == 2

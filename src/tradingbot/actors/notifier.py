@@ -117,6 +117,10 @@ class NotifierActor(SupervisedActor):
     # -- lifecycle ------------------------------------------------------------------------
 
     def setup(self) -> None:
+        try:
+            self._notifier.catch_up()  # trade mails a kill -9 kept out of the outbox
+        except StorageError as exc:
+            log.error("trade_mail_catch_up_failed", error=str(exc))
         self._sender = _SenderThread(f"notifier-sender-{self.actor_urn[:8]}")
         self.every(self._notifier.settings.poll_interval_s, _Tick())
         self._kick()  # mail left pending by an earlier run goes out now

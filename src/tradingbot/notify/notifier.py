@@ -38,6 +38,7 @@ from tradingbot.config import Config, check_mailbox
 from tradingbot.events.model import Severity
 from tradingbot.notify.render import KINDS, Renderer, build_message, message_id, to_wire
 from tradingbot.notify.retry import RetryPolicy, is_transient
+from tradingbot.notify.routing import TRADE_EXECUTION, route
 from tradingbot.notify.settings import NotifySettings
 from tradingbot.notify.transport import (
     ConnectFailed,
@@ -46,7 +47,7 @@ from tradingbot.notify.transport import (
     SmtpTransport,
     Transport,
 )
-from tradingbot.storage import Database, StorageError
+from tradingbot.storage import Database, EventQuery, StorageError
 from tradingbot.storage.outbox import (
     DIGEST_KIND,
     NewMail,
@@ -61,6 +62,9 @@ HOUR = timedelta(hours=1)
 MESSAGE_ID_NAMESPACE = uuid.UUID("0c7d4e0a-36f1-4d8e-9b0e-6f2f4b9a51c3")
 MAX_DEDUP_KEY_CHARS = 255
 MARK_SENT_TRIES = 3
+CATCH_UP_MAX_AGE = timedelta(days=1)
+CATCH_UP_MARGIN = timedelta(minutes=5)
+CATCH_UP_PAGES = 20
 # A reply about one message: the connection itself is fine, the next mail may go.
 _REPLY_ERRORS = (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused)
 
@@ -216,6 +220,7 @@ class Notifier:
         on_failed: FailedCallback = _no_callback,
     ) -> None:
         self.settings = settings
+        self._database = database
         self.repository = OutboxRepository(database)
         self._now = now
         if transport is None:
@@ -284,10 +289,9 @@ class Notifier:
             due = self.repository.window_end(dedup_key, now, window)
             if due is not None:
                 values["follow_up"] = True
-        ident = uuid.uuid5(MESSAGE_ID_NAMESPACE, f"{kind}:{token}") if token else uuid.uuid4()
         sender = self.settings.sender
         mail = NewMail(
-            message_id=message_id(f"{ident.hex}.{kind}", sender),
+            message_id=self._message_id(kind, token),
             kind=kind,
             severity=int(level),
             subject=self._subject(kind, values, level),
@@ -310,6 +314,48 @@ class Notifier:
             due=None if due is None else due.isoformat(),
         )
         return Enqueued(record=record)
+
+    def _message_id(self, kind: str, token: str | None) -> str:
+        ident = uuid.uuid5(MESSAGE_ID_NAMESPACE, f"{kind}:{token}") if token else uuid.uuid4()
+        return message_id(f"{ident.hex}.{kind}", self.settings.sender)
+
+    def catch_up(self) -> int:
+        """Enqueue the trade mails of TRADE events stored but never enqueued; return how many.
+
+        A ``kill -9`` between an event's commit and its outbox row would otherwise lose
+        its mail. Looks back from a little before the newest trade mail (at most a day;
+        five minutes when there is none yet). Idempotent: the Message-IDs derive from the
+        event ids, and a mail already in the outbox is left alone.
+        """
+        if TRADE_EXECUTION not in self.settings.types:
+            return 0
+        now = self._now()
+        latest = self.repository.latest_created(TRADE_EXECUTION) or now
+        since = max(now - CATCH_UP_MAX_AGE, latest - CATCH_UP_MARGIN)
+        found = []
+        cursor: str | None = None
+        for _ in range(CATCH_UP_PAGES):
+            page = self._database.events.query(
+                EventQuery(types=("TRADE",), since=since, limit=1000, cursor=cursor)
+            )
+            found.extend(page.events)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        added = 0
+        for event in reversed(found):  # oldest first
+            wanted = route(event, self.settings)
+            if wanted is None or wanted.token is None:
+                continue
+            if self.repository.by_message_id(self._message_id(wanted.kind, wanted.token)):
+                continue
+            result = self.enqueue(
+                wanted.kind, wanted.context, severity=wanted.severity, token=wanted.token
+            )
+            added += result.record is not None
+        if added:
+            log.warning("trade_mails_caught_up", count=added, since=since.isoformat())
+        return added
 
     def send(self, kind: str, context: Mapping[str, Any], **options: Any) -> Enqueued:
         """Enqueue, then run one delivery pass here (for a CLI without the actor)."""

@@ -285,6 +285,13 @@ class OutboxRepository:
             ).first()
             return None if row is None else _to_record(row)
 
+    def latest_created(self, kind: str) -> datetime | None:
+        """When the newest row of ``kind`` was enqueued (``None``: never)."""
+        with self._tx.read() as session:
+            return session.scalar(
+                select(func.max(OutboxRow.created_at)).where(OutboxRow.kind == kind)
+            )
+
     def open_digest(self) -> OutboxRecord | None:
         """The pending digest that still collects folded mail (not yet rendered)."""
         with self._tx.read() as session:
