@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from tradingbot import __version__, exitcodes
@@ -152,11 +153,53 @@ def _watchdog_check(config: Config, max_age_s: float | None) -> int:
 
 
 def _watchdog_alert(config: Config, verdict: watchdog.Verdict) -> None:
-    """Seam for the alert e-mail of a dead or hung bot (wired to the notifier at integration).
+    """E-mail a dead or hung bot through the outbox, and deliver it now.
 
-    Until then the non-zero exit code is the alert: systemd records the failed check
-    (``systemctl --failed``, ``OnFailure=``).
+    One mail per dead (or hung) run however often the timer fires: its Message-ID derives
+    from the run and the verdict. Mail that cannot be delivered now stays pending in the
+    outbox and goes out with the next check or when the bot runs again. The non-zero
+    exit code is the alert for systemd either way.
     """
+    from tradingbot.events import Severity
+    from tradingbot.logconfig import configure_logging
+    from tradingbot.notify import ALERT, Notifier, NotifySettings
+    from tradingbot.storage import Database, StorageError
+
+    # stdout is the verdict's one line: the notifier's log lines go to stderr and the log
+    # file, warnings and errors only.
+    configure_logging(level="WARNING", log_dir=config.log_dir, stream=sys.stderr)
+
+    run = verdict.run
+    details: dict[str, object] = {"verdict": verdict.state}
+    if run is not None:
+        details.update(
+            run_id=run.run_id,
+            pid=run.pid,
+            host=run.host,
+            version=run.version,
+            last_heartbeat=run.last_heartbeat.isoformat(),
+        )
+    if verdict.holder is not None:
+        details["lock_holder"] = verdict.holder.describe()
+    context = {
+        "severity": "CRITICAL",
+        "category": "SYSTEM",
+        "source": "watchdog-check",
+        "message": verdict.line,
+        "timestamp": datetime.now(UTC).isoformat(),
+        "details": details,
+    }
+    token = f"watchdog:{verdict.state}:{run.run_id if run is not None else '-'}"
+    try:
+        with Database.open(config.database_url) as database:
+            notifier = Notifier(database, NotifySettings.from_config(config))
+            notifier.enqueue(ALERT, context, severity=Severity.CRITICAL, token=token)
+            report = notifier.deliver_due()
+    except (StorageError, ValueError, OSError) as exc:
+        print(f"trading-bot: the alert e-mail could not be queued: {exc}", file=sys.stderr)
+        return
+    if report.failed or report.retried:
+        print("trading-bot: the alert e-mail is queued; delivery will be retried", file=sys.stderr)
 
 
 def _db_upgrade(config: Config) -> int:

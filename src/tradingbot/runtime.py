@@ -50,7 +50,13 @@ from tradingbot.health.checks import (
 )
 from tradingbot.logconfig import Redactor
 from tradingbot.metrics import NO_EVENT_COUNTERS, EventCounters, RuntimeMetrics
-from tradingbot.notify import NOTIFIER_SOURCE, Notifier, NotifySettings, NotifyStatus
+from tradingbot.notify import (
+    NOTIFIER_SOURCE,
+    RECOVERY_REPORT,
+    Notifier,
+    NotifySettings,
+    NotifyStatus,
+)
 from tradingbot.recovery import (
     CrashReport,
     LockHolder,
@@ -456,6 +462,59 @@ class Runtime:
                 )
             except StorageError as exc:
                 log.error("recovery_event_not_updated", error=str(exc), id=report.recovery.id)
+            self._send_recovery_report(report, result)
+
+    def _send_recovery_report(self, report: CrashReport, result: ReconcileResult) -> None:
+        """The recovery-report e-mail of one crash: the crashed run, the downtime and what
+        the start reconciliation found (once per crash: its Message-ID derives from it)."""
+        if self.notifier is None:
+            return
+        r, record = report.recovery, result.record
+        accepted = record.status == "accepted"
+        actions = {
+            "missing_fill": "imported",
+            "external_fill": "imported",
+            "order_closed": "end recorded",
+            "orphaned_order": "closed in our books" if accepted else "blocked",
+        }
+        discrepancies = [
+            {
+                "kind": d.get("kind"),
+                "symbol": d.get("symbol") or d.get("order_ref") or "",
+                "ours": d.get("ours"),
+                "broker": d.get("broker"),
+                "action": actions.get(str(d.get("kind")))
+                or (("accepted" if accepted else "blocked") if d.get("blocking") else "reported"),
+            }
+            for d in record.discrepancies
+        ]
+        outcome = {
+            "clean": "resumed",
+            "accepted": f"resumed (accepted by {record.accepted_by})",
+        }.get(record.status, "blocked until an operator accepts (reconcile accept)")
+        stale = "heartbeat stale" if report.heartbeat_stale else "no clean stop"
+        context = {
+            "reason": f"a crash ({stale})",
+            "detected_at": r.detected_at.isoformat(),
+            "downtime_s": r.downtime_s,
+            "outcome": outcome,
+            "previous_run": {
+                "pid": r.pid,
+                "host": r.host,
+                "version": r.version,
+                "started_at": r.started_at.isoformat(),
+                "last_heartbeat": r.last_heartbeat.isoformat(),
+            },
+            "discrepancies": discrepancies,
+            "notes": [f"reconciliation {record.id} ({record.status}, {record.duration_s:.2f} s)"],
+        }
+        severity = Severity.WARNING if record.status == "clean" else Severity.ERROR
+        try:
+            self.notifier.enqueue(
+                RECOVERY_REPORT, context, severity=severity, token=f"recovery:{r.id}"
+            )
+        except (StorageError, ValueError) as exc:
+            log.error("recovery_report_not_queued", error=str(exc), id=r.id)
 
     def _mail_failed(self, record: OutboxRecord, error: BaseException) -> None:
         """A mail refused permanently: an ERROR event (never mailed: its source is ours)."""

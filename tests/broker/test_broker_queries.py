@@ -7,6 +7,7 @@ Every answer is checked against the simulator's own books, and every failure mod
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from brokerharness import BrokerHarness, wait_until
@@ -178,3 +179,16 @@ def test_waiting_for_an_order_outcome(broker: BrokerHarness, sim: SimulatorThrea
     resting = place_order(handle, broker.status, OrderRequest("AAPL", "BUY", 1, "LMT", limit))
     assert broker.status.wait_for_order(resting, {"Submitted"}, timeout_s=10.0) is not None
     assert broker.status.wait_for_order(resting, {"Filled"}, timeout_s=0.2) is None
+
+
+def test_executions_since_a_moment_are_filtered_by_the_gateway(
+    broker: BrokerHarness, sim: SimulatorThread
+) -> None:
+    broker.wait_state(ConnectionState.SYNCED)
+    handle = broker.tree.handle("broker")
+    ref = place_order(handle, broker.status, OrderRequest("AAPL", "BUY", 2))
+    filled(broker, ref)
+    now = datetime.now(UTC)
+    recent = executions(handle, broker.status, since=now - timedelta(minutes=5))
+    assert [e.order_ref for e in recent] == [ref]
+    assert executions(handle, broker.status, since=now + timedelta(hours=1)) == []

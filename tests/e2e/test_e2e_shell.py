@@ -58,8 +58,10 @@ def test_text_tree_lists_the_actors(sqlite_bot: Bot) -> None:
     assert result.stdout.splitlines() == [
         "root [supervisor] running",
         "  event_logger [worker] running",
+        "  notifier [worker] running",
         "  heartbeat [worker] running",
-        "  broker [worker] running",  # issue 5: the broker actor (in-process simulator)
+        "  broker [worker] running",  # the broker actor (in-process simulator)
+        "  reconciler [worker] running",
         "  health [worker] running",
     ]
 

@@ -103,7 +103,10 @@ BASE = Baseline(positions={"AAPL": (10.0, 150.1)}, cutoff=snapshot_cutoff(T0))
 
 
 def test_our_fills_since_the_baseline_explain_the_broker_position() -> None:
-    fills = [fill("e1", "AAPL", "BUY", 5, 160.0, T0 + 10), fill("e0", "AAPL", "BUY", 3, 1, T0 - 60)]
+    fills = [
+        fill("e1", "AAPL", "BUY", 5, 160.0, T0 + 10),
+        fill("e0", "AAPL", "BUY", 3, 1, T0 - 3600),
+    ]
     broker = books(
         positions=[position("AAPL", 15, (10 * 150.1 + 5 * 160 + 1) / 15)],
         executions=[execution("e1", "AAPL", "BUY", 5, 160.0, T0 + 10)],
@@ -181,7 +184,7 @@ def test_recorded_fills_of_a_reconnect_are_reported_once_per_baseline() -> None:
     fills = [fill("e3", "AAPL", "SELL", 10, 151.0, T0 + 3, reconciled=True)]
     outcome = reconcile(baseline=BASE, fills=fills, orders=[], broker=books(), cost_tolerance=0.01)
     assert kinds(outcome) == ["fill_while_down"]
-    moved = Baseline(positions={}, cutoff=snapshot_cutoff(T0 + 60))
+    moved = Baseline(positions={}, cutoff=snapshot_cutoff(T0 + 120))
     again = reconcile(baseline=moved, fills=fills, orders=[], broker=books(), cost_tolerance=0.01)
     assert again.discrepancies == ()
 

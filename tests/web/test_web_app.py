@@ -46,10 +46,10 @@ def test_actors_returns_the_supervision_tree_as_json(server: Server) -> None:
     for node in (tree, *tree["children"]):
         assert {"id", "kind", "status", "restarts", "children"} <= node.keys()
     assert (tree["id"], tree["kind"], tree["status"]) == ("root", "supervisor", "running")
-    # issue 5: the broker actor sits between the heartbeat and the health actor.
+    # The broker and the reconciler sit between the heartbeat and the health actor.
     ids = [child["id"] for child in tree["children"]]
-    assert ids == ["event_logger", "notifier", "heartbeat", "broker", "health"]
-    heartbeat = tree["children"][1]
+    assert ids == ["event_logger", "notifier", "heartbeat", "broker", "reconciler", "health"]
+    heartbeat = tree["children"][ids.index("heartbeat")]
     assert (heartbeat["kind"], heartbeat["status"], heartbeat["restarts"]) == (
         "worker",
         "running",

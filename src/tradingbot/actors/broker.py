@@ -170,6 +170,7 @@ class Query:
 
     what: str
     reply: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
+    since: datetime | None = None  # executions: only those at or after this moment
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -359,10 +360,14 @@ def account_values(
     return result
 
 
-def executions(broker: Sink, status: BrokerStatus, timeout_s: float = 30.0) -> list[Execution]:
-    """Every execution the gateway reports (it keeps them across sessions for the day)."""
+def executions(
+    broker: Sink, status: BrokerStatus, timeout_s: float = 30.0, since: datetime | None = None
+) -> list[Execution]:
+    """The executions the gateway reports (it keeps them across sessions for the day);
+    only those executed at or after ``since`` (to the second) when given."""
     what = "executions"
-    result: list[Execution] = _request(broker, status, Query(what), what, timeout_s)
+    query = Query(what, since=since)
+    result: list[Execution] = _request(broker, status, query, what, timeout_s)
     return result
 
 
@@ -1018,13 +1023,13 @@ class BrokerActor(SupervisedActor):
         assert self._loop is not None
         assert self._ib is not None
         ib, account, timeout_s = self._ib, self._settings.account, self._settings.request_timeout_s
-        what = message.what
+        what, since = message.what, message.since
 
         async def ask() -> Any:
             if what == "positions":
                 return await fetch_positions(ib, account)
             if what == "executions":
-                return await fetch_executions(ib, account)
+                return await fetch_executions(ib, account, since)
             if what == "open_orders":
                 return await fetch_open_orders(ib, account)
             if what == "completed_orders":

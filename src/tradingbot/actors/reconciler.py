@@ -18,6 +18,7 @@ query fails the run: nothing is read as flat, trading stays blocked, it is retri
 from __future__ import annotations
 
 import concurrent.futures
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -245,13 +246,12 @@ class ReconcilerActor(SupervisedActor):
         return result
 
     def _compare(self, started: datetime) -> tuple[Outcome, datetime, frozenset[str]]:
-        """Gather the broker's books (a stable snapshot) and ours; compare them.
+        """Gather our books and the broker's (a stable snapshot); compare them.
 
         Returns the outcome, the snapshot time and its boundary executions (for the
         record that may become the next baseline). Raises on any failure.
         """
         account = self._settings.account
-        as_of, books = self._broker_books()
         record = self._db.reconciliations.baseline(account)
         baseline = (
             Baseline()
@@ -264,6 +264,17 @@ class ReconcilerActor(SupervisedActor):
             )
         )
         since = (started if record is None else record.as_of) - LOOKBACK
+        orders = our_orders(
+            (ref, ctx)
+            for ref, ctx, _ in self._db.events.contexts(ORDER, since)
+            if not account or ctx.get("account", account) == account
+        )
+        # Executions the baseline may not contain: since just before its cutoff (the
+        # gateway filters them); all of the day's without a baseline.
+        window = None if record is None else datetime.fromtimestamp(baseline.cutoff - 1, UTC)
+        as_of, books = self._broker_books(window, {o.order_ref for o in orders if o.open})
+        # Our fills are read after the snapshot: a fill the broker actor recorded before it
+        # is seen as recorded; one it is still recording is "in flight", not imported twice.
         fills = []
         for _, ctx, ts in self._db.events.contexts(TRADE, since):
             if account and ctx.get("account", account) != account:
@@ -271,11 +282,6 @@ class ReconcilerActor(SupervisedActor):
             fill = OurFill.from_context(ctx, ts.timestamp())
             if fill is not None:
                 fills.append(fill)
-        mine = [
-            (ref, ctx)
-            for ref, ctx, _ in self._db.events.contexts(ORDER, since)
-            if not account or ctx.get("account", account) == account
-        ]
         recorded = {f.exec_id for f in fills}
         in_flight = {
             e.exec_id
@@ -286,27 +292,34 @@ class ReconcilerActor(SupervisedActor):
             baseline=baseline,
             fills=fills,
             in_flight=in_flight,
-            orders=our_orders(mine),
+            orders=orders,
             broker=books,
             cost_tolerance=self._settings.cost_tolerance,
         )
         return outcome, as_of, boundary_of(books.executions, as_of.timestamp())
 
-    def _broker_books(self) -> tuple[datetime, BrokerBooks]:
-        """Executions, then positions and orders, then executions again: the snapshot is
-        stable only if no execution arrived meanwhile (else it is taken again)."""
+    def _broker_books(
+        self, window: datetime | None, our_open: set[str]
+    ) -> tuple[datetime, BrokerBooks]:
+        """Executions, then positions and orders, then the last seconds' executions again:
+        the snapshot is stable only if no execution arrived meanwhile (else it is taken
+        again). Completed orders are asked for only when an order open in our books is not
+        open at the broker (to look it up before declaring it missing)."""
         broker, status, timeout = self._broker, self._status, self._settings.query_timeout_s
         for _ in range(STABLE_ATTEMPTS):
             as_of = datetime.now(UTC)
-            before = executions(broker, status, timeout)
-            books = BrokerBooks(
-                positions=positions(broker, status, timeout),
-                open_orders=open_orders(broker, status, timeout),
-                completed_orders=completed_orders(broker, status, timeout),
-                executions=before,
-            )
-            after = executions(broker, status, timeout)
-            if {e.exec_id for e in after} == {e.exec_id for e in before}:
+            recent = datetime.fromtimestamp(math.floor(as_of.timestamp()) - 2, UTC)
+            before = executions(broker, status, timeout, since=window)
+            held = positions(broker, status, timeout)
+            open_now = open_orders(broker, status, timeout)
+            missing = our_open - {o.order_ref for o in open_now}
+            done = completed_orders(broker, status, timeout) if missing else []
+            after = executions(broker, status, timeout, since=recent)
+            seen = {e.exec_id for e in before if e.time is None or e.time >= recent}
+            if {e.exec_id for e in after} <= seen:
+                books = BrokerBooks(
+                    positions=held, open_orders=open_now, completed_orders=done, executions=before
+                )
                 return as_of, books
         raise RuntimeError(f"executions kept arriving during {STABLE_ATTEMPTS} snapshots")
 

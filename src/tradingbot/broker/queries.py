@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from ib_async import IB
+from ib_async import IB, ExecutionFilter
 
 UNSET_DOUBLE = 1e300  # ib_async reports unset numbers as 1.7976931348623157e308
 
@@ -110,9 +110,16 @@ async def fetch_positions(ib: IB, account: str | None) -> list[Position]:
     ]
 
 
-async def fetch_executions(ib: IB, account: str | None) -> list[Execution]:
-    """Every execution the gateway reports for this client's session and account."""
-    fills = await ib.reqExecutionsAsync()
+async def fetch_executions(
+    ib: IB, account: str | None, since: datetime | None = None
+) -> list[Execution]:
+    """The executions the gateway reports (of ``account``; executed at or after ``since``,
+    to the second, when given: the gateway filters, so a short window is cheap)."""
+    if since is None:
+        fills = await ib.reqExecutionsAsync()
+    else:
+        moment = since.astimezone(UTC).strftime("%Y%m%d-%H:%M:%S")
+        fills = await ib.reqExecutionsAsync(ExecutionFilter(time=moment))
     # The request's Fill objects are new; the commission reports (sent after each
     # execution) update the client's first Fill of that execution id.
     known = {f.execution.execId: f.commissionReport for f in ib.fills()}

@@ -57,6 +57,18 @@ def _field(fields: list[str], index: int) -> str:
     return fields[index] if index < len(fields) else ""
 
 
+def _execution_filter_time(text: str) -> datetime | None:
+    """An execution filter's time: ``yyyymmdd-hh:mm:ss`` or ``yyyymmdd hh:mm:ss`` (UTC, an
+    optional `` UTC`` suffix); empty or unreadable means no time filter (as TWS does)."""
+    text = text.strip().removesuffix(" UTC").replace("-", " ", 1)
+    if not text:
+        return None
+    try:
+        return datetime.strptime(text, "%Y%m%d %H:%M:%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
 class Session:
     """One client connection: handshake, then request/response and pushed updates."""
 
@@ -253,7 +265,10 @@ class Session:
         req_id = _int(_field(f, 2))
         client_filter = _int(_field(f, 3))
         account, symbol, side = _field(f, 4), _field(f, 6), _field(f, 9)
+        since = _execution_filter_time(_field(f, 5))
         for ex in self.sim.brokerage.executions:
+            if since is not None and ex.time < since:
+                continue
             if client_filter and ex.order.client_id != client_filter:
                 continue
             if account and ex.order.account_id != account:

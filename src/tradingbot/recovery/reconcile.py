@@ -242,10 +242,14 @@ class Baseline:
         return exec_time is not None and exec_time < self.cutoff
 
 
+CLOCK_MARGIN_S = 60  # execution times are the gateway's clock, truncated to seconds
+
+
 def snapshot_cutoff(as_of: float) -> float:
-    """The cutoff of a snapshot taken at ``as_of``: executions reported with a time before
-    it surely happened before the snapshot (times are truncated to whole seconds)."""
-    return float(math.floor(as_of) - 1)
+    """The cutoff of a snapshot taken at ``as_of`` (our clock): executions reported with a
+    time before it surely happened before the snapshot, even if the gateway's clock is off
+    by up to :data:`CLOCK_MARGIN_S` (the executions after it are decided by id)."""
+    return float(math.floor(as_of) - CLOCK_MARGIN_S)
 
 
 def boundary_of(executions: Iterable[Execution], as_of: float) -> frozenset[str]:

@@ -24,11 +24,12 @@ Handler = Callable[[web.Request], Awaitable[web.Response]]
 _VIEWS: dict[str, tuple[str, frozenset[str] | None]] = {
     "": (
         "trading-bot health",
-        frozenset({"database", "supervision", "disk", "events", "broker", "scheduler"}),
+        frozenset({"database", "supervision", "disk", "events", "broker", "trading", "scheduler"}),
     ),
     "detailed": ("trading-bot health, with process metrics and database statistics", None),
     "database": ("trading-bot database", frozenset({"database"})),
     "broker": ("trading-bot broker connection", frozenset({"broker"})),
+    "trading": ("trading-bot trading gate (reconciliation)", frozenset({"trading"})),
     "scheduler": ("trading-bot scheduler", frozenset({"scheduler"})),
     "disk": ("trading-bot disk space", frozenset({"disk"})),
     "ready": (

@@ -430,7 +430,8 @@ _HEALTH_PATHS: Final = dict(
         _health_operation(
             "/api/health",
             "Overall health",
-            "Database, supervision tree, disk, event spool, broker and scheduler, from the"
+            "Database, supervision tree, disk, event spool, broker, trading gate and scheduler,"
+            " from the"
             " health actor's cached report (never a query per request).",
         ),
         _health_operation(
@@ -440,6 +441,11 @@ _HEALTH_PATHS: Final = dict(
         ),
         _health_operation("/api/health/database", "Database", "Round trip and latency."),
         _health_operation("/api/health/broker", "Broker", "Connection to the gateway."),
+        _health_operation(
+            "/api/health/trading",
+            "Trading gate",
+            "warn with 'blocked: reconciliation (...)' while new orders are refused.",
+        ),
         _health_operation("/api/health/scheduler", "Scheduler", "Runs and outcomes."),
         _health_operation("/api/health/disk", "Disk", "Free space of the home and log folders."),
         _health_operation(
