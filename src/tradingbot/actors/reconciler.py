@@ -58,6 +58,7 @@ log = structlog.get_logger(__name__)
 ACCEPT_HINT = "accept with: trading-bot shell -c 'reconcile accept'"
 LOOKBACK = timedelta(days=8)  # how far before the baseline our orders and fills are read
 STABLE_ATTEMPTS = 3
+FILL_MARGIN = timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -275,8 +276,11 @@ class ReconcilerActor(SupervisedActor):
         as_of, books = self._broker_books(window, {o.order_ref for o in orders if o.open})
         # Our fills are read after the snapshot: a fill the broker actor recorded before it
         # is seen as recorded; one it is still recording is "in flight", not imported twice.
+        # Fills recorded before the executions window are inside the baseline already
+        # (recorded is not executed: an hour's margin covers a late recording).
+        fills_since = since if window is None else window - FILL_MARGIN
         fills = []
-        for _, ctx, ts in self._db.events.contexts(TRADE, since):
+        for _, ctx, ts in self._db.events.contexts(TRADE, fills_since):
             if account and ctx.get("account", account) != account:
                 continue
             fill = OurFill.from_context(ctx, ts.timestamp())
