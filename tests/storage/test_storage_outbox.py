@@ -71,7 +71,7 @@ def test_sent_failed_and_rescheduled_rows_keep_their_history(database: Database)
     assert repo.claim_due(T0 + timedelta(days=1), T0 + timedelta(days=2), 10) == []
     assert repo.sent_since(T0) == [T0 + timedelta(seconds=6)]
     stats = repo.stats()
-    assert (stats.pending, stats.failed, stats.sent) == (0, 1, 1)
+    assert (stats.pending, stats.failed) == (0, 1)
 
 
 def test_coalesce_counts_into_an_open_follow_up_only(database: Database) -> None:
