@@ -234,3 +234,40 @@ def test_a_trade_stored_but_never_enqueued_is_mailed_at_the_next_start(
     subjects = [str(m.message["Subject"]) for m in smtp_server.messages()]
     assert subjects[1] == "[trading-bot] FILLED BUY 10 MSFT @ 189.20"
     assert len(subjects) == 2
+
+
+@pytest.mark.postgres
+def test_a_database_outage_holds_notifications_then_writes_and_sends_them(
+    fresh_postgres_url: str, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    """With the outbox unwritable, alerts wait in memory (health fails); then all are sent."""
+    from sqlalchemy.engine import make_url
+
+    from support.tcp_proxy import TcpProxy
+    from tradingbot.health.checks import notifier_check
+
+    url = make_url(fresh_postgres_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432).start()
+    proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    database = Database.open(proxied)
+    database.upgrade()
+    settings = notify_settings(tmp_path, smtp_settings(smtp_server), poll_interval_s=0.05)
+    bench = start_tree(database, tmp_path, settings)
+    try:
+        proxy.cut()
+        for n in range(3):
+            bench.recorder.record(SYSTEM, f"disk {n} failing", severity=Severity.ERROR)
+        wait_until(lambda: bench.notifier.status.snapshot()["unstored"] == 3)
+        (depth, _) = notifier_check(bench.notifier.status)()
+        assert depth.status == "fail"
+        assert smtp_server.messages() == []
+        proxy.restore()
+        smtp_server.wait_for(3, timeout_s=60)
+        wait_until(lambda: bench.notifier.status.snapshot()["unstored"] == 0)
+        (depth, _) = notifier_check(bench.notifier.status)()
+        assert depth.status == "pass"
+        assert set(smtp_server.message_ids().values()) == {1}
+    finally:
+        bench.stop()
+        database.dispose()
+        proxy.close()

@@ -113,6 +113,7 @@ class NotifierActor(SupervisedActor):
         self._again = False
         self._unstored: list[Notification] = []
         self._passes = 0
+        self._pass_error: str | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -168,8 +169,12 @@ class NotifierActor(SupervisedActor):
             case _PassDone(report=report, error=error):
                 self._in_flight = False
                 self._passes += 1
-                if error is not None:
-                    log.error("notifier_pass_failed", error=error)
+                if error != self._pass_error:  # once per distinct error, not every second
+                    if error is None:
+                        log.info("notifier_pass_recovered", error=self._pass_error)
+                    else:
+                        log.error("notifier_pass_failed", error=error)
+                    self._pass_error = error
                 again = self._again or (report is not None and report.claimed >= self._batch)
                 self._again = False
                 if again:
@@ -262,5 +267,6 @@ class NotifierActor(SupervisedActor):
     def _publish(self) -> None:
         details = self._notifier.status.snapshot()
         details["passes"] = self._passes
+        details["pass_error"] = self._pass_error
         details["transport"] = self._notifier.transport.name
         self.publish_details(**details)
