@@ -31,20 +31,17 @@ import argparse
 import asyncio
 import json
 import os
-import re
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from ib_async import IB, MarketOrder, Stock
 
-from benchlib import fmt_met, machine, percentile, rotated
+from benchlib import fmt_met, gateway_process, machine, percentile, rotated
 from tradingbot.actors.broker import (
     BrokerActor,
     BrokerSettings,
@@ -71,29 +68,10 @@ GOAL_RATIO = 1.5
 PACE_S = 0.03
 
 
-@contextmanager
-def gateway(tick_interval_s: float) -> Iterator[int]:
-    """A ``trading-bot gateway-sim`` process on an ephemeral loopback port, with the
-    default symbols plus :data:`SYMBOLS` (seeded from a file)."""
-    exe = Path(sys.executable).parent / "trading-bot"
-    seed = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)  # noqa: SIM115
-    with seed:
-        json.dump({"symbols": {name: {"price": 100.0 + i} for i, name in enumerate(SYMBOLS)}}, seed)
-    command = [str(exe), "gateway-sim", "--port", "0", "--seed-file", seed.name]
-    proc = subprocess.Popen(
-        [*command, "--tick-interval", str(tick_interval_s)], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        found = re.search(r"listening on [^\s:]+:(\d+)", line)
-        if found is None:
-            raise RuntimeError(f"gateway-sim did not report its port: {line!r}")
-        yield int(found.group(1))
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        Path(seed.name).unlink()
+def gateway(tick_interval_s: float) -> AbstractContextManager[int]:
+    """The simulator in its own process, with the default symbols plus :data:`SYMBOLS`."""
+    symbols = {name: {"price": 100.0 + i} for i, name in enumerate(SYMBOLS)}
+    return gateway_process({"symbols": symbols}, tick_interval_s)
 
 
 class AckSink:

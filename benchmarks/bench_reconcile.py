@@ -1,12 +1,13 @@
 """Reconciliation time for 1,000 positions and 10,000 executions against the simulator.
 
-The simulator (in this process, on its own thread) gets 1,000 symbols and 10,000
-market orders of one client (10 per symbol, so 1,000 positions, 10,000 executions and
-10,000 completed orders); the bot's SQLite database holds the matching 10,000 TRADE
-events and 20,000 ORDER events (placed and ended). A reconciler and a broker actor run
-in a supervision tree; each round is one whole reconciliation (``RunNow``): a stable
-snapshot (executions, positions, open and completed orders, executions again), our
-books rebuilt from the database, the comparison, the stored result. Goal: p50 < 2 s.
+The simulator (``trading-bot gateway-sim`` in its own process, as a real gateway is)
+is seeded with 1,000 symbols and the day's 10,000 executions of one client (10 per
+symbol over six hours: 1,000 positions, 10,000 completed orders); the bot's SQLite
+database holds the matching 10,000 TRADE events and 20,000 ORDER events (placed, ended).
+A reconciler and a broker actor run in a supervision tree; each round is one whole
+reconciliation (``RunNow``): a stable snapshot (executions, positions, open and
+completed orders, executions again), our books rebuilt from the database, the
+comparison, the stored result. Goal: p50 < 2 s.
 
 Two cases: with a baseline (every periodic reconciliation, and every restart after a
 first good one: only the executions since the baseline are asked for — the gateway
@@ -33,38 +34,17 @@ from typing import Any
 
 from ib_async import IB
 
-from benchlib import fmt_met, machine, percentile
+from benchlib import fmt_met, gateway_process, machine, percentile
 from tradingbot.actors.broker import BrokerActor, BrokerSettings, trade_event_id
 from tradingbot.actors.reconciler import ReconcilerActor, ReconcileSettings, RunNow
 from tradingbot.broker import BrokerStatus, ConnectionState, LoopThread
 from tradingbot.events import ORDER, TRADE, Event
 from tradingbot.events.recorder import EventRecorder, RecordEvents
-from tradingbot.gateway import GatewaySimulator, SimulatorThread
-from tradingbot.gateway.brokerage import Brokerage, OrderRequest
-from tradingbot.gateway.prices import PriceModel
 from tradingbot.logconfig import configure_logging
 from tradingbot.storage import Database
 from tradingbot.supervision import SupervisionTree, supervisor, worker
 
 GOAL_S = 2.0
-
-
-class SeedClock:
-    """The simulator's clock: while seeding, the executions of the last hours (one every
-    few seconds, as in a trading day); then the real time."""
-
-    def __init__(self) -> None:
-        self._times: list[datetime] = []
-
-    def spread(self, count: int, over: timedelta = timedelta(0)) -> None:
-        start = datetime.now(UTC) - over
-        step = over / max(1, count)
-        self._times = [start + step * i for i in range(count)][::-1]
-
-    def __call__(self) -> datetime:
-        return self._times.pop() if self._times else datetime.now(UTC)
-
-
 CLIENT_ID = 5
 
 
@@ -81,53 +61,65 @@ class DatabaseSink:
             message.ack.set_result(None)
 
 
-def seed_gateway(sim: SimulatorThread, symbols: int, executions: int) -> list[Any]:
-    """Symbols, then market orders (alternating sides, 2:1) filled at once; returns them."""
-
-    def seed(s: Any) -> list[Any]:
-        brokerage = s.brokerage
-        account = brokerage.account_ids[0]
-        names = [f"R{i:04d}" for i in range(symbols)]
-        for i, name in enumerate(names):
-            brokerage.add_symbol(name)
-            brokerage.prices.set_price(name, 50.0 + i % 300)
-        for n in range(executions):
-            name = names[n % symbols]
-            side = "BUY" if (n // symbols) % 3 != 2 else "SELL"
-            brokerage.place(
-                CLIENT_ID,
-                OrderRequest(
-                    order_id=brokerage.next_order_id(CLIENT_ID), con_id=0, symbol=name,
-                    sec_type="STK", exchange="SMART", currency="USD", action=side,
-                    quantity=10, order_type="MKT", lmt_price=None, tif="DAY",
-                    account=account, order_ref=f"TB-seed-{n}",
-                ),
-            )  # fmt: skip
-        return list(brokerage.executions)
-
-    return sim.call(seed, timeout_s=300)
+def seed_file(symbols: int, executions: int) -> dict[str, Any]:
+    """1,000 symbols and the day's executions (spread over six hours, 2 buys : 1 sell)."""
+    names = [f"R{i:04d}" for i in range(symbols)]
+    start = datetime.now(UTC) - timedelta(hours=6)
+    step = timedelta(hours=6) / max(1, executions)
+    fills = [
+        {
+            "time": (start + step * n).isoformat(),
+            "symbol": names[n % symbols],
+            "side": "BUY" if (n // symbols) % 3 != 2 else "SELL",
+            "quantity": 10,
+            "price": 50.0 + n % 300,
+            "client_id": CLIENT_ID,
+            "order_ref": f"TB-seed-{n}",
+        }
+        for n in range(executions)
+    ]
+    return {"symbols": {name: {"price": 100.0} for name in names}, "executions": fills}
 
 
-def seed_database(database: Database, executions: list[Any]) -> None:
+def gateway_executions(port: int) -> list[Any]:
+    """The gateway's executions, as the bot recorded them (fetched once, not timed)."""
+    loop = LoopThread("bench-seed")
+    loop.start()
+    ib = IB()
+    try:
+        loop.run(ib.connectAsync("127.0.0.1", port, clientId=42), 60)
+
+        async def fetch() -> list[Any]:
+            await ib.reqExecutionsAsync()
+            return [f for f in ib.fills() if f.commissionReport.execId]
+
+        return loop.run(fetch(), 300)
+    finally:
+        loop.stop(before=ib.disconnect)
+
+
+def seed_database(database: Database, fills: list[Any]) -> None:
     """The bot's books: a placed and an ended ORDER event and a TRADE event per fill."""
     recorder = EventRecorder(DatabaseSink(database))
     events: list[Event] = []
-    for e in executions:
-        ref, side = e.order.order_ref, e.order.action
-        symbol = e.order.instrument.symbol
+    for fill in fills:
+        e, report = fill.execution, fill.commissionReport
+        ref, symbol = e.orderRef, fill.contract.symbol
+        side = "BUY" if e.side == "BOT" else "SELL"
         place = {"order_ref": ref, "action": "place", "symbol": symbol, "side": side,
-                 "quantity": e.shares, "order_type": "MKT", "account": ""}  # fmt: skip
+                 "quantity": float(e.shares), "order_type": "MKT", "account": ""}  # fmt: skip
         events.append(recorder.build(ORDER, f"{side} {symbol}", trade_id=ref, context=place))
-        trade = {"symbol": symbol, "side": side, "quantity": e.shares, "price": e.price,
-                 "commission": e.commission, "order_ref": ref, "exec_id": e.exec_id,
-                 "exec_time": e.time.timestamp(), "account": ""}  # fmt: skip
+        trade = {"symbol": symbol, "side": side, "quantity": float(e.shares),
+                 "price": float(e.price), "commission": report.commission,
+                 "order_ref": ref, "exec_id": e.execId,
+                 "exec_time": fill.time.timestamp(), "account": ""}  # fmt: skip
         events.append(
             recorder.build(
                 TRADE,
                 f"{side} {symbol}",
                 trade_id=ref,
                 context=trade,
-                event_id=trade_event_id(e.exec_id),
+                event_id=trade_event_id(e.execId),
             )
         )
         end = {"order_ref": ref, "action": "final", "status": "Filled", "account": ""}
@@ -177,14 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     info = machine("ib_async", "pykka", positions=positions, executions=executions)
     print(json.dumps(info))
 
-    clock = SeedClock()
-    brokerage = Brokerage(prices=PriceModel(0), clock=clock)
-    sim = SimulatorThread(GatewaySimulator(brokerage, tick_interval_s=3600), port=0)
-    sim.start()
-    try:
-        clock.spread(executions, over=timedelta(hours=6))
-        seeded = seed_gateway(sim, positions, executions)
-        clock.spread(0)
+    with gateway_process(seed_file(positions, executions), 3600) as port:
+        seeded = gateway_executions(port)
+        assert len(seeded) == executions, len(seeded)
         with tempfile.TemporaryDirectory() as tmp:
             db_path = Path(tmp) / "bench.db"
             database = Database.open(f"sqlite:///{db_path}")
@@ -192,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             seed_database(database, seeded)
             status = BrokerStatus()
             recorder = EventRecorder(DatabaseSink(database))
-            settings = BrokerSettings(port=sim.port, client_id=CLIENT_ID, request_timeout_s=120)
+            settings = BrokerSettings(port=port, client_id=CLIENT_ID, request_timeout_s=120)
             tree: SupervisionTree | None = None
 
             def reconciler() -> ReconcilerActor:
@@ -252,9 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             statuses = {s["status"] for _, s in steady + first}
             tree.stop()
             database.dispose()
-        bare = bare_round(sim.port)
-    finally:
-        sim.stop()
+        bare = bare_round(port)
 
     anchor = sorted(bare)
     a50, a99 = percentile(anchor, 0.5), percentile(anchor, 0.99)

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -41,3 +49,28 @@ def machine(*packages: str, **extra: Any) -> dict[str, Any]:
     info.update({name: metadata.version(name) for name in packages})
     info.update(extra)
     return info
+
+
+@contextmanager
+def gateway_process(seed: dict[str, Any], tick_interval_s: float) -> Iterator[int]:
+    """A ``trading-bot gateway-sim`` process on an ephemeral loopback port, seeded with
+    ``seed`` (the seed-file format); yields its port. The gateway is another process, as
+    in production, so it does not share the benchmark's GIL."""
+    exe = Path(sys.executable).parent / "trading-bot"
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as seed_file:
+        json.dump(seed, seed_file)
+    command = [str(exe), "gateway-sim", "--port", "0", "--seed-file", seed_file.name]
+    proc = subprocess.Popen(
+        [*command, "--tick-interval", str(tick_interval_s)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        found = re.search(r"listening on [^\s:]+:(\d+)", line)
+        if found is None:
+            raise RuntimeError(f"gateway-sim did not report its port: {line!r}")
+        yield int(found.group(1))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        Path(seed_file.name).unlink()

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from tradingbot.gateway import Brokerage, OrderRequest, PriceModel, Rejection, main
+from tradingbot.gateway import (
+    Brokerage,
+    OrderRequest,
+    PriceModel,
+    Rejection,
+    build_simulator,
+    main,
+)
 from tradingbot.gateway import messages as msg
 from tradingbot.gateway.protocol import encode_fields, parse_version_range, read_frame
 
@@ -145,6 +154,53 @@ def test_gateway_sim_command_rejects_a_bad_seed_file(
     """A malformed seed file is a usage error (exit 2, one line on stderr), not a traceback."""
     bad = tmp_path / "seed.json"
     bad.write_text("{not json")
+    assert main(["--port", "0", "--seed-file", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("trading-bot gateway-sim: bad --seed-file:")
+    assert err.count("\n") == 1
+
+
+def test_seeded_executions_are_replayed_as_the_days_fills(tmp_path: Path) -> None:
+    """A seed file's executions become fills at their time and price, and move positions."""
+    seed = tmp_path / "seed.json"
+    seed.write_text(
+        json.dumps(
+            {
+                "executions": [
+                    {"time": "2025-01-06T14:30:00+00:00", "symbol": "AAPL", "side": "BUY",
+                     "quantity": 10, "price": 100.0, "client_id": 3, "order_ref": "TB-a"},
+                    {"time": "2025-01-06T14:31:00+00:00", "symbol": "AAPL", "side": "SELL",
+                     "quantity": 4, "price": 110.0, "client_id": 3, "order_ref": "TB-b"},
+                ]
+            }
+        )
+    )  # fmt: skip
+    brokerage = build_simulator(seed_file=seed).brokerage
+    first, second = brokerage.executions
+    assert (first.order.order_ref, first.shares, first.price) == ("TB-a", 10, 100.0)
+    assert first.time == datetime(2025, 1, 6, 14, 30, tzinfo=UTC)
+    assert second.realized_pnl > 0
+    [held] = brokerage.account_positions()
+    assert held.quantity == 6
+    assert held.avg_cost == pytest.approx((10 * 100.0 + 1.0) / 10)
+    assert [o.status for o in brokerage.completed_orders()] == ["Filled", "Filled"]
+
+
+@pytest.mark.parametrize(
+    "fill",
+    [
+        {"time": "2025-01-06T14:30:00", "symbol": "AAPL", "side": "BUY", "quantity": 1,
+         "price": 1.0},
+        {"time": "2025-01-06T14:30:00+00:00", "symbol": "AAPL", "side": "BUY", "quantity": 0,
+         "price": 1.0},
+        {"time": "2025-01-06T14:30:00+00:00", "side": "BUY", "quantity": 1, "price": 1.0},
+    ],
+)  # fmt: skip
+def test_a_bad_seeded_execution_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fill: dict[str, object]
+) -> None:
+    bad = tmp_path / "seed.json"
+    bad.write_text(json.dumps({"executions": [fill]}))
     assert main(["--port", "0", "--seed-file", str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("trading-bot gateway-sim: bad --seed-file:")

@@ -260,7 +260,11 @@ class Brokerage:
 
         Format: ``{"accounts": {"DU1": {"cash": 1e5, "positions": [{"symbol": "AAPL",
         "quantity": 10, "avg_cost": 150.0}]}}, "symbols": {"AAPL": {"price": 190.0,
-        "exchange": "NASDAQ"}}}``. Seeded accounts replace the default account.
+        "exchange": "NASDAQ"}}, "executions": [{"time": "2025-01-06T14:30:00+00:00",
+        "symbol": "AAPL", "side": "BUY", "quantity": 10, "price": 189.5, "client_id": 1,
+        "order_ref": "TB-1", "account": "DU1"}]}``. Seeded accounts replace the default
+        account. Executions are the day's history, replayed in order as filled market
+        orders at their time and price (they move positions and cash like live fills).
         """
         data: dict[str, Any] = json.loads(path.read_text())
         for symbol, spec in data.get("symbols", {}).items():
@@ -277,6 +281,43 @@ class Brokerage:
                 self.seed_position(
                     acct, str(pos["symbol"]), float(pos["quantity"]), float(pos["avg_cost"])
                 )
+        for fill in data.get("executions", []):
+            self.replay_fill(fill)
+
+    def replay_fill(self, fill: dict[str, Any]) -> Execution:
+        """One historical fill: a market order filled at ``fill``'s time and price."""
+        symbol = str(fill["symbol"]).upper()
+        client_id = int(fill.get("client_id", 0))
+        when = datetime.fromisoformat(str(fill["time"]))
+        if when.tzinfo is None:
+            raise ValueError(f"execution time {fill['time']!r} needs a UTC offset")
+        self.lookup(symbol=symbol) or self.add_symbol(symbol)
+        self.prices.set_price(symbol, float(fill["price"]))
+        clock, self._clock = self._clock, lambda: when
+        try:
+            result = self.place(
+                client_id,
+                OrderRequest(
+                    order_id=self.next_order_id(client_id),
+                    con_id=0,
+                    symbol=symbol,
+                    sec_type="STK",
+                    exchange="SMART",
+                    currency="USD",
+                    action=str(fill["side"]).upper(),
+                    quantity=float(fill["quantity"]),
+                    order_type="MKT",
+                    lmt_price=None,
+                    tif="DAY",
+                    account=str(fill.get("account") or next(iter(self.accounts))),
+                    order_ref=str(fill.get("order_ref", "")),
+                ),
+            )
+        finally:
+            self._clock = clock
+        if isinstance(result, Rejection):
+            raise ValueError(f"execution {fill!r} rejected: {result.message}")
+        return self.executions[-1]
 
     # -- order ids -------------------------------------------------------------------
 
