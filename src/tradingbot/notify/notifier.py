@@ -394,7 +394,7 @@ class Notifier:
         try:
             stats = self.repository.stats()
         except StorageError as exc:
-            log.warning("outbox_stats_failed", error=str(exc))
+            log.debug("outbox_stats_failed", error=str(exc))  # the pass reports the outage
             return None
         self.status.update(
             pending=stats.pending, oldest_pending_at=stats.oldest_pending_at, failed=stats.failed
@@ -497,6 +497,9 @@ class Notifier:
                 session.send(row.message_id, row.sender, row.recipients, data)
             except OSError as exc:  # smtplib's exceptions included
                 down_until = self._attempt_failed(row, exc, tally)
+                continue
+            except (UnicodeError, ValueError) as exc:  # a message no server can take
+                self._fail(row, exc, tally)
                 continue
             self._sent(row)
             tally.sent += 1
