@@ -4,6 +4,7 @@ first run without a server writes ``.eml`` files."""
 
 from __future__ import annotations
 
+import json
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 from e2e_support import Bot, BotFactory, wait_until
 
-from support.smtp_server import TEMPFAIL, SmtpServer
+from support.smtp_server import REJECT, TEMPFAIL, SmtpServer
 from tradingbot.storage import Database
 from tradingbot.storage.outbox import PENDING, OutboxRepository
 
@@ -117,3 +118,27 @@ def test_without_a_server_a_first_run_writes_eml_files(bot_factory: BotFactory) 
     assert not list(outbox.glob(".tmp-*"))  # written atomically
     details = bot.node("notifier")["details"]
     assert details["mode"] == "eml"
+
+
+def test_a_refused_mail_is_listed_and_retried_from_the_shell(
+    bot_factory: BotFactory, smtp_server: SmtpServer
+) -> None:
+    """A 550 leaves the mail failed, shown by ``mail``; ``mail retry ID`` sends it (once)."""
+    bot = bot_factory(None, mail_env(smtp_server))
+    smtp_server.fail_always(REJECT)
+    note(bot, "refused-then-retried")
+
+    def failed() -> list[dict[str, object]]:
+        result = bot.shell("mail", as_json=True)
+        assert result.returncode == 0, result.stderr
+        rows = json.loads(result.stdout)["mail"]
+        return [r for r in rows if r["status"] == "failed" and "refused-then" in r["subject"]]
+
+    (row,) = wait_until(failed, 30, "the refused mail listed as failed")
+    assert "550" in str(row["last_error"])
+    smtp_server.heal()
+    result = bot.shell(f"mail retry {row['id']}")
+    assert result.returncode == 0, result.stderr
+    wait_until(lambda: note_subjects(smtp_server, "refused-then-retried"), 30, "the retried mail")
+    assert smtp_server.message_ids()[str(row["message_id"])] == 1
+    assert bot.shell(f"mail retry {row['id']}").returncode != 0  # not failed any more

@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from tradingbot.actors.notifier import DeliverNow
 from tradingbot.actors.reconciler import Accept, ReconcileFailed, ReconcileResult, RunNow
 from tradingbot.control.server import CommandError, CommandResult
 from tradingbot.events import SYSTEM, EventValidationError, Severity, check_type
@@ -178,6 +180,59 @@ async def _events(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
 
 
 MAX_HANG_S = 3600.0
+
+
+@command("mail", "mail [retry ID]", "show pending and failed e-mail; retry a failed one")
+async def _mail(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
+    notifier = ctx.runtime.notifier
+    if notifier is None:
+        raise CommandError("the notifier is not running")
+    if args and args[0] == "retry":
+        if len(args) != 2 or not args[1].isdigit():
+            raise CommandError(f"usage: {_COMMANDS['mail'][0]}")
+        row_id = int(args[1])
+        try:
+            retried = await asyncio.to_thread(
+                notifier.repository.retry_failed, row_id, datetime.now(UTC)
+            )
+        except StorageError as exc:
+            raise CommandError(f"cannot read the outbox: {exc}") from None
+        if not retried:
+            raise CommandError(f"no failed mail {row_id} in the outbox")
+        ctx.tree.handle("notifier").tell(DeliverNow())
+        return CommandResult(result={"retried": row_id}, text=f"mail {row_id} is pending again")
+    if args:
+        raise CommandError(f"usage: {_COMMANDS['mail'][0]}")
+    repository = notifier.repository
+    try:
+        pending = await asyncio.to_thread(repository.rows, status="pending", limit=50)
+        failed = await asyncio.to_thread(repository.rows, status="failed", limit=50)
+    except StorageError as exc:
+        raise CommandError(f"cannot read the outbox: {exc}") from None
+    rows = [
+        {
+            "id": r.id,
+            "status": r.status,
+            "kind": r.kind,
+            "attempts": r.attempts,
+            "next_attempt_at": r.next_attempt_at.isoformat(),
+            "subject": r.subject,
+            "message_id": r.message_id,
+            "last_error": r.last_error,
+        }
+        for r in [*pending, *failed]
+    ]
+    status = notifier.status.snapshot()
+    lines = [
+        f"{status['mode']} {notifier.transport.name}: server {status['server']}, "
+        f"{status['outbox_depth']} pending, {status['failed']} failed"
+    ]
+    for row in rows:
+        lines.append(
+            f"  {row['id']:>6} {row['status']:<7} x{row['attempts']:<3} {row['subject']}"
+            + (f"\n         {row['last_error']}" if row["last_error"] else "")
+        )
+    return CommandResult(result={"status": status, "mail": rows}, text="\n".join(lines))
 
 
 @command("hang", "hang ACTOR SECONDS", "liveness drill: block ACTOR's thread for SECONDS")

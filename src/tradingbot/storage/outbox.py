@@ -247,6 +247,20 @@ class OutboxRepository:
             values["attempts"] = OutboxRow.attempts + 1
         self._set(row_id, **values)
 
+    def retry_failed(self, row_id: int, at: datetime) -> bool:
+        """Make a failed mail pending again, due at ``at`` (same Message-ID, same bytes).
+
+        For an operator who fixed what made the server refuse it; ``False`` if the row is
+        not a failed mail.
+        """
+        with self._tx.write() as session:
+            result = session.connection().execute(
+                update(OutboxRow)
+                .where(OutboxRow.id == row_id, OutboxRow.status == FAILED)
+                .values(status=PENDING, next_attempt_at=require_utc(at, "at"))
+            )
+            return bool(result.rowcount == 1)
+
     def release(self, row_id: int, at: datetime) -> None:
         """Give a claimed row back, due at ``at`` (its attempt was not made)."""
         self._set(row_id, next_attempt_at=require_utc(at, "at"))
