@@ -221,3 +221,17 @@ def test_every_4xx_reply_is_transient(
     assert stored is not None
     assert stored.status == PENDING
     assert str(code) in (stored.last_error or "")
+
+
+def test_prune_keeps_mail_for_the_retention_period(
+    smtp_notifier: Notifier, wall: WallClock
+) -> None:
+    """Sent mail is deleted only once older than the retention; pending mail never."""
+    sent = smtp_notifier.enqueue("alert", alert("old")).record
+    smtp_notifier.deliver_due()
+    wall.advance(29 * 86400)
+    assert smtp_notifier.prune() == 0
+    wall.advance(2 * 86400)
+    assert smtp_notifier.prune() == 1
+    assert sent is not None
+    assert smtp_notifier.repository.get(sent.id) is None

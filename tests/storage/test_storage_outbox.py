@@ -112,3 +112,28 @@ def test_fold_moves_rows_into_a_digest_and_stats_count_pending(database: Databas
     frozen = repo.get(digest.id)
     assert frozen is not None
     assert frozen.mime == "Subject: x\r\n\r\nbody\r\n"
+
+
+def test_retention_deletes_old_sent_mail_and_its_folded_rows_only(database: Database) -> None:
+    """Sent mail past the cutoff goes (with the rows folded into it); pending/failed stay."""
+    repo = OutboxRepository(database)
+    old = repo.add(mail("<old@x>"))
+    digest = repo.add(mail("<digest@x>", kind="digest"))
+    folded = repo.add(mail("<folded@x>"))
+    recent = repo.add(mail("<recent@x>"))
+    failed = repo.add(mail("<failed@x>"))
+    waiting = repo.add(mail("<waiting@x>"))
+    assert old is not None
+    assert digest is not None
+    assert folded is not None
+    assert recent is not None
+    assert failed is not None
+    assert waiting is not None
+    repo.mark_sent(old.id, T0)
+    repo.fold([folded.id], digest.id)
+    repo.mark_sent(digest.id, T0)
+    repo.mark_sent(recent.id, T0 + timedelta(days=40))
+    repo.mark_failed(failed.id, T0, "550")
+    deleted = repo.delete_sent_before(T0 + timedelta(days=30))
+    assert deleted == 3
+    assert sorted(r.message_id for r in repo.rows()) == ["<failed@x>", "<recent@x>", "<waiting@x>"]

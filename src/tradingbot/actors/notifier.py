@@ -40,6 +40,7 @@ from tradingbot.supervision import Failure, SupervisedActor, tell_if_alive
 log = structlog.get_logger(__name__)
 
 MAX_UNSTORED = 10_000
+PRUNE_INTERVAL_S = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,11 @@ class DeliverNow:
 @dataclass(frozen=True, slots=True)
 class _Tick:
     """Timer: write held notifications, start a delivery pass for what became due."""
+
+
+@dataclass(frozen=True, slots=True)
+class PruneOutbox:
+    """Command (and hourly timer): delete sent mail past the retention; answers the count."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +130,7 @@ class NotifierActor(SupervisedActor):
             log.error("trade_mail_catch_up_failed", error=str(exc))
         self._sender = _SenderThread(f"notifier-sender-{self.actor_urn[:8]}")
         self.every(self._notifier.settings.poll_interval_s, _Tick())
+        self.every(PRUNE_INTERVAL_S, PruneOutbox())
         self._kick()  # mail left pending by an earlier run goes out now
         self._publish()
 
@@ -163,6 +170,12 @@ class NotifierActor(SupervisedActor):
                 return result
             case DeliverNow():
                 self._kick()
+            case PruneOutbox():
+                try:
+                    return self._notifier.prune()
+                except StorageError as exc:
+                    log.warning("outbox_prune_failed", error=str(exc))
+                    return 0
             case _Tick():
                 self._write_held()
                 self._kick()

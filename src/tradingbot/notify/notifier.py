@@ -357,6 +357,14 @@ class Notifier:
             log.warning("trade_mails_caught_up", count=added, since=since.isoformat())
         return added
 
+    def prune(self) -> int:
+        """Delete sent mail older than ``retention_days`` (pending and failed mail stays)."""
+        before = self._now() - timedelta(days=self.settings.retention_days)
+        deleted = self.repository.delete_sent_before(before)
+        if deleted:
+            log.info("outbox_pruned", deleted=deleted, before=before.isoformat())
+        return deleted
+
     def send(self, kind: str, context: Mapping[str, Any], **options: Any) -> Enqueued:
         """Enqueue, then run one delivery pass here (for a CLI without the actor)."""
         result = self.enqueue(kind, context, **options)

@@ -47,6 +47,7 @@ class NotifySettings:
     rate_limit_per_hour: int = 30
     poll_interval_s: float = 1.0
     batch_size: int = 100
+    retention_days: float = 30.0  # sent mail is deleted after this; pending/failed never
 
     @classmethod
     def from_config(cls, config: Config) -> NotifySettings:
@@ -74,6 +75,7 @@ class NotifySettings:
             min_severity=Severity.parse(config.notify_min_severity),
             storm_window_s=config.notify_storm_window_s,
             rate_limit_per_hour=config.notify_rate_limit_per_hour,
+            retention_days=config.event_retention_days,
         )
 
     @property

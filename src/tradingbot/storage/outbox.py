@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from tradingbot.storage.errors import DuplicateRecord, RecordNotFound
 from tradingbot.storage.models import OutboxRow
@@ -275,6 +275,25 @@ class OutboxRepository:
                 .where(OutboxRow.id.in_(list(row_ids)), OutboxRow.status == PENDING)
                 .values(status=FOLDED, folded_into=digest_id)
             )
+
+    def delete_sent_before(self, before: datetime) -> int:
+        """Delete mail sent before ``before`` and the rows folded into such digests.
+
+        Pending and failed mail is never deleted. Returns the number of rows deleted.
+        """
+        cutoff = require_utc(before, "before")
+        old_sent = select(OutboxRow.id).where(OutboxRow.status == SENT, OutboxRow.sent_at < cutoff)
+        with self._tx.write() as session:
+            connection = session.connection()
+            folded = connection.execute(
+                delete(OutboxRow).where(
+                    OutboxRow.status == FOLDED, OutboxRow.folded_into.in_(old_sent)
+                )
+            ).rowcount
+            sent = connection.execute(
+                delete(OutboxRow).where(OutboxRow.status == SENT, OutboxRow.sent_at < cutoff)
+            ).rowcount
+        return int(folded) + int(sent)
 
     def _set(self, row_id: int, **values: Any) -> None:
         with self._tx.write() as session:
