@@ -517,7 +517,7 @@ class Runtime:
             log.error("recovery_report_not_queued", error=str(exc), id=r.id)
 
     def _mail_failed(self, record: OutboxRecord, error: BaseException) -> None:
-        """A mail refused permanently: an ERROR event (never mailed: its source is ours)."""
+        """A mail refused permanently: an ERROR event (routing never mails ``mail_failed``)."""
         if self.recorder is not None:
             self.recorder.record(
                 SYSTEM,
