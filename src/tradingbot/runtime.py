@@ -443,14 +443,16 @@ class Runtime:
                 log.exception("crash_listener_failed", listener=repr(listener))
 
     def _reconciled(self, result: ReconcileResult) -> None:
-        """After each reconciliation (reconciler thread): the first one settles this
-        start's crash reports (status and discrepancy list in ``recovery_events``)."""
+        """After each reconciliation and acceptance (reconciler thread): until one passes,
+        this start's crash reports get its discrepancy list (``recovery_events``) and the
+        recovery report is mailed (once per crash); the one that passes, or the operator's
+        acceptance, settles them (``reconciled`` or ``accepted``)."""
         self.reconciliations.append(result)
         if self._crashes_settled or not self.crashes:
             return
-        self._crashes_settled = True
         record = result.record
         status = {"clean": "reconciled", "accepted": "accepted"}.get(record.status)
+        self._crashes_settled = status is not None
         assert self.database is not None
         for report in self.crashes:
             try:

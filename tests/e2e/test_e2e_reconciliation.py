@@ -111,6 +111,10 @@ def test_kill_9_then_an_external_position_blocks_until_accepted(
         lambda: (s := reconcile_state(second)) and s["trading_blocked"] is None and s,
         message="trading to open after the acceptance",
     )
+    with Database.open(second.database_url) as database:
+        [crash] = [e for e in database.recovery.latest(10) if e.pid == crashed_pid]
+    assert crash.status == "accepted"  # the acceptance settles the crash
+    assert [d["kind"] for d in crash.discrepancies] == ["external_position"]
     second.signal(signal.SIGTERM)
     assert second.wait() == exitcodes.OK, second.diagnostics()
 

@@ -422,6 +422,9 @@ class ReconcilerActor(SupervisedActor):
         )
         self._last = summary
         self._publish()
+        self._report(result)
+
+    def _report(self, result: ReconcileResult) -> None:
         if self._on_result is not None:
             try:
                 self._on_result(result)
@@ -479,7 +482,8 @@ class ReconcilerActor(SupervisedActor):
         self._passed_once = True
         self._status.allow_trading()
         self._next_due = time.monotonic() + self._settings.interval_s
-        summary = ReconcileResult(record=record, trigger="accept", imported=0, closed=0).summary()
+        result = ReconcileResult(record=record, trigger="accept", imported=0, closed=0)
+        summary = result.summary()
         self._event(
             RISK,
             Severity.WARNING,
@@ -488,6 +492,7 @@ class ReconcilerActor(SupervisedActor):
         )
         self._last = summary
         self._publish()
+        self._report(result)
         message.reply.set_result(summary)
 
     def _accepted(
