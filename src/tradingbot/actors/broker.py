@@ -20,8 +20,18 @@ Orders: :func:`place_order` and :func:`cancel_order` (any thread) refuse at once
 durable ORDER event, then sends the order with ``orderRef`` = our order id, and returns
 that id (``TB-<client_order_id>`` when the caller gave an idempotency key: a known key
 returns the known order and sends nothing). Each fill's commission report becomes one
-durable TRADE event. A lost connection or a crash marks every order not known to be final
-``Unresolved`` until the gateway reports it again after the reconnect (by ``orderRef``).
+durable TRADE event (its id derived from the execution id: stored once). A lost connection
+or a crash marks every order not known to be final ``Unresolved`` until the gateway
+reports it again after the reconnect (by ``orderRef``). At every sync the orders with a
+``TB-`` reference the gateway reports are adopted, so keys hold across process restarts.
+While reconciliation has not passed (``BrokerStatus.trading_blocked``) new orders are
+refused with :class:`~tradingbot.broker.TradingBlocked`.
+
+Queries (:func:`positions`, :func:`account_values`, :func:`executions`,
+:func:`open_orders`, :func:`completed_orders`) are fresh gateway requests run on the
+loop with a timeout, never answered empty on failure; market data
+(:func:`subscribe_market_data`) is told to subscribers as :class:`Quote` objects and
+requested again after every reconnect.
 """
 
 from __future__ import annotations
