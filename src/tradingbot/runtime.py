@@ -338,7 +338,9 @@ class Runtime:
         )
         if config.broker == "sim":
             # The same code path as a real gateway, on an ephemeral loopback port.
-            self.simulator = SimulatorThread(build_simulator(seed=0), host="127.0.0.1", port=0)
+            # Its account is the configured one, so TRADINGBOT_IB_ACCOUNT works with it too.
+            simulator = build_simulator(seed=0, account=config.ib_account)
+            self.simulator = SimulatorThread(simulator, host="127.0.0.1", port=0)
             port = self.simulator.start()
             log.info("gateway_simulator_started", host="127.0.0.1", port=port)
         notifier = self.notifier = Notifier(

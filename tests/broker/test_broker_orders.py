@@ -267,3 +267,29 @@ def test_connection_settings_come_from_the_configuration(tmp_path: Path) -> None
     assert (settings.connect_timeout_s, settings.request_timeout_s) == (3.0, 4.0)
     assert (settings.probe_interval_s, settings.probe_timeout_s) == (2.0, 1.0)
     assert settings.max_probe_misses == 6
+
+
+def test_the_built_in_simulator_uses_the_configured_account(tmp_path: Path) -> None:
+    """With TRADINGBOT_IB_ACCOUNT set, the in-process simulator's account is that one, so
+    the broker syncs (a gateway without the account would never answer its sync)."""
+    env_file = tmp_path / "empty.env"
+    env_file.write_text("")
+    config = load_config(
+        environ={
+            "TRADINGBOT_HOME": str(tmp_path / "home"),
+            "TRADINGBOT_ENV_FILE": str(env_file),
+            "TRADINGBOT_IB_ACCOUNT": "DU777",
+        }
+    )
+    bot = Runtime(config)
+    bot.start()
+    try:
+        assert bot.simulator is not None
+        assert bot.simulator.call(lambda s: s.brokerage.account_ids) == ["DU777"]
+        wait_until(
+            lambda: bot.broker_status.view().state == ConnectionState.SYNCED,
+            timeout_s=15,
+            what="the broker to sync with the DU777 simulator",
+        )
+    finally:
+        bot.stop()

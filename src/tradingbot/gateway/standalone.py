@@ -35,9 +35,11 @@ def build_simulator(
     seed_file: Path | None = None,
     max_server_version: int = MAX_SERVER_VERSION,
     tick_interval_s: float = 0.2,
+    account: str | None = None,
 ) -> GatewaySimulator:
-    """A simulator with a seeded price model and, optionally, a JSON seed file."""
-    brokerage = Brokerage(prices=PriceModel(seed))
+    """A simulator with a seeded price model and, optionally, a JSON seed file;
+    ``account`` names its one account (else the default paper account)."""
+    brokerage = Brokerage(prices=PriceModel(seed), accounts=None if not account else {account: 1e6})
     if seed_file is not None:
         brokerage.load_seed(seed_file)
     return GatewaySimulator(
