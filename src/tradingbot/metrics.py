@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import Counter
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from tradingbot import __version__
@@ -150,12 +150,14 @@ class RuntimeStateCollector(Collector):
         self._runtime = runtime
 
     def describe(self) -> Iterable[Metric]:
-        return self._families()
+        return (*self._families(), _mails_sent())
 
     def collect(self) -> Iterable[Metric]:
         families = self._families()
         self._fill(*families)
-        return families
+        sent = _mails_sent()
+        sent.add_metric([], self._runtime.notify_status.snapshot()["sent_total"])
+        return (*families, sent)
 
     @staticmethod
     def _families() -> tuple[GaugeMetricFamily, ...]:
@@ -209,6 +211,11 @@ class RuntimeStateCollector(Collector):
                 "tradingbot_notify_server_up",
                 "1 when the last contact with the mail server succeeded, 0 when it failed.",
             ),
+            GaugeMetricFamily(
+                "tradingbot_trading_blocked",
+                "1 while new orders are refused (reconciliation pending, failed or with"
+                " discrepancies to accept), 0 when trading is allowed.",
+            ),
         )
 
     def _fill(
@@ -225,6 +232,7 @@ class RuntimeStateCollector(Collector):
         outbox_age: GaugeMetricFamily,
         mail_failed: GaugeMetricFamily,
         mail_server_up: GaugeMetricFamily,
+        trading_blocked: GaugeMetricFamily,
     ) -> None:
         runtime = self._runtime
         info.add_metric([__version__], 1)
@@ -249,3 +257,11 @@ class RuntimeStateCollector(Collector):
         mail_failed.add_metric([], mail["failed"])
         if mail["server"] != "unknown":
             mail_server_up.add_metric([], 1 if mail["server"] == "up" else 0)
+        trading_blocked.add_metric([], 0 if runtime.broker_status.trading_blocked() is None else 1)
+
+
+def _mails_sent() -> CounterMetricFamily:
+    return CounterMetricFamily(
+        "tradingbot_notify_mails_sent",
+        "Notification e-mails delivered by this process (SMTP or .eml files).",
+    )

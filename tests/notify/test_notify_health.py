@@ -70,12 +70,17 @@ def test_outbox_gauges_are_exported(tmp_path: Path) -> None:
         failed=1,
         server_ok=False,
     )
+    runtime.notify_status.add_sent(3, datetime.now(UTC))
     registry = CollectorRegistry()
     registry.register(RuntimeStateCollector(runtime))
     text = generate_latest(registry).decode()
     assert "tradingbot_notify_outbox_depth 2.0" in text
     assert "tradingbot_notify_failed_mails 1.0" in text
     assert "tradingbot_notify_server_up 0.0" in text
+    assert "tradingbot_notify_mails_sent_total 3.0" in text
+    assert "tradingbot_trading_blocked 0.0" in text  # not started: nothing blocks yet
+    runtime.broker_status.block_trading("reconciliation pending: not run yet")
+    assert "tradingbot_trading_blocked 1.0" in generate_latest(registry).decode()
     age = next(
         line
         for line in text.splitlines()
