@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ import pytest
 
 from support.notify_support import TRADE, notify_settings, smtp_settings
 from support.smtp_server import SmtpServer
+from support.waiting import wait_until
 from tradingbot.actors.event_logger import EventLoggerActor, EventLoggerSettings
 from tradingbot.actors.notifier import DeliverNow, EventsPublished, NotifierActor, SendNotification
 from tradingbot.events import RISK, SYSTEM, Severity
@@ -25,17 +26,6 @@ from tradingbot.events.system import SystemEventRecorder
 from tradingbot.notify import Enqueued, Notifier, NotifySettings
 from tradingbot.storage import Database
 from tradingbot.supervision import SupervisedActor, SupervisionTree, supervisor, worker
-
-
-def wait_until(predicate: Callable[[], Any], timeout_s: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
 
 
 def restarts(tree: SupervisionTree, actor_id: str) -> int:

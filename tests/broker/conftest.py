@@ -14,8 +14,6 @@ from brokerharness import BrokerHarness
 from support.ib_errors import IbErrorGuard, guard_ib_errors
 from tradingbot.gateway import SimulatorThread, build_simulator
 
-__all__ = ["IbErrorGuard"]  # imported by the broker tests for their annotations
-
 
 @pytest.fixture(autouse=True)
 def ib_errors() -> Iterator[IbErrorGuard]:

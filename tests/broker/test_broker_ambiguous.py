@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from brokerharness import BrokerHarness, wait_until
 
-from conftest import IbErrorGuard
+from support.ib_errors import IbErrorGuard
 from tradingbot.actors.broker import OrderRequest, cancel_order, place_order
 from tradingbot.broker import BrokerNotReady, ConnectionState, UnknownOrder
 from tradingbot.events import ORDER, TRADE, Event
@@ -47,7 +47,7 @@ def status_of(broker: BrokerHarness, ref: str) -> str:
 def settle(broker: BrokerHarness, key: str) -> None:
     """Place a marker market order and wait for its TRADE: everything told before is handled."""
     ref = place(broker, OrderRequest("AAPL", "BUY", 1, client_order_id=key))
-    wait_until(lambda: events(broker, TRADE, ref), what="the marker order's TRADE event")
+    wait_until(lambda: events(broker, TRADE, ref), message="the marker order's TRADE event")
 
 
 def test_retry_with_the_same_key_creates_one_order(
@@ -59,7 +59,7 @@ def test_retry_with_the_same_key_creates_one_order(
     ref = place(broker, request)
     assert ref == "TB-retry-1"
     assert place(broker, request) == ref
-    wait_until(lambda: status_of(broker, ref) == "Filled", what="the order to fill")
+    wait_until(lambda: status_of(broker, ref) == "Filled", message="the order to fill")
     assert place(broker, request) == ref
     settle(broker, "marker-1")
     assert at_gateway(sim, ref) == ["Filled"]
@@ -84,11 +84,11 @@ def test_connection_closed_right_after_an_order_is_sent(
     broker.wait_state(ConnectionState.SYNCED)
     request = OrderRequest("MSFT", "BUY", 5, client_order_id="closed-1")
     ref = place(broker, request)
-    wait_until(lambda: at_gateway(sim, ref), what="the order to reach the gateway")
+    wait_until(lambda: at_gateway(sim, ref), message="the order to reach the gateway")
     sim.call(lambda s: s.close_all_connections())
-    wait_until(lambda: broker.node().restarts >= 1, what="the broker to restart")
+    wait_until(lambda: broker.node().restarts >= 1, message="the broker to restart")
     broker.wait_state(ConnectionState.SYNCED, timeout_s=15)
-    wait_until(lambda: status_of(broker, ref) == "Filled", what="the order seen filled")
+    wait_until(lambda: status_of(broker, ref) == "Filled", message="the order seen filled")
     assert place(broker, request) == ref
     settle(broker, "marker-2")
     assert at_gateway(sim, ref) == ["Filled"]
@@ -118,10 +118,10 @@ def _frozen_scenario(broker: BrokerHarness, sim: SimulatorThread) -> None:
     request = OrderRequest("AAPL", "BUY", 1, client_order_id="frozen-1")
     ref = place(broker, request)
     sim.call(lambda s: s.close_all_connections())
-    wait_until(lambda: status_of(broker, ref) == "Unresolved", what="the order to be unresolved")
+    wait_until(lambda: status_of(broker, ref) == "Unresolved", message="the order to be unresolved")
     wait_until(
         lambda: ref in broker.node().details.get("unresolved_orders", []),
-        what="the unresolved order in the snapshot",
+        message="the unresolved order in the snapshot",
     )
     sim.call(lambda s: s.unfreeze())
     broker.wait_state(ConnectionState.SYNCED, timeout_s=15)
@@ -142,9 +142,9 @@ def test_broker_crash_with_an_order_in_flight(
     request = OrderRequest("MSFT", "SELL", 4, client_order_id="crash-1")
     ref = place(broker, request)
     broker.tree.crash("broker")
-    wait_until(lambda: broker.node().restarts >= 1, what="the broker to restart")
+    wait_until(lambda: broker.node().restarts >= 1, message="the broker to restart")
     broker.wait_state(ConnectionState.SYNCED, timeout_s=15)
-    wait_until(lambda: status_of(broker, ref) == "Filled", what="the order seen filled")
+    wait_until(lambda: status_of(broker, ref) == "Filled", message="the order seen filled")
     assert place(broker, request) == ref
     settle(broker, "marker-4")
     assert at_gateway(sim, ref) == ["Filled"]
@@ -162,12 +162,12 @@ def test_cancel_a_resting_limit_order(
     broker.wait_state(ConnectionState.SYNCED)
     market = sim.call(lambda s: s.brokerage.prices.price("MSFT"))
     ref = place(broker, OrderRequest("MSFT", "BUY", 3, "LMT", round(market * 0.5, 2)))
-    wait_until(lambda: status_of(broker, ref) == "Submitted", what="the order to rest")
+    wait_until(lambda: status_of(broker, ref) == "Submitted", message="the order to rest")
     handle = broker.tree.handle("broker")
     assert cancel_order(handle, broker.status, ref) == ref
-    wait_until(lambda: status_of(broker, ref) == "Cancelled", what="the order to be cancelled")
+    wait_until(lambda: status_of(broker, ref) == "Cancelled", message="the order to be cancelled")
     assert at_gateway(sim, ref) == ["Cancelled"]
-    wait_until(lambda: len(events(broker, ORDER, ref)) == 3, what="the order's end recorded")
+    wait_until(lambda: len(events(broker, ORDER, ref)) == 3, message="the order's end recorded")
     recorded = events(broker, ORDER, ref)
     assert [e.context.get("action") for e in recorded] == ["place", "cancel", "final"]
     assert recorded[-1].context["status"] == "Cancelled"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from brokerharness import BrokerHarness, wait_until
 from ib_async import IB
 
-from conftest import IbErrorGuard
+from support.ib_errors import IbErrorGuard
 from tradingbot.broker import ConnectionState, LoopThread
 from tradingbot.gateway import SimulatorThread
 
@@ -24,7 +24,7 @@ def test_duplicate_client_id_is_retried_until_free(
     harness = BrokerHarness(sim.port, connect_timeout_s=0.5)
     harness.start()
     try:
-        wait_until(lambda: harness.node().restarts >= 2, what="retries of the broker")
+        wait_until(lambda: harness.node().restarts >= 2, message="retries of the broker")
         assert harness.state != ConnectionState.SYNCED
         assert "error 326" in (harness.status.view().last_error or "")
         other_loop.call(other.disconnect, 5)

@@ -7,7 +7,7 @@ import threading
 import pytest
 from brokerharness import BrokerHarness, wait_until
 
-from conftest import IbErrorGuard
+from support.ib_errors import REFUSED, IbErrorGuard
 from tradingbot.broker import ConnectionState
 from tradingbot.events import SYSTEM, Severity
 from tradingbot.gateway import SimulatorThread
@@ -17,15 +17,13 @@ SYNCED = ConnectionState.SYNCED
 DEGRADED = ConnectionState.DEGRADED
 NOT_SYNCED = (ConnectionState.DISCONNECTED, ConnectionState.CONNECTING)
 
-REFUSED = r"API connection failed|Make sure API port|ConnectionRefusedError|Connect call failed"
-
 
 def test_connects_and_reaches_synced(broker: BrokerHarness, sim: SimulatorThread) -> None:
     """The actor connects in setup; the snapshot shows synced, the gateway and a round trip."""
     broker.wait_state(SYNCED)
     wait_until(
         lambda: broker.node().details.get("last_roundtrip_ms") is not None,
-        what="a heartbeat probe round trip",
+        message="a heartbeat probe round trip",
     )
     details = broker.node().details
     assert details["host"] == "127.0.0.1"
@@ -44,7 +42,7 @@ def test_closed_connection_is_reconnected_by_the_backoff(
     ib_errors.allow(r"^Peer closed connection\.$")
     broker.wait_state(SYNCED)
     sim.call(lambda s: s.close_all_connections())
-    wait_until(lambda: broker.node().restarts >= 1, what="a restart of the broker")
+    wait_until(lambda: broker.node().restarts >= 1, message="a restart of the broker")
     broker.wait_state(SYNCED)
     assert broker.status.view().connects == 2
     warnings = [e for e in broker.sink.of_type(SYSTEM) if e.severity == Severity.WARNING]
@@ -81,7 +79,7 @@ def test_restart_window_is_survived(
     broker.wait_state(SYNCED)
     sim.run(sim.call(lambda s: s.refuse_connections(1.5)))
     broker.wait_state(*NOT_SYNCED)
-    wait_until(lambda: broker.node().restarts >= 2, what="failed reconnect attempts")
+    wait_until(lambda: broker.node().restarts >= 2, message="failed reconnect attempts")
     broker.wait_state(SYNCED, timeout_s=15)
     assert broker.status.view().connects == 2
 
@@ -118,7 +116,7 @@ def test_health_check_follows_the_connection(
     assert degraded.status == "warn"
     assert "degraded" in (degraded.output or "")
     sim.run(sim.call(lambda s: s.refuse_connections(3.0)))
-    wait_until(lambda: check()[0].status == "fail", what="the check to fail")
+    wait_until(lambda: check()[0].status == "fail", message="the check to fail")
     assert "disconnected" in (check()[0].output or "") or "connecting" in (check()[0].output or "")
     broker.wait_state(SYNCED, timeout_s=15)
     assert check()[0].status == "pass"
@@ -144,9 +142,9 @@ def test_crash_drill_closes_the_client_and_reconnects(
     connects with the same client id and no loop thread is left behind."""
     broker.wait_state(SYNCED)
     broker.tree.crash("broker")
-    wait_until(lambda: broker.node().restarts >= 1, what="the replacement broker")
+    wait_until(lambda: broker.node().restarts >= 1, message="the replacement broker")
     broker.wait_state(SYNCED)
-    wait_until(lambda: broker.status.view().connects == 2, what="the second connect")
+    wait_until(lambda: broker.status.view().connects == 2, message="the second connect")
     assert sim.call(lambda s: s.connected_client_ids) == [7]
     loops = [t for t in threading.enumerate() if t.name.startswith("ib-loop-")]
     assert len(loops) == 1

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from brokerharness import BrokerHarness, wait_until
 
-from conftest import IbErrorGuard
+from support.ib_errors import REFUSED, IbErrorGuard
 from tradingbot.actors.broker import (
     UnknownSymbol,
     subscribe_market_data,
@@ -18,8 +18,6 @@ from tradingbot.actors.broker import (
 from tradingbot.broker import BrokerNotReady, ConnectionState
 from tradingbot.broker.market import Quote
 from tradingbot.gateway import SimulatorThread
-
-REFUSED = r"API connection failed|Make sure API port|ConnectionRefusedError|Connect call failed"
 
 
 class QuoteQueue:
@@ -97,7 +95,7 @@ def test_two_subscribers_share_one_stream_until_the_last_leaves(
     assert streams(sim) == ["MSFT"]
     two.next("MSFT")
     unsubscribe_market_data(handle, broker.status, "MSFT", two)
-    wait_until(lambda: streams(sim) == [], what="the stream to be cancelled at the gateway")
+    wait_until(lambda: streams(sim) == [], message="the stream to be cancelled at the gateway")
     two.drain()
     time.sleep(0.3)  # several tick intervals of the simulator (0.05 s): nothing may arrive
     assert two.drain() == []
@@ -116,7 +114,7 @@ def test_the_subscription_survives_a_lost_connection(
     wait_until(
         lambda: broker.status.view().connects > connects and broker.state == ConnectionState.SYNCED,
         timeout_s=15,
-        what="the broker to reconnect",
+        message="the broker to reconnect",
     )
     reconnected = time.monotonic()
     assert sink.next("AAPL", after=reconnected).symbol == "AAPL"

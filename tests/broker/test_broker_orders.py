@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from brokerharness import BrokerHarness, wait_until
 
-from conftest import IbErrorGuard
+from support.ib_errors import REFUSED, IbErrorGuard
 from tradingbot.actors.broker import OrderRequest, PlaceOrder, place_order
 from tradingbot.broker import BrokerNotReady, ConnectionState
 from tradingbot.config import load_config
@@ -18,8 +18,6 @@ from tradingbot.events import ORDER, TRADE, Event
 from tradingbot.gateway import SimulatorThread
 from tradingbot.runtime import Runtime
 from tradingbot.storage.event_query import EventQuery
-
-REFUSED = r"API connection failed|Make sure API port|ConnectionRefusedError|Connect call failed"
 
 
 @pytest.fixture
@@ -36,7 +34,7 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
     wait_until(
         lambda: bot.broker_status.trading_blocked() is None,
         timeout_s=20,
-        what="the start reconciliation to open trading",
+        message="the start reconciliation to open trading",
     )
     yield bot
     bot.stop()
@@ -73,14 +71,14 @@ def test_market_order_fills_and_one_trade_event_is_stored(runtime: Runtime) -> N
     assert ref.startswith("TB-")
     wait_until(
         lambda: (o := runtime.broker_status.order(ref)) is not None and o.status == "Filled",
-        what="the order to fill",
+        message="the order to fill",
     )
 
     def trades() -> list[Event]:
         page = database.events.query(EventQuery(types=(TRADE,), trade_id=ref))
         return list(page.events)
 
-    [trade] = wait_until(trades, what="the TRADE event in the database")
+    [trade] = wait_until(trades, message="the TRADE event in the database")
     assert trade.context["symbol"] == "AAPL"
     context = trade.context
     assert (context["side"], context["quantity"], context["order_ref"]) == ("BUY", 10.0, ref)
@@ -169,7 +167,7 @@ def test_fill_while_disconnected_becomes_one_trade_after_reconnect(
     )
     wait_until(
         lambda: (o := broker.status.order(ref)) is not None and o.status == "Submitted",
-        what="the order to rest at the gateway",
+        message="the order to rest at the gateway",
     )
     sim.run(sim.call(lambda s: s.refuse_connections(1.0)))
     broker.wait_state(ConnectionState.DISCONNECTED, ConnectionState.CONNECTING)
@@ -181,10 +179,10 @@ def test_fill_while_disconnected_becomes_one_trade_after_reconnect(
 
     assert sim.call(fill_now) == 1
     broker.wait_state(ConnectionState.SYNCED, timeout_s=15)
-    wait_until(lambda: broker.sink.of_type(TRADE), what="the TRADE event of the missed fill")
+    wait_until(lambda: broker.sink.of_type(TRADE), message="the TRADE event of the missed fill")
     wait_until(
         lambda: (o := broker.status.order(ref)) is not None and o.status == "Filled",
-        what="the order to be seen filled after the reconnect",
+        message="the order to be seen filled after the reconnect",
     )
     [trade] = broker.sink.of_type(TRADE)
     assert trade.trade_id == ref
@@ -211,16 +209,16 @@ def test_runtime_broker_crash_with_an_order_in_flight_stores_one_trade(
     tree.crash("broker")
     wait_until(
         lambda: (n := tree.snapshot().find("broker")) is not None and n.restarts >= 1,
-        what="the broker to restart",
+        message="the broker to restart",
     )
     wait_until(
         lambda: runtime.broker_status.view().state == ConnectionState.SYNCED,
         timeout_s=15,
-        what="the broker to sync again",
+        message="the broker to sync again",
     )
     wait_until(
         lambda: (o := runtime.broker_status.order(ref)) is not None and o.status == "Filled",
-        what="the order seen filled after the restart",
+        message="the order seen filled after the restart",
     )
     assert place_order(tree.handle("broker"), runtime.broker_status, request) == ref
     marker = place_order(
@@ -232,7 +230,7 @@ def test_runtime_broker_crash_with_an_order_in_flight_stores_one_trade(
     def stored(trade_id: str) -> list[Event]:
         return list(database.events.query(EventQuery(types=(TRADE,), trade_id=trade_id)).events)
 
-    wait_until(lambda: stored(marker), what="the marker order's TRADE event in the database")
+    wait_until(lambda: stored(marker), message="the marker order's TRADE event in the database")
     assert len(stored(ref)) == 1
     placed = database.events.query(EventQuery(types=(ORDER,), trade_id=ref)).events
     assert [e.context["action"] for e in placed].count("place") == 1
@@ -289,7 +287,7 @@ def test_the_built_in_simulator_uses_the_configured_account(tmp_path: Path) -> N
         wait_until(
             lambda: bot.broker_status.view().state == ConnectionState.SYNCED,
             timeout_s=15,
-            what="the broker to sync with the DU777 simulator",
+            message="the broker to sync with the DU777 simulator",
         )
     finally:
         bot.stop()

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from brokerharness import BrokerHarness, wait_until
 
-from conftest import IbErrorGuard
+from support.ib_errors import REFUSED, IbErrorGuard
 from tradingbot.actors.broker import (
     OrderRequest,
     Query,
@@ -26,13 +26,11 @@ from tradingbot.actors.broker import (
 from tradingbot.broker import BrokerNotReady, ConnectionState
 from tradingbot.gateway import SimulatorThread
 
-REFUSED = r"API connection failed|Make sure API port|ConnectionRefusedError|Connect call failed"
-
 
 def filled(broker: BrokerHarness, ref: str) -> None:
     wait_until(
         lambda: (o := broker.status.order(ref)) is not None and o.status == "Filled",
-        what=f"order {ref} to fill",
+        message=f"order {ref} to fill",
     )
 
 
@@ -97,7 +95,7 @@ def test_open_orders_show_a_resting_order_until_it_is_cancelled(
     ref = place_order(handle, broker.status, OrderRequest("MSFT", "BUY", 2, "LMT", limit))
     wait_until(
         lambda: any(o.order_ref == ref for o in open_orders(handle, broker.status)),
-        what="the resting order among the open orders",
+        message="the resting order among the open orders",
     )
     [order] = [o for o in open_orders(handle, broker.status) if o.order_ref == ref]
     assert (order.side, order.quantity, order.order_type, order.limit_price) == (
@@ -109,7 +107,7 @@ def test_open_orders_show_a_resting_order_until_it_is_cancelled(
     cancel_order(handle, broker.status, ref)
     wait_until(
         lambda: not any(o.order_ref == ref for o in open_orders(handle, broker.status)),
-        what="the cancelled order to leave the open orders",
+        message="the cancelled order to leave the open orders",
     )
 
 
@@ -155,7 +153,7 @@ def test_a_frozen_gateway_is_a_timeout_never_an_empty_answer(
         sim.call(lambda s: s.unfreeze())
     wait_until(
         lambda: positions(handle, slow_prober.status) is not None,
-        what="positions answered again after the freeze",
+        message="positions answered again after the freeze",
     )
 
 

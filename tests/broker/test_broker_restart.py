@@ -16,7 +16,7 @@ import pytest
 from brokerharness import wait_until
 from prometheus_client import CollectorRegistry
 
-from conftest import IbErrorGuard
+from support.ib_errors import IbErrorGuard
 from tradingbot.actors.broker import OrderRequest, place_order
 from tradingbot.broker import ConnectionState
 from tradingbot.config import Config, load_config
@@ -50,12 +50,12 @@ def started(config: Config) -> Runtime:
     wait_until(
         lambda: bot.broker_status.view().state == ConnectionState.SYNCED,
         timeout_s=15,
-        what="the broker to sync",
+        message="the broker to sync",
     )
     wait_until(
         lambda: bot.broker_status.trading_blocked() is None,
         timeout_s=20,
-        what="the start reconciliation to open trading",
+        message="the start reconciliation to open trading",
     )
     return bot
 
@@ -91,10 +91,10 @@ def test_keys_orders_and_fills_survive_a_restart(
     )
     assert first.database is not None
     database = first.database
-    wait_until(lambda: trades(database, bought), what="the market order's TRADE event")
+    wait_until(lambda: trades(database, bought), message="the market order's TRADE event")
     wait_until(
         lambda: (o := first.broker_status.order(resting)) is not None and o.status == "Submitted",
-        what="the limit order to rest",
+        message="the limit order to rest",
     )
     first.stop()
     runtimes.remove(first)
@@ -112,7 +112,7 @@ def test_keys_orders_and_fills_survive_a_restart(
     assert second.database is not None
     database = second.database
     handle = second.tree.handle("broker")
-    wait_until(lambda: trades(database, resting), what="the missed fill's TRADE event")
+    wait_until(lambda: trades(database, resting), message="the missed fill's TRADE event")
     [missed] = trades(database, resting)
     assert missed.context["reconciled"] is True
     assert (missed.context["side"], missed.context["quantity"]) == ("BUY", 3.0)
@@ -125,7 +125,7 @@ def test_keys_orders_and_fills_survive_a_restart(
         request = OrderRequest("AAPL", "BUY", 5, client_order_id=key)
         assert place_order(handle, second.broker_status, request) == ref
     marker = place_order(handle, second.broker_status, OrderRequest("AAPL", "BUY", 1))
-    wait_until(lambda: trades(database, marker), what="a fresh order's TRADE event")
+    wait_until(lambda: trades(database, marker), message="a fresh order's TRADE event")
     refs = sim.call(lambda s: sorted(o.order_ref for o in s.brokerage.orders.values()))
     assert refs == sorted([bought, resting, marker])
     # The fill recorded by the first run is stored once, and the second run did not even

@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from support.waiting import wait_until
 from tradingbot.storage import Database, RunRecord
 
 T = TypeVar("T")
@@ -57,20 +57,6 @@ def clean_env(home: Path, **extra: str) -> dict[str, str]:
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     env.update(extra)
     return env
-
-
-def wait_until(
-    predicate: Callable[[], T | None], timeout_s: float = WAIT_S, message: str = "condition"
-) -> T:
-    """Poll ``predicate`` until it returns something truthy; return that, or fail."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {message}")
-        time.sleep(POLL_S)
 
 
 def run_cli(

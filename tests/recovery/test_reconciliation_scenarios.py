@@ -127,7 +127,7 @@ class World:
         assert status.wait_for_order(self.resting, {"Submitted"}, 10) is not None
         database = bot.database
         assert database is not None
-        wait_until(lambda: stored(database, TRADE, self.bought), what="the fill stored")
+        wait_until(lambda: stored(database, TRADE, self.bought), message="the fill stored")
 
 
 def change_position(sim: SimulatorThread, world: World, database: Database) -> None:
@@ -285,7 +285,7 @@ def test_an_unreachable_broker_keeps_trading_blocked_and_nothing_is_read_as_flat
                 "reconciliation pending: the broker is"
                 in (bot.broker_status.trading_blocked() or "")
             ),
-            what="the gate to say it waits for the broker",
+            message="the gate to say it waits for the broker",
         )
         trading_health(bot, "warn", "blocked: reconciliation (reconciliation pending: the broker")
         assert database.reconciliations.latest("") == []  # no result, no "flat" baseline

@@ -15,6 +15,8 @@ from typing import TypeVar
 import pytest
 
 WATCHED_LOGGERS = ("ib_async", "asyncio", "tradingbot.gateway")
+# What ib_async logs at ERROR while a gateway refuses connections (a restart window).
+REFUSED = r"API connection failed|Make sure API port|ConnectionRefusedError|Connect call failed"
 
 
 class IbErrorGuard(logging.Handler):

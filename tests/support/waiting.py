@@ -8,14 +8,19 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
+WAIT_S = 20.0
+POLL_S = 0.02
 
-def wait_until(predicate: Callable[[], T], timeout_s: float = 10.0, what: str = "") -> T:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout_s``."""
+
+def wait_until(
+    predicate: Callable[[], T | None], timeout_s: float = WAIT_S, message: str = "condition"
+) -> T:
+    """Poll ``predicate`` until it returns something truthy; return that, or fail."""
     deadline = time.monotonic() + timeout_s
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.01)
+            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {message}")
+        time.sleep(POLL_S)

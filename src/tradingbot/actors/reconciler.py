@@ -361,23 +361,27 @@ class ReconcilerActor(SupervisedActor):
 
     def _close(self, outcome: Outcome) -> int:
         """Record the end of our orders that ended at the broker while we were away."""
-        if self._recorder is None:
-            return 0
         for order in outcome.closed_orders:
-            self._recorder.record_durable(
-                ORDER,
-                f"order {order.order_ref} {order.status} (reconciled)",
-                trade_id=order.order_ref,
-                context={
-                    "order_ref": order.order_ref,
-                    "action": "final",
-                    "status": order.status,
-                    "filled": order.filled,
-                    "account": order.account,
-                    "reconciled": True,
-                },
-            )
+            self._record_end(order.order_ref, order.status, "reconciled", filled=order.filled)
         return len(outcome.closed_orders)
+
+    def _record_end(self, order_ref: str, status: str, why: str, **context: Any) -> None:
+        """The ORDER event ``final`` that closes an order in our books (durable)."""
+        if self._recorder is None:
+            return
+        self._recorder.record_durable(
+            ORDER,
+            f"order {order_ref} {status} ({why})",
+            trade_id=order_ref,
+            context={
+                "order_ref": order_ref,
+                "action": "final",
+                "status": status,
+                "account": self._settings.account,
+                "reconciled": True,
+                **context,
+            },
+        )
 
     # -- outcomes -------------------------------------------------------------------------
 
@@ -501,21 +505,9 @@ class ReconcilerActor(SupervisedActor):
         """Accept ``record``: the broker's view becomes ours. Orders open in our books
         and unknown to the broker are closed in our books (``Orphaned``); open orders not
         ours are remembered, so they are not reported again while they stay open."""
-        if self._recorder is not None:
-            for d in outcome.discrepancies:
-                if d.kind == "orphaned_order":
-                    self._recorder.record_durable(
-                        ORDER,
-                        f"order {d.order_ref} Orphaned (accepted by {by})",
-                        trade_id=d.order_ref,
-                        context={
-                            "order_ref": d.order_ref,
-                            "action": "final",
-                            "status": "Orphaned",
-                            "account": self._settings.account,
-                            "reconciled": True,
-                        },
-                    )
+        for d in outcome.discrepancies:
+            if d.kind == "orphaned_order":
+                self._record_end(d.order_ref, "Orphaned", f"accepted by {by}")
         return self._db.reconciliations.accept(record.id, by=by, orders=outcome.acceptable_orders())
 
     # -- helpers --------------------------------------------------------------------------

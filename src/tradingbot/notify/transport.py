@@ -8,6 +8,7 @@ Every blocking call is bounded by the SMTP timeout.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import smtplib
@@ -128,10 +129,8 @@ class SmtpSession:
 
 
 def _quietly_close(smtp: smtplib.SMTP) -> None:
-    try:
+    with contextlib.suppress(OSError):  # closing a broken connection: nothing to save
         smtp.close()
-    except OSError:
-        pass
 
 
 class SmtpTransport:
@@ -175,10 +174,8 @@ class EmlSession:
                 os.fsync(handle.fileno())
             os.replace(temp, target)
         except BaseException:
-            try:
+            with contextlib.suppress(FileNotFoundError):  # never written
                 os.unlink(temp)
-            except FileNotFoundError:
-                pass
             raise
         directory = os.open(self._folder, os.O_RDONLY)
         try:

@@ -14,6 +14,7 @@ names itself in its ``application_name`` (``trading-bot pid=… host=…``).
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -214,14 +215,11 @@ class AdvisoryLock:
         """Unlock and close the session (closing alone frees the lock on the server)."""
         connection, self._connection = self._connection, None
         if connection is not None:
-            try:
+            # A failure means the session is gone, and the lock with it.
+            with contextlib.suppress(sa_exc.SQLAlchemyError):
                 connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self._key})
-            except sa_exc.SQLAlchemyError:
-                pass  # the session is gone, and the lock with it
-            try:
+            with contextlib.suppress(sa_exc.SQLAlchemyError):
                 connection.close()
-            except sa_exc.SQLAlchemyError:
-                pass
         engine, self._engine = self._engine, None
         if engine is not None:
             engine.dispose()
