@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from support.ports import free_port
 from tradingbot.actors import HeartbeatActor
 from tradingbot.storage import Database
 from tradingbot.supervision import SupervisionTree, supervisor, worker
@@ -122,9 +123,7 @@ def test_restart_and_crash_are_not_clean_stops(
 
 def test_unreachable_database_is_reported_not_crashed(tmp_path: object) -> None:
     """With the database unreachable the heartbeat keeps running and shows the error."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
+    closed_port = free_port()
     database = Database.open(f"postgresql+psycopg2://postgres:s3cret@127.0.0.1:{closed_port}/x")
     tree = SupervisionTree(
         supervisor(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from support.ports import free_port
 from support.waiting import wait_until
 from tradingbot.storage import Database, RunRecord
 
@@ -35,13 +35,6 @@ def cli_command() -> list[str]:
     if script.exists():
         return [os.fspath(script)]
     return [sys.executable, "-m", "tradingbot.cli"]
-
-
-def free_port() -> int:
-    """A TCP port on the loopback interface that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def clean_env(home: Path, **extra: str) -> dict[str, str]:

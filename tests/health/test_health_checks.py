@@ -8,7 +8,6 @@ nothing listens on, an actor hung or crashed through the tree's drills).
 from __future__ import annotations
 
 import shutil
-import socket
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from support.ports import free_port
 from tradingbot.events.model import Event, Severity
 from tradingbot.events.spool import EventSpool
 from tradingbot.health import FAIL, PASS, WARN, Check
@@ -56,12 +56,6 @@ def wait_for(probe: Callable[[], list[Check]], accept: Callable[[Check], bool], 
 
 def free_mib(path: Path) -> float:
     return shutil.disk_usage(path).free / MIB
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- disk ---------------------------------------------------------------------------------

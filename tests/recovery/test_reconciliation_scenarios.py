@@ -8,7 +8,6 @@ blocking ones until accepted, and the start after that must be clean.
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from support.ports import free_port
 from support.waiting import wait_until
 from tradingbot.actors.broker import OrderRequest, place_order
 from tradingbot.actors.reconciler import Accept, ReconcileResult
@@ -262,12 +262,6 @@ def test_a_change_while_down_is_found_reported_once_and_the_next_start_is_clean(
     assert again.record.status == "clean"
     assert again.record.discrepancies == ()
     trading_open(third)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_an_unreachable_broker_keeps_trading_blocked_and_nothing_is_read_as_flat(

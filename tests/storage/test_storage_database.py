@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import socket
 import sqlite3
 from pathlib import Path
 
 import pytest
 import sqlalchemy
 
+from support.ports import free_port
 from tradingbot.storage import Database, StorageError, StorageUnavailable
 from tradingbot.storage.engine import create_engine_for
-
-
-def closed_loopback_port() -> int:
-    """A loopback TCP port nobody listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def test_dialect_names_the_backend(database: Database, database_url: str) -> None:
@@ -34,7 +26,7 @@ def test_ping_measures_a_round_trip(database: Database) -> None:
 
 def test_unreachable_postgres_raises_storage_unavailable_without_the_password() -> None:
     """An unreachable server gives StorageUnavailable naming it, with the password redacted."""
-    port = closed_loopback_port()
+    port = free_port()
     url = f"postgresql+psycopg2://trader:s3cret-pw@127.0.0.1:{port}/trading"
     db = Database.open(url)  # no connection yet: opening always works
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -14,6 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy
 
+from support.ports import free_port
 from tradingbot.events import Event, EventValidationError, Severity
 from tradingbot.storage import (
     Database,
@@ -59,14 +59,6 @@ def newest_first(events: list[Event], stored: list[Event]) -> list[Event]:
     """``events`` in the repository's order: newest first, later insert first on ties."""
     position = {e.id: i for i, e in enumerate(stored)}
     return sorted(events, key=lambda e: (e.timestamp, position[e.id]), reverse=True)
-
-
-def closed_loopback_port() -> int:
-    """A loopback TCP port nobody listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @pytest.fixture
@@ -603,7 +595,7 @@ def test_retention_validates_its_parameters(
 @pytest.fixture
 def unreachable() -> Iterator[Database]:
     """A PostgreSQL database on a loopback port nobody listens on."""
-    db = Database.open(f"postgresql+psycopg2://trader:pw@127.0.0.1:{closed_loopback_port()}/x")
+    db = Database.open(f"postgresql+psycopg2://trader:pw@127.0.0.1:{free_port()}/x")
     yield db
     db.dispose()
 

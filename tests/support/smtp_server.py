@@ -17,7 +17,6 @@ from __future__ import annotations
 import email
 import email.policy
 import shutil
-import socket
 import ssl
 import subprocess
 import threading
@@ -32,18 +31,14 @@ from typing import Any, Self
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from support.ports import free_port
+
 # aiosmtpd warns about AUTH without STARTTLS (even under implicit TLS, which it cannot
 # tell apart); tests of those modes mark themselves with this filter.
 AUTH_WITHOUT_STARTTLS = "ignore:Requiring AUTH while not requiring TLS:UserWarning"
 
 TEMPFAIL = "451 4.3.0 Try again later"
 REJECT = "550 5.7.1 Message rejected"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def self_signed_cert(folder: Path) -> tuple[Path, Path]:
