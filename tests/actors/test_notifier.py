@@ -226,6 +226,74 @@ def test_a_trade_stored_but_never_enqueued_is_mailed_at_the_next_start(
     assert len(subjects) == 2
 
 
+def test_an_alert_stored_but_never_enqueued_is_mailed_once_at_the_next_start(
+    database: Database, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    """An ERROR event whose alert a kill -9 kept out of the outbox is mailed at start, once."""
+    from tradingbot.events import Event
+
+    event = Event(
+        type=SYSTEM,
+        severity=Severity.ERROR,
+        source="broker",
+        message="order TB-7 rejected by the gateway",
+        context={"event": "order_rejected"},
+    )
+    database.events.insert_many([event])  # stored, but the process died before the outbox
+    settings = notify_settings(tmp_path, smtp_settings(smtp_server), poll_interval_s=0.05)
+    for _ in range(2):  # the second start finds it already in the outbox
+        bench = start_tree(database, tmp_path, settings)
+        try:
+            smtp_server.wait_for(1)
+            bench.tree.handle("notifier").ask(DeliverNow(), 5.0)
+        finally:
+            bench.stop()
+    subjects = [str(m.message["Subject"]) for m in smtp_server.messages()]
+    assert subjects == ["[trading-bot] ERROR SYSTEM: order TB-7 rejected by the gateway"]
+
+
+def test_an_alert_counted_into_a_storm_mail_is_not_mailed_again_at_the_next_start(
+    database: Database, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    """A restart does not replay the alerts a storm mail already covered."""
+    from tradingbot.events import Event
+    from tradingbot.notify.routing import route
+
+    settings = notify_settings(tmp_path, smtp_settings(smtp_server), poll_interval_s=0.05)
+    earlier = Notifier(database, settings)
+    storm = [
+        Event(
+            type=RISK,
+            severity=Severity.ERROR,
+            source="risk",
+            message="daily loss limit reached",
+            context={"event": "loss_limit"},
+        )
+        for _ in range(5)
+    ]
+    database.events.insert_many(storm)
+    for event in storm:  # what the running notifier did: one mail, four counted
+        wanted = route(event, settings)
+        assert wanted is not None
+        earlier.enqueue(
+            wanted.kind,
+            wanted.context,
+            severity=wanted.severity,
+            dedup_key=wanted.dedup_key,
+            token=wanted.token,
+        )
+    counts_before = [row.coalesced for row in earlier.repository.rows()]
+    assert counts_before == [1, 4]  # the first alert, and its follow-up counting the rest
+    bench = start_tree(database, tmp_path, settings)
+    try:
+        smtp_server.wait_for(1)
+        bench.tree.handle("notifier").ask(DeliverNow(), 5.0)
+    finally:
+        bench.stop()
+    assert [row.coalesced for row in earlier.repository.rows()] == counts_before
+    assert len(smtp_server.messages()) == 1  # the follow-up waits for its window to end
+
+
 @pytest.mark.postgres
 def test_a_database_outage_holds_notifications_then_writes_and_sends_them(
     fresh_postgres_url: str, smtp_server: SmtpServer, tmp_path: Path

@@ -125,9 +125,9 @@ class NotifierActor(SupervisedActor):
 
     def setup(self) -> None:
         try:
-            self._notifier.catch_up()  # trade mails a kill -9 kept out of the outbox
+            self._notifier.catch_up()  # mail a kill -9 or a crash kept out of the outbox
         except StorageError as exc:
-            log.error("trade_mail_catch_up_failed", error=str(exc))
+            log.error("mail_catch_up_failed", error=str(exc))
         self._sender = _SenderThread(f"notifier-sender-{self.actor_urn[:8]}")
         self.every(self._notifier.settings.poll_interval_s, _Tick())
         self.every(PRUNE_INTERVAL_S, PruneOutbox())

@@ -35,10 +35,10 @@ import jinja2
 import structlog
 
 from tradingbot.config import Config, check_mailbox
-from tradingbot.events.model import Severity
+from tradingbot.events.model import RISK, SYSTEM, TRADE, Severity
 from tradingbot.notify.render import KINDS, Renderer, build_message, message_id, to_wire
 from tradingbot.notify.retry import RetryPolicy, is_transient
-from tradingbot.notify.routing import TRADE_EXECUTION, route
+from tradingbot.notify.routing import ALERT, TRADE_EXECUTION, route
 from tradingbot.notify.settings import NotifySettings
 from tradingbot.notify.transport import (
     ConnectFailed,
@@ -320,23 +320,32 @@ class Notifier:
         return message_id(f"{ident.hex}.{kind}", self.settings.sender)
 
     def catch_up(self) -> int:
-        """Enqueue the trade mails of TRADE events stored but never enqueued; return how many.
+        """Enqueue the mail of events stored but never enqueued; return how many.
 
-        A ``kill -9`` between an event's commit and its outbox row would otherwise lose
-        its mail. Looks back from a little before the newest trade mail (at most a day;
-        five minutes when there is none yet). Idempotent: the Message-IDs derive from the
-        event ids, and a mail already in the outbox is left alone.
+        An event reaches the notifier after its commit, through the event hub and the
+        actor's mailbox; a ``kill -9`` (or a crash of the notifier actor) in that hop
+        would lose its mail. This looks at the TRADE, SYSTEM and RISK events from five
+        minutes before the newest mail in the outbox (at most a day back; five minutes
+        when the outbox is empty) and enqueues what routing asks for and the outbox
+        lacks. Idempotent: Message-IDs derive from event ids. An alert an identical mail
+        already covered (same dedup key, inside its storm window) is not mailed again:
+        it was either counted into that mail or is one the operator already had.
         """
-        if TRADE_EXECUTION not in self.settings.types:
+        wanted_types = [
+            event_type
+            for kind, event_type in ((TRADE_EXECUTION, TRADE), (ALERT, SYSTEM), (ALERT, RISK))
+            if kind in self.settings.types
+        ]
+        if not wanted_types:
             return 0
         now = self._now()
-        latest = self.repository.latest_created(TRADE_EXECUTION) or now
+        latest = self.repository.latest_created() or now
         since = max(now - CATCH_UP_MAX_AGE, latest - CATCH_UP_MARGIN)
         found = []
         cursor: str | None = None
         for _ in range(CATCH_UP_PAGES):
             page = self._database.events.query(
-                EventQuery(types=("TRADE",), since=since, limit=1000, cursor=cursor)
+                EventQuery(types=tuple(wanted_types), since=since, limit=1000, cursor=cursor)
             )
             found.extend(page.events)
             cursor = page.next_cursor
@@ -349,12 +358,25 @@ class Notifier:
                 continue
             if self.repository.by_message_id(self._message_id(wanted.kind, wanted.token)):
                 continue
+            window = self.settings.storm_window_s
+            if (
+                wanted.dedup_key is not None
+                and window > 0
+                and self.repository.mailed_near(
+                    dedup_key_of(wanted.dedup_key), event.timestamp, window
+                )
+            ):
+                continue
             result = self.enqueue(
-                wanted.kind, wanted.context, severity=wanted.severity, token=wanted.token
+                wanted.kind,
+                wanted.context,
+                severity=wanted.severity,
+                token=wanted.token,
+                dedup_key=wanted.dedup_key,
             )
-            added += result.record is not None
+            added += result.record is not None or result.coalesced_into is not None
         if added:
-            log.warning("trade_mails_caught_up", count=added, since=since.isoformat())
+            log.warning("mails_caught_up", count=added, since=since.isoformat())
         return added
 
     def prune(self) -> int:

@@ -317,12 +317,33 @@ class OutboxRepository:
             ).first()
             return None if row is None else _to_record(row)
 
-    def latest_created(self, kind: str) -> datetime | None:
-        """When the newest row of ``kind`` was enqueued (``None``: never)."""
+    def latest_created(self, kind: str | None = None) -> datetime | None:
+        """When the newest row (of ``kind``, or of any kind) was enqueued (``None``: never)."""
+        query = select(func.max(OutboxRow.created_at))
+        if kind is not None:
+            query = query.where(OutboxRow.kind == kind)
         with self._tx.read() as session:
-            return session.scalar(
-                select(func.max(OutboxRow.created_at)).where(OutboxRow.kind == kind)
-            )
+            return session.scalar(query)
+
+    def mailed_near(self, dedup_key: str, at: datetime, window_s: float) -> bool:
+        """Whether a mail of ``dedup_key`` was stored within one storm window of ``at``.
+
+        True when a row of that key was created no later than ``window_s`` after ``at``
+        and its storm window (which starts at its creation, or at the end of its own
+        window for a follow-up, and lasts ``window_s``) had not ended by ``at``: an
+        identical alert at ``at`` was then mailed or counted into that row's mail.
+        """
+        moment = require_utc(at, "at")
+        window = timedelta(seconds=window_s)
+        with self._tx.read() as session:
+            rows = session.execute(
+                select(OutboxRow.created_at, OutboxRow.window_ends_at).where(
+                    OutboxRow.dedup_key == dedup_key,
+                    OutboxRow.created_at >= moment - 2 * window,
+                    OutboxRow.created_at <= moment + window,
+                )
+            ).all()
+        return any((ends or created) + window >= moment for created, ends in rows)
 
     def open_digest(self) -> OutboxRecord | None:
         """The pending digest that still collects folded mail (not yet rendered)."""
