@@ -158,7 +158,6 @@ def test_cancel_a_resting_limit_order(
 ) -> None:
     """A resting limit order is cancelled by its id; the cancel is an ORDER event and the
     gateway's order ends Cancelled; unknown and final orders are refused clearly."""
-    ib_errors.allow(r"Error 202, .*Order Canceled")  # ib_async logs the cancel notice as ERROR
     broker.wait_state(ConnectionState.SYNCED)
     market = sim.call(lambda s: s.brokerage.prices.price("MSFT"))
     ref = place(broker, OrderRequest("MSFT", "BUY", 3, "LMT", round(market * 0.5, 2)))

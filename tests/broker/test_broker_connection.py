@@ -7,7 +7,7 @@ import threading
 import pytest
 from brokerharness import BrokerHarness, wait_until
 
-from support.ib_errors import REFUSED, IbErrorGuard
+from support.ib_errors import IbErrorGuard
 from tradingbot.broker import ConnectionState
 from tradingbot.events import SYSTEM, Severity
 from tradingbot.gateway import SimulatorThread
@@ -39,7 +39,6 @@ def test_closed_connection_is_reconnected_by_the_backoff(
     broker: BrokerHarness, sim: SimulatorThread, ib_errors: IbErrorGuard
 ) -> None:
     """A gateway that closes the socket takes the actor out of synced; the backoff reconnects."""
-    ib_errors.allow(r"^Peer closed connection\.$")
     broker.wait_state(SYNCED)
     sim.call(lambda s: s.close_all_connections())
     wait_until(lambda: broker.node().restarts >= 1, message="a restart of the broker")
@@ -56,7 +55,6 @@ def test_frozen_gateway_is_detected_and_recovers(
 ) -> None:
     """A frozen gateway (socket open, no answers) makes the probe report degraded; after
     unfreeze the broker is synced again."""
-    ib_errors.allow(REFUSED)
     ib_errors.allow(r"TimeoutError|timed out|Peer closed connection")
     broker.wait_state(SYNCED)
     sim.call(lambda s: s.freeze())
@@ -74,8 +72,6 @@ def test_restart_window_is_survived(
     broker: BrokerHarness, sim: SimulatorThread, ib_errors: IbErrorGuard
 ) -> None:
     """While the gateway refuses connections the broker retries with backoff, then syncs."""
-    ib_errors.allow(REFUSED)
-    ib_errors.allow(r"^Peer closed connection\.$")
     broker.wait_state(SYNCED)
     sim.run(sim.call(lambda s: s.refuse_connections(1.5)))
     broker.wait_state(*NOT_SYNCED)
@@ -88,7 +84,6 @@ def test_connectivity_notices_degrade_and_restore(
     broker: BrokerHarness, sim: SimulatorThread, ib_errors: IbErrorGuard
 ) -> None:
     """Error 1100 makes the broker degraded without reconnecting; 1102 makes it synced again."""
-    ib_errors.allow(r"Error 110[02]")
     broker.wait_state(SYNCED)
     sim.call(lambda s: s.connectivity_lost())
     broker.wait_state(DEGRADED)
@@ -102,8 +97,6 @@ def test_health_check_follows_the_connection(
 ) -> None:
     """The broker health check passes when synced, warns when degraded and fails when down
     longer than the grace period, then passes again."""
-    ib_errors.allow(REFUSED)
-    ib_errors.allow(r"Error 110[02]|^Peer closed connection\.$")
     check = broker_check(broker.status, grace_s=0.5)
     broker.wait_state(SYNCED)
     [synced] = check()
@@ -127,7 +120,6 @@ def test_restored_notice_after_loss(
     broker: BrokerHarness, sim: SimulatorThread, ib_errors: IbErrorGuard, code: int
 ) -> None:
     """Both restore notices (data lost or maintained) bring a degraded broker back to synced."""
-    ib_errors.allow(r"Error 110[012]")
     broker.wait_state(SYNCED)
     sim.call(lambda s: s.connectivity_lost())
     broker.wait_state(DEGRADED)

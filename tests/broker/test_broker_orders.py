@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from brokerharness import BrokerHarness, wait_until
 
-from support.ib_errors import REFUSED, IbErrorGuard
+from support.ib_errors import IbErrorGuard
 from tradingbot.actors.broker import OrderRequest, PlaceOrder, place_order
 from tradingbot.broker import BrokerNotReady, ConnectionState
 from tradingbot.config import load_config
@@ -104,8 +104,6 @@ def test_order_while_disconnected_is_refused_at_once(
     broker: BrokerHarness, sim: SimulatorThread, ib_errors: IbErrorGuard
 ) -> None:
     """While the gateway is unreachable an order is refused immediately, and nothing is queued."""
-    ib_errors.allow(REFUSED)
-    ib_errors.allow(r"^Peer closed connection\.$")
     broker.wait_state(ConnectionState.SYNCED)
     sim.run(sim.call(lambda s: s.refuse_connections(2.0)))
     broker.wait_state(ConnectionState.DISCONNECTED, ConnectionState.CONNECTING)
@@ -123,7 +121,6 @@ def test_actor_refuses_an_order_that_reaches_it_unsynced(
 ) -> None:
     """An order message reaching a degraded actor is answered with BrokerNotReady; the actor
     keeps running."""
-    ib_errors.allow(r"Error 1100")
     broker.wait_state(ConnectionState.SYNCED)
     sim.call(lambda s: s.connectivity_lost())
     broker.wait_state(ConnectionState.DEGRADED)
@@ -157,8 +154,6 @@ def test_fill_while_disconnected_becomes_one_trade_after_reconnect(
 ) -> None:
     """A resting order that fills while the gateway refuses connections is reported once, as
     one TRADE event, after the reconnect; the gateway holds a single order for it."""
-    ib_errors.allow(REFUSED)
-    ib_errors.allow(r"^Peer closed connection\.$")
     broker.wait_state(ConnectionState.SYNCED)
     market = sim.call(lambda s: s.brokerage.prices.price("MSFT"))
     limit = round(market * 0.5, 2)
@@ -198,7 +193,6 @@ def test_runtime_broker_crash_with_an_order_in_flight_stores_one_trade(
 ) -> None:
     """The runtime's broker crashes right after sending a keyed order: after the restart the
     simulator holds one order with that orderRef and the database one TRADE event for it."""
-    ib_errors.allow(REFUSED)
     ib_errors.allow(r"Peer closed connection|Socket disconnect")
     tree, database, simulator = runtime.tree, runtime.database, runtime.simulator
     assert tree is not None

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from brokerharness import BrokerHarness, wait_until
 
-from support.ib_errors import REFUSED, IbErrorGuard
+from support.ib_errors import IbErrorGuard
 from tradingbot.actors.broker import (
     OrderRequest,
     Query,
@@ -88,7 +88,6 @@ def test_executions_carry_our_order_ref_and_commission(
 def test_open_orders_show_a_resting_order_until_it_is_cancelled(
     broker: BrokerHarness, sim: SimulatorThread, ib_errors: IbErrorGuard
 ) -> None:
-    ib_errors.allow(r"Error 202, reqId \d+: Order Canceled")
     broker.wait_state(ConnectionState.SYNCED)
     handle = broker.tree.handle("broker")
     limit = round(sim.call(lambda s: s.brokerage.prices.price("MSFT")) * 0.5, 2)
@@ -114,8 +113,6 @@ def test_open_orders_show_a_resting_order_until_it_is_cancelled(
 def test_queries_while_disconnected_are_refused_at_once(
     broker: BrokerHarness, sim: SimulatorThread, ib_errors: IbErrorGuard
 ) -> None:
-    ib_errors.allow(REFUSED)
-    ib_errors.allow(r"Peer closed connection")
     broker.wait_state(ConnectionState.SYNCED)
     sim.run(sim.call(lambda s: s.refuse_connections(30.0)))
     broker.wait_state(ConnectionState.DISCONNECTED, ConnectionState.CONNECTING)

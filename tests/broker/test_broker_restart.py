@@ -75,7 +75,6 @@ def runtimes() -> Iterator[list[Runtime]]:
 def test_keys_orders_and_fills_survive_a_restart(
     config: Config, sim: SimulatorThread, runtimes: list[Runtime], ib_errors: IbErrorGuard
 ) -> None:
-    ib_errors.allow(r"Peer closed connection")
     first = started(config)
     runtimes.append(first)
     assert first.tree is not None

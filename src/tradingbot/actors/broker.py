@@ -57,6 +57,7 @@ from tradingbot.broker import (
     TradingBlocked,
     UnknownOrder,
 )
+from tradingbot.broker.iblog import correct_ib_log_levels
 from tradingbot.broker.market import MarketData, Quote, QuoteSink
 from tradingbot.broker.queries import (
     AccountValue,
@@ -540,6 +541,7 @@ class BrokerActor(SupervisedActor):
     # -- lifecycle --------------------------------------------------------------------------
 
     def setup(self) -> None:
+        correct_ib_log_levels()  # gateway notices the broker handles are not ERRORs
         s = self._settings
         self._set_state(
             ConnectionState.CONNECTING,
