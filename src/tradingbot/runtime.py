@@ -348,7 +348,9 @@ class Runtime:
             NotifySettings.from_config(config),
             status=self.notify_status,
             on_failed=self._mail_failed,
+            owner=self.run_id,
         )
+        self._release_dead_claims(notifier)
         broker_settings = self.broker_settings()
         # Fills recorded by earlier runs: the gateway reports the day's executions again
         # at every connect, and each must reach the event stream (and its e-mail) once.
@@ -519,6 +521,23 @@ class Runtime:
             )
         except (StorageError, ValueError) as exc:
             log.error("recovery_report_not_queued", error=str(exc), id=r.id)
+
+    def _release_dead_claims(self, notifier: Notifier) -> None:
+        """Free the outbox claims of the crashed runs, so their mail goes out now.
+
+        We hold the run lock of this database and account, so the runs detected as
+        crashed cannot be sending anything any more.
+        """
+        dead = sorted({report.recovery.run_id for report in self.crashes})
+        if not dead:
+            return
+        try:
+            freed = notifier.repository.release_claims_of(dead, datetime.now(UTC))
+        except StorageError as exc:  # the claims simply expire
+            log.warning("outbox_claims_not_released", error=str(exc), runs=dead)
+            return
+        if freed:
+            log.info("outbox_claims_released", rows=freed, runs=dead)
 
     def _mail_failed(self, record: OutboxRecord, error: BaseException) -> None:
         """A mail refused permanently: an ERROR event (routing never mails ``mail_failed``)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,6 +82,48 @@ def test_kill_9_with_mail_pending_then_restart_delivers_every_mail_once(
     assert len(note_subjects(smtp_server, "pending-at-kill")) == 5
     counts = smtp_server.message_ids()
     assert set(counts.values()) == {1}, counts  # no Message-ID accepted twice
+
+
+def test_mail_claimed_by_a_killed_run_goes_out_at_the_restart_not_when_its_claim_expires(
+    bot_factory: BotFactory, bot_database_url: str | None, smtp_server: SmtpServer
+) -> None:
+    """kill -9 in the middle of a delivery: the next start frees the dead run's claim.
+
+    The first run talks to a server that accepts the connection and never answers, with a
+    30 s timeout: its claim on the mail lasts 8 x 30 + 5 = 245 s. The restart sends the
+    mail at once (well inside the 90 s this test waits) and logs which run's claims it
+    freed.
+    """
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(16)  # accepts connections, never says a word
+    try:
+        stalled = {
+            **mail_env(smtp_server),
+            "TRADINGBOT_SMTP_PORT": str(hole.getsockname()[1]),
+            "TRADINGBOT_SMTP_TIMEOUT_S": "30",
+        }
+        bot = bot_factory(bot_database_url, stalled)
+        run_id = bot.run_id
+        note(bot, "claimed-at-kill")
+
+        def claimed() -> bool:
+            with Database.open(bot.database_url) as database:
+                rows = OutboxRepository(database).rows(status=PENDING)
+            return any(
+                "claimed-at-kill" in row.subject and row.claimed_by == run_id for row in rows
+            )
+
+        wait_until(claimed, 30, "the mail claimed by the first run")
+        bot.signal(signal.SIGKILL)
+        bot.wait()
+    finally:
+        hole.close()
+    again = bot_factory(bot_database_url, mail_env(smtp_server), home=bot.home)
+    wait_until(lambda: note_subjects(smtp_server, "claimed-at-kill"), 90, "the claimed mail")
+    released = [e for e in again.log_events() if e.get("event") == "outbox_claims_released"]
+    assert [(e["rows"], e["runs"]) for e in released] == [(1, [run_id])]
+    assert len(note_subjects(smtp_server, "claimed-at-kill")) == 1
 
 
 def test_an_actor_crash_drill_is_mailed_as_a_system_error(

@@ -51,6 +51,27 @@ def test_claim_takes_due_rows_once_until_the_lease_ends(database: Database) -> N
     assert [r.message_id for r in again] == ["<a@x>"]
 
 
+def test_claims_of_a_dead_run_are_freed_and_no_one_elses(database: Database) -> None:
+    """After a crash the dead run's claims become due at once; live claims stay claimed."""
+    repo = OutboxRepository(database)
+    for name in ("a", "b", "c"):
+        repo.add(mail(f"<{name}@x>"))
+    lease = T0 + timedelta(seconds=85)
+    repo.claim_due(T0, lease, 1, owner="run-dead")
+    repo.claim_due(T0, lease, 1, owner="run-live")
+    later = T0 + timedelta(seconds=2)
+    assert repo.release_claims_of(["run-dead", "run-gone"], later) == 1
+    again = repo.claim_due(later, later + timedelta(seconds=85), 10, owner="run-new")
+    assert sorted(r.message_id for r in again) == ["<a@x>", "<c@x>"]
+    assert repo.release_claims_of([], later) == 0
+    # a row the dead run had rescheduled (a transient failure) keeps its backoff
+    repo.reschedule(again[0].id, T0 + timedelta(minutes=10), "SMTPServerDisconnected: gone")
+    assert repo.release_claims_of(["run-new"], later) == 1  # only the row still claimed
+    row = repo.get(again[0].id)
+    assert row is not None
+    assert row.next_attempt_at == T0 + timedelta(minutes=10)
+
+
 def test_sent_failed_and_rescheduled_rows_keep_their_history(database: Database) -> None:
     """Marking sets status, counts the attempt and keeps the last error."""
     repo = OutboxRepository(database)

@@ -45,6 +45,7 @@ from tradingbot.supervision import (
     render_tree,
     supervisor,
 )
+from tradingbot.supervision.handle import IncarnationEnvelope
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -667,6 +668,45 @@ def test_message_arriving_just_after_a_crash_reaches_the_replacement(harness: Ha
 
     assert reply.get(timeout=WAIT_S) == urn(tree, "a")
     assert h.lab.wait_handled(1) == [("a", urn(tree, "a"), 1)]
+
+
+def test_a_tick_for_a_crashed_incarnation_is_not_handed_to_the_replacement(
+    harness: Harness,
+) -> None:
+    """A timer tick or worker reply told with tell_incarnation that arrives after its
+    incarnation crashed is discarded: the replacement runs its own timers."""
+    h = harness
+    tree = h.tree(supervisor("root", h.workers(["a"])))
+    old = tree.handle("a").ref
+    assert old is not None
+    tree.tell("a", Crash())
+    h.recorder.wait_count(ActorRestarted, 1, "a")
+
+    old.actor_inbox.put(IncarnationEnvelope(Count(1)))  # what tell_incarnation puts
+    old.actor_inbox.put(Envelope(Count(2)))  # an ordinary tell still reaches the replacement
+
+    assert h.lab.wait_handled(1) == [("a", urn(tree, "a"), 2)]
+    sync(tree, "a")
+    assert [n for _, _, n in h.lab.handled] == [2]
+
+
+def test_a_tick_for_a_stopped_actor_is_not_reported_as_a_dropped_message(
+    harness: Harness,
+) -> None:
+    """An orderly stop does not raise an ERROR event (MessagesDropped) about its own timer
+    ticks or worker replies; an ordinary message to the stopped actor still is one."""
+    h = harness
+    tree = h.tree(supervisor("root", [h.worker("t", restart=Restart.TEMPORARY)]))
+    old = tree.handle("t").ref
+    assert old is not None
+    tree.tell("t", Crash())
+    h.recorder.wait_count(ActorGaveUp, 1, "t")
+
+    old.actor_inbox.put(IncarnationEnvelope(Count(1)))
+    assert h.recorder.of(MessagesDropped, "t") == []
+    old.actor_inbox.put(Envelope(Count(2)))
+    assert sum(e.count for e in h.recorder.of(MessagesDropped, "t")) == 1
+    assert h.lab.handled == []
 
 
 def test_ask_during_a_restart_is_answered_by_the_replacement(harness: Harness) -> None:

@@ -35,7 +35,7 @@ import structlog
 from tradingbot.events.model import Event, Severity
 from tradingbot.notify import DeliveryReport, Notification, Notifier, route
 from tradingbot.storage import StorageError
-from tradingbot.supervision import Failure, SupervisedActor, tell_if_alive
+from tradingbot.supervision import Failure, SupervisedActor, tell_incarnation
 
 log = structlog.get_logger(__name__)
 
@@ -271,9 +271,9 @@ class NotifierActor(SupervisedActor):
             try:
                 report = notifier.deliver_due()
             except Exception as exc:  # noqa: BLE001 - reported to the actor, which logs it
-                tell_if_alive(ref, _PassDone(None, f"{type(exc).__name__}: {exc}"))
+                tell_incarnation(ref, _PassDone(None, f"{type(exc).__name__}: {exc}"))
                 return
-            tell_if_alive(ref, _PassDone(report))
+            tell_incarnation(ref, _PassDone(report))
 
         self._sender.submit(run)
 

@@ -218,8 +218,10 @@ class Notifier:
         policy: RetryPolicy | None = None,
         status: NotifyStatus | None = None,
         on_failed: FailedCallback = _no_callback,
+        owner: str | None = None,
     ) -> None:
         self.settings = settings
+        self.owner = owner  # stored with each claim (a run id): a dead run's claims are freed
         self._database = database
         self.repository = OutboxRepository(database)
         self._now = now
@@ -435,7 +437,10 @@ class Notifier:
         now = self._now()
         self._mark_unmarked(now)
         claimed = self.repository.claim_due(
-            now, now + timedelta(seconds=self.settings.lease_s), self.settings.batch_size
+            now,
+            now + timedelta(seconds=self.settings.lease_s),
+            self.settings.batch_size,
+            owner=self.owner,
         )
         claimed = [row for row in claimed if row.id not in self._unmarked]
         tally.claimed = len(claimed)

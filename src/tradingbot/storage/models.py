@@ -138,6 +138,7 @@ OUTBOX_STATUS_CHECK = "status IN ({})".format(", ".join(f"'{s}'" for s in OUTBOX
 MESSAGE_ID_LENGTH = 255
 OUTBOX_KIND_LENGTH = 32
 DEDUP_KEY_LENGTH = 255
+CLAIMED_BY_LENGTH = 64
 ADDRESS_LENGTH = 320
 
 
@@ -151,7 +152,8 @@ class OutboxRow(Base):
     ``coalesced`` count until ``window_ends_at``, and a digest row collects the rows
     ``folded`` into it (``folded_into``) by the rate limit. ``next_attempt_at`` doubles as
     a short claim: a sender moves it forward before an attempt, so two processes never
-    send the same row at once.
+    send the same row at once; ``claimed_by`` names the claiming run, so the next start
+    after a crash can free that run's claims at once instead of waiting for them to expire.
     """
 
     __tablename__ = "outbox"
@@ -197,6 +199,7 @@ class OutboxRow(Base):
     coalesced: Mapped[int] = mapped_column(Integer(), default=1, server_default=text("1"))
     window_ends_at: Mapped[datetime | None]
     folded_into: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+    claimed_by: Mapped[str | None] = mapped_column(String(CLAIMED_BY_LENGTH))
 
 
 RECOVERY_STATUSES = ("detected", "reconciled", "accepted")

@@ -78,6 +78,7 @@ class OutboxRecord:
     coalesced: int
     window_ends_at: datetime | None
     folded_into: int | None
+    claimed_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -126,6 +127,7 @@ class OutboxRepository:
             coalesced=1,
             window_ends_at=window,
             folded_into=None,
+            claimed_by=None,
         )
         try:
             with self._tx.write() as session:
@@ -179,8 +181,13 @@ class OutboxRepository:
             end = start + timedelta(seconds=window_s)
             return end if at < end else None
 
-    def claim_due(self, now: datetime, lease_until: datetime, limit: int) -> list[OutboxRecord]:
-        """Claim up to ``limit`` due pending rows (oldest first) until ``lease_until``."""
+    def claim_due(
+        self, now: datetime, lease_until: datetime, limit: int, *, owner: str | None = None
+    ) -> list[OutboxRecord]:
+        """Claim up to ``limit`` due pending rows (oldest first) until ``lease_until``.
+
+        ``owner`` (a run id) is stored with each claim: see :meth:`release_claims_of`.
+        """
         at = require_utc(now, "now")
         lease = require_utc(lease_until, "lease_until")
         claimed: list[OutboxRecord] = []
@@ -200,7 +207,7 @@ class OutboxRepository:
                         OutboxRow.status == PENDING,
                         OutboxRow.next_attempt_at == row.next_attempt_at,
                     )
-                    .values(next_attempt_at=lease)
+                    .values(next_attempt_at=lease, claimed_by=owner)
                 )
                 if result.rowcount == 1:
                     claimed.append(_to_record(row))
@@ -242,7 +249,11 @@ class OutboxRepository:
     ) -> None:
         """A transient failure: try again at ``next_attempt_at``; count the attempt."""
         when = require_utc(next_attempt_at, "next_attempt_at")
-        values: dict[str, Any] = {"next_attempt_at": when, "last_error": error[:MAX_ERROR_CHARS]}
+        values: dict[str, Any] = {
+            "next_attempt_at": when,
+            "last_error": error[:MAX_ERROR_CHARS],
+            "claimed_by": None,
+        }
         if attempted:
             values["attempts"] = OutboxRow.attempts + 1
         self._set(row_id, **values)
@@ -263,7 +274,30 @@ class OutboxRepository:
 
     def release(self, row_id: int, at: datetime) -> None:
         """Give a claimed row back, due at ``at`` (its attempt was not made)."""
-        self._set(row_id, next_attempt_at=require_utc(at, "at"))
+        self._set(row_id, next_attempt_at=require_utc(at, "at"), claimed_by=None)
+
+    def release_claims_of(self, owners: Sequence[str], at: datetime) -> int:
+        """Make the rows still claimed by ``owners`` (runs known dead) due at ``at``.
+
+        A process killed in the middle of a delivery pass leaves its claims behind; this
+        lets the next start send those mails now instead of when the leases expire.
+        Claims of any other owner (a live process of another account, a CLI command) are
+        left alone. Returns the number of rows freed.
+        """
+        if not owners:
+            return 0
+        moment = require_utc(at, "at")
+        with self._tx.write() as session:
+            result = session.connection().execute(
+                update(OutboxRow)
+                .where(
+                    OutboxRow.status == PENDING,
+                    OutboxRow.claimed_by.in_(list(owners)),
+                    OutboxRow.next_attempt_at > moment,
+                )
+                .values(next_attempt_at=moment, claimed_by=None)
+            )
+            return int(result.rowcount)
 
     def fold(self, row_ids: Sequence[int], digest_id: int) -> None:
         """Move pending rows into the digest ``digest_id`` (the rate limit's overflow)."""
@@ -437,4 +471,5 @@ def _to_record(row: OutboxRow) -> OutboxRecord:
         coalesced=row.coalesced,
         window_ends_at=row.window_ends_at,
         folded_into=row.folded_into,
+        claimed_by=row.claimed_by,
     )

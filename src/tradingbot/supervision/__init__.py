@@ -31,6 +31,7 @@ from tradingbot.supervision.handle import (
     SupervisionError,
     UnknownActor,
     tell_if_alive,
+    tell_incarnation,
 )
 from tradingbot.supervision.snapshot import ActorSnapshot, render_tree
 from tradingbot.supervision.spec import (
@@ -91,6 +92,7 @@ __all__ = [
     "render_tree",
     "supervisor",
     "tell_if_alive",
+    "tell_incarnation",
     "validate",
     "worker",
 ]

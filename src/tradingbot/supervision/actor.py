@@ -46,9 +46,10 @@ from tradingbot.supervision.events import Failure, SupervisionEvent
 from tradingbot.supervision.handle import (
     RESTARTING,
     ActorHandle,
+    IncarnationEnvelope,
     Ping,
     UnknownActor,
-    tell_if_alive,
+    tell_incarnation,
 )
 
 log = structlog.get_logger("tradingbot.supervision")
@@ -130,6 +131,8 @@ def _salvage(envelopes: list[Envelope[Any]]) -> list[Envelope[Any]]:
     kept: list[Envelope[Any]] = []
     for envelope in envelopes:
         message = envelope.message
+        if isinstance(envelope, IncarnationEnvelope):
+            continue  # a tick or a reply for the dead incarnation: of no use to anyone
         if isinstance(message, pykka_messages._ActorStop):
             if envelope.reply_to is not None:
                 envelope.reply_to.set(None)
@@ -245,7 +248,7 @@ class SupervisedActor(pykka.ThreadingActor):
         ref = self.actor_ref
 
         def fire() -> None:
-            tell_if_alive(ref, message)
+            tell_incarnation(ref, message)
 
         self._timers.append(call_every(self.clock, interval_s, fire))
 

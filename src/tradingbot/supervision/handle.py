@@ -78,6 +78,26 @@ def tell_if_alive(ref: pykka.ActorRef[Any], message: Any) -> bool:
     return True
 
 
+class IncarnationEnvelope(Envelope[Any]):
+    """A message for one incarnation only (see :func:`tell_incarnation`)."""
+
+    __slots__ = ()
+
+
+def tell_incarnation(ref: pykka.ActorRef[Any], message: Any) -> bool:
+    """Tell ``message`` to this incarnation only; False if it already stopped.
+
+    For a timer tick or a worker thread's reply: if the incarnation stops before reading
+    it, the message is discarded quietly — it is neither handed to a replacement (which
+    runs its own timers) nor reported as a dropped message (nothing of value was lost),
+    so an orderly stop does not raise an ERROR event about its own ticks.
+    """
+    if not ref.is_alive():
+        return False
+    ref.actor_inbox.put(IncarnationEnvelope(message))
+    return True
+
+
 class Ping:
     """Liveness probe; answered by the actor framework before any user handler."""
 
