@@ -27,7 +27,7 @@ import smtplib
 import threading
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -333,28 +333,31 @@ class Notifier:
         already covered (same dedup key, inside its storm window) is not mailed again:
         it was either counted into that mail or is one the operator already had.
         """
-        wanted_types = [
-            event_type
-            for kind, event_type in ((TRADE_EXECUTION, TRADE), (ALERT, SYSTEM), (ALERT, RISK))
-            if kind in self.settings.types
-        ]
-        if not wanted_types:
+        queries = []
+        if TRADE_EXECUTION in self.settings.types:
+            queries.append(EventQuery(types=(TRADE,)))
+        if ALERT in self.settings.types:
+            queries.append(
+                EventQuery(types=(SYSTEM, RISK), min_severity=self.settings.min_severity)
+            )
+        if not queries:
             return 0
         now = self._now()
         latest = self.repository.latest_created() or now
         since = max(now - CATCH_UP_MAX_AGE, latest - CATCH_UP_MARGIN)
         found = []
-        cursor: str | None = None
-        for _ in range(CATCH_UP_PAGES):
-            page = self._database.events.query(
-                EventQuery(types=tuple(wanted_types), since=since, limit=1000, cursor=cursor)
-            )
-            found.extend(page.events)
-            cursor = page.next_cursor
-            if cursor is None:
-                break
+        for query in queries:
+            cursor: str | None = None
+            for _ in range(CATCH_UP_PAGES):
+                page = self._database.events.query(
+                    replace(query, since=since, limit=1000, cursor=cursor)
+                )
+                found.extend(page.events)
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
         added = 0
-        for event in reversed(found):  # oldest first
+        for event in sorted(found, key=lambda event: event.timestamp):  # oldest first
             wanted = route(event, self.settings)
             if wanted is None or wanted.token is None:
                 continue
