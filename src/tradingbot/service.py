@@ -79,15 +79,10 @@ async def _serve(config: Config) -> int:
             log.critical("already_running", error=str(exc), exit_code=exitcodes.ALREADY_RUNNING)
             print(f"trading-bot: {exc}", file=sys.stderr)
             return exitcodes.ALREADY_RUNNING
-        except StartupError as exc:
-            log.critical("startup_failed", error=str(exc))
-            return exitcodes.FAILURE
-        except StorageError as exc:
-            log.critical("startup_failed", error=str(exc))
-            return exitcodes.FAILURE
-        except Exception as exc:  # anything else: one line here, the traceback in the log
-            log.critical("startup_failed", error=_one_line(exc), exc_info=True)
-            return exitcodes.FAILURE
+        except (StartupError, StorageError) as exc:
+            return _startup_failed(str(exc))
+        except Exception as exc:  # noqa: BLE001 - one line on stderr, the traceback in the log
+            return _startup_failed(_one_line(exc), exc_info=True)
         tree = runtime.tree
         assert tree is not None
 
@@ -100,10 +95,17 @@ async def _serve(config: Config) -> int:
         try:
             site = web.TCPSite(runner, config.http_host, config.http_port)
             await site.start()
+        except OSError as exc:
+            return _startup_failed(
+                _one_line(exc),
+                problem=f"cannot listen on {config.http_host}:{config.http_port} "
+                "(TRADINGBOT_HTTP_HOST, TRADINGBOT_HTTP_PORT): "
+                + (os.strerror(exc.errno) if exc.errno else _one_line(exc)).lower(),
+            )
+        try:
             await control.start()
         except (OSError, ControlServerError) as exc:
-            log.critical("startup_failed", error=_one_line(exc))
-            return exitcodes.FAILURE
+            return _startup_failed(_one_line(exc))
         port = _bound_port(runner) or config.http_port
         log.info(
             "service_ready",
@@ -181,6 +183,13 @@ def _bound_port(runner: web.AppRunner) -> int | None:
         if isinstance(address, tuple) and len(address) >= 2:
             return int(address[1])
     return None
+
+
+def _startup_failed(error: str, *, problem: str | None = None, exc_info: bool = False) -> int:
+    """Log the failed start and say it on stderr in one line; the exit code."""
+    log.critical("startup_failed", error=error, exc_info=exc_info)
+    print(f"trading-bot: startup failed: {problem or error}", file=sys.stderr)
+    return exitcodes.FAILURE
 
 
 def _one_line(exc: BaseException) -> str:

@@ -134,3 +134,22 @@ def test_db_upgrade_against_an_unreachable_server_fails_in_one_line(short_tmp: P
     assert str(port) in lines[0]
     assert PASSWORD not in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_run_against_an_unreachable_database_fails_in_one_line(short_tmp: Path) -> None:
+    """`run` with the database down exits 1 saying so in one stderr line, no password."""
+    port = free_port()  # nothing listens on it
+    url = f"postgresql+psycopg2://trader:{PASSWORD}@127.0.0.1:{port}/tb"
+    env = clean_env(
+        short_tmp / "home", TRADINGBOT_DATABASE_URL=url, TRADINGBOT_HTTP_PORT=str(free_port())
+    )
+
+    result = run_cli(["run"], env, cwd=short_tmp)
+
+    assert result.returncode == exitcodes.FAILURE
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("trading-bot: startup failed: ")
+    assert str(port) in lines[0]
+    assert PASSWORD not in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr

@@ -49,6 +49,10 @@ def test_port_in_use_fails_with_a_clear_log_line_and_no_socket_left(
     assert "address already in use" in failed[0]["error"]
     assert str(port) in failed[0]["error"]
     assert "Traceback" not in bot.stdout() + bot.stderr()
+    assert bot.stderr().strip() == (
+        f"trading-bot: startup failed: cannot listen on 127.0.0.1:{port} "
+        "(TRADINGBOT_HTTP_HOST, TRADINGBOT_HTTP_PORT): address already in use"
+    )
     assert not bot.control_socket.exists()
 
 
