@@ -64,6 +64,7 @@ from tradingbot.recovery import (
     RunLockMonitor,
     acquire_run_lock,
     detect_crashes,
+    process_is_gone,
     report_crash,
 )
 from tradingbot.recovery.runlock import run_lock_check
@@ -523,12 +524,13 @@ class Runtime:
             log.error("recovery_report_not_queued", error=str(exc), id=r.id)
 
     def _release_dead_claims(self, notifier: Notifier) -> None:
-        """Free the outbox claims of the crashed runs, so their mail goes out now.
-
-        We hold the run lock of this database and account, so the runs detected as
-        crashed cannot be sending anything any more.
+        """Free the outbox claims of the crashed runs whose process is gone, so their mail
+        goes out now. A crashed run on another host (or still running here, having lost
+        its lock) keeps its claims until they expire: it may still be sending.
         """
-        dead = sorted({report.recovery.run_id for report in self.crashes})
+        dead = sorted(
+            {report.recovery.run_id for report in self.crashes if process_is_gone(report.recovery)}
+        )
         if not dead:
             return
         try:

@@ -99,8 +99,7 @@ async def _serve(config: Config) -> int:
             return _startup_failed(
                 _one_line(exc),
                 problem=f"cannot listen on {config.http_host}:{config.http_port} "
-                "(TRADINGBOT_HTTP_HOST, TRADINGBOT_HTTP_PORT): "
-                + (os.strerror(exc.errno) if exc.errno else _one_line(exc)).lower(),
+                "(TRADINGBOT_HTTP_HOST, TRADINGBOT_HTTP_PORT): " + _os_reason(exc),
             )
         try:
             await control.start()
@@ -188,8 +187,17 @@ def _bound_port(runner: web.AppRunner) -> int | None:
 def _startup_failed(error: str, *, problem: str | None = None, exc_info: bool = False) -> int:
     """Log the failed start and say it on stderr in one line; the exit code."""
     log.critical("startup_failed", error=error, exc_info=exc_info)
-    print(f"trading-bot: startup failed: {problem or error}", file=sys.stderr)
+    said = problem or error
+    prefix = "startup failed: "
+    print(f"trading-bot: {prefix}{said.removeprefix(prefix)}", file=sys.stderr)
     return exitcodes.FAILURE
+
+
+def _os_reason(exc: OSError) -> str:
+    """``address already in use``: the OS's words, without asyncio's wrapping."""
+    if exc.errno is not None and exc.errno > 0:
+        return os.strerror(exc.errno).lower()
+    return (exc.strerror or _one_line(exc)).lower()  # socket.gaierror: negative codes
 
 
 def _one_line(exc: BaseException) -> str:

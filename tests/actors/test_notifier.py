@@ -281,6 +281,7 @@ def test_an_alert_counted_into_a_storm_mail_is_not_mailed_again_at_the_next_star
             severity=wanted.severity,
             dedup_key=wanted.dedup_key,
             token=wanted.token,
+            event_id=wanted.event_id,
         )
     counts_before = [row.coalesced for row in earlier.repository.rows()]
     assert counts_before == [1, 4]  # the first alert, and its follow-up counting the rest

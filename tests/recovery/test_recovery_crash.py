@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import psutil
+
 from tradingbot.events.model import SYSTEM, Event, Severity
-from tradingbot.recovery import detect_crashes
+from tradingbot.recovery import detect_crashes, process_is_gone
 from tradingbot.recovery.crash import crash_event_id
-from tradingbot.storage import Database, RunRecord
+from tradingbot.storage import Database, RecoveryEvent, RunRecord
 
 T0 = datetime(2025, 3, 7, 14, 30, 0, tzinfo=UTC)
 TIMEOUT_S = 300.0
@@ -99,3 +104,53 @@ def test_a_crash_whose_event_was_never_stored_is_reported_again(database: Databa
         )
         == []
     )
+
+
+def _crashed(pid: int, *, started_at: datetime, host: str | None = None) -> RecoveryEvent:
+    return RecoveryEvent(
+        id=str(uuid.uuid4()),
+        run_id=str(uuid.uuid4()),
+        detected_by_run_id=None,
+        detected_at=started_at + timedelta(hours=1),
+        account="DU1",
+        pid=pid,
+        host=host or socket.gethostname(),
+        version="0.1.0",
+        started_at=started_at,
+        last_heartbeat=started_at,
+        downtime_s=1.0,
+        status="detected",
+        discrepancies=(),
+        updated_at=started_at,
+    )
+
+
+def test_a_crashed_run_whose_pid_is_gone_is_known_dead() -> None:
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pid = int(finished.stdout)
+    assert process_is_gone(_crashed(pid, started_at=datetime.now(UTC) - timedelta(minutes=1)))
+
+
+def test_a_crashed_run_whose_process_still_runs_here_is_not_known_dead() -> None:
+    """It lost its lock but runs on: its pid belongs to a process started before the run."""
+    me = psutil.Process()
+    started = datetime.fromtimestamp(me.create_time(), UTC) + timedelta(seconds=5)
+    assert not process_is_gone(_crashed(me.pid, started_at=started))
+
+
+def test_a_reused_pid_does_not_keep_a_crashed_run_alive() -> None:
+    """The pid exists, but its process started after the crashed run did: someone else's."""
+    me = psutil.Process()
+    long_before = datetime.fromtimestamp(me.create_time(), UTC) - timedelta(days=3)
+    assert process_is_gone(_crashed(me.pid, started_at=long_before))
+
+
+def test_a_crashed_run_on_another_host_is_never_known_dead() -> None:
+    """Its process cannot be checked from here: its claims are left to expire."""
+    crashed = _crashed(2**22 + 1, started_at=T0, host="some-other-box")
+    assert not process_is_gone(crashed)

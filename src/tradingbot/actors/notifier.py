@@ -222,6 +222,7 @@ class NotifierActor(SupervisedActor):
                 dedup_key=notification.dedup_key,
                 severity=notification.severity,
                 token=notification.token,
+                event_id=notification.event_id,
             )
         except StorageError as exc:
             self._notifier.status.update(outbox_error=str(exc))
@@ -248,6 +249,7 @@ class NotifierActor(SupervisedActor):
                     dedup_key=notification.dedup_key,
                     severity=notification.severity,
                     token=notification.token,
+                    event_id=notification.event_id,
                 )
             except StorageError as exc:
                 self._notifier.status.update(outbox_error=str(exc))

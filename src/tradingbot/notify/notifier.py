@@ -262,6 +262,8 @@ class Notifier:
         severity: Severity | str | int = Severity.INFO,
         token: str | None = None,
         recipients: tuple[str, ...] | None = None,
+        event_id: str | None = None,
+        at: datetime | None = None,
     ) -> Enqueued:
         """Store a notification as pending mail (durable when this returns).
 
@@ -269,9 +271,11 @@ class Notifier:
         ``recovery_report``. ``context`` is the template's input (JSON-able).
         ``dedup_key`` groups identical alerts for storm coalescing. ``token`` makes the
         Message-ID, hence the enqueue, idempotent (pass something derived from the
-        source, e.g. an event id). Raises ``ValueError`` for an unknown kind or a bad
-        recipient and :class:`~tradingbot.storage.StorageError` if the outbox cannot be
-        written.
+        source, e.g. an event id); ``event_id`` names the event a mail is made from.
+        ``at`` is when the notification arose (default: now); the catch-up passes the
+        event's time, so storm windows count a late mail where it belongs.
+        Raises ``ValueError`` for an unknown kind or a bad recipient and
+        :class:`~tradingbot.storage.StorageError` if the outbox cannot be written.
         """
         if kind not in KINDS or kind == DIGEST_KIND:
             raise ValueError(f"unknown notification kind {kind!r}")
@@ -279,7 +283,7 @@ class Notifier:
             return Enqueued(disabled=True)
         level = Severity.parse(severity)
         to = self.settings.recipients if recipients is None else _checked(recipients)
-        now = self._now()
+        now = self._now() if at is None else at
         window = self.settings.storm_window_s
         values = {**context, "count": 1}
         due: datetime | None = None
@@ -304,6 +308,7 @@ class Notifier:
             dedup_key=dedup_key,
             next_attempt_at=due,
             window_ends_at=due,
+            event_id=event_id,
         )
         record = self.repository.add(mail)
         if record is None:
@@ -327,11 +332,13 @@ class Notifier:
         An event reaches the notifier after its commit, through the event hub and the
         actor's mailbox; a ``kill -9`` (or a crash of the notifier actor) in that hop
         would lose its mail. This looks at the TRADE, SYSTEM and RISK events from five
-        minutes before the newest mail in the outbox (at most a day back; five minutes
-        when the outbox is empty) and enqueues what routing asks for and the outbox
-        lacks. Idempotent: Message-IDs derive from event ids. An alert an identical mail
-        already covered (same dedup key, inside its storm window) is not mailed again:
-        it was either counted into that mail or is one the operator already had.
+        minutes before the newest mail made from an event (at most a day back; a day when
+        there is none) and enqueues what routing asks for and the outbox lacks — a mail
+        written meanwhile that no event made (the watchdog's alert, a recovery report)
+        does not shorten the look-back. Idempotent: each mail names its event. An alert
+        an identical mail already covered (same dedup key, inside its storm window) is
+        not mailed again: it was counted into that mail, or the operator has the same
+        alert from the same minutes.
         """
         queries = []
         if TRADE_EXECUTION in self.settings.types:
@@ -343,8 +350,10 @@ class Notifier:
         if not queries:
             return 0
         now = self._now()
-        latest = self.repository.latest_created() or now
-        since = max(now - CATCH_UP_MAX_AGE, latest - CATCH_UP_MARGIN)
+        latest = self.repository.latest_event_mail()
+        since = now - CATCH_UP_MAX_AGE
+        if latest is not None:
+            since = max(since, latest - CATCH_UP_MARGIN)
         found = []
         for query in queries:
             cursor: str | None = None
@@ -357,18 +366,21 @@ class Notifier:
                 if cursor is None:
                     break
         added = 0
+        made: list[int] = []  # rows this catch-up wrote: they cover nothing it must skip
         for event in sorted(found, key=lambda event: event.timestamp):  # oldest first
             wanted = route(event, self.settings)
-            if wanted is None or wanted.token is None:
+            if wanted is None or wanted.token is None or wanted.event_id is None:
                 continue
+            if self.repository.has_event_mail(wanted.event_id, wanted.kind):
+                continue  # made by this or by another process, whatever its sender address
             if self.repository.by_message_id(self._message_id(wanted.kind, wanted.token)):
-                continue
+                continue  # a mail stored before outbox rows named their event
             window = self.settings.storm_window_s
             if (
                 wanted.dedup_key is not None
                 and window > 0
                 and self.repository.mailed_near(
-                    dedup_key_of(wanted.dedup_key), event.timestamp, window
+                    dedup_key_of(wanted.dedup_key), event.timestamp, window, ignore=made
                 )
             ):
                 continue
@@ -378,7 +390,11 @@ class Notifier:
                 severity=wanted.severity,
                 token=wanted.token,
                 dedup_key=wanted.dedup_key,
+                event_id=wanted.event_id,
+                at=min(event.timestamp, now),
             )
+            if result.record is not None:
+                made.append(result.record.id)
             added += result.record is not None or result.coalesced_into is not None
         if added:
             log.warning("mails_caught_up", count=added, since=since.isoformat())

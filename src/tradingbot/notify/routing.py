@@ -31,6 +31,7 @@ class Notification:
     severity: Severity = Severity.INFO
     dedup_key: str | None = None
     token: str | None = None
+    event_id: str | None = None  # the event it was made from
 
 
 def route(event: Event, settings: NotifySettings) -> Notification | None:
@@ -53,6 +54,7 @@ def route(event: Event, settings: NotifySettings) -> Notification | None:
             context={"status": "FILLED", **event.context, **common},
             severity=event.severity,
             token=f"event:{event.id}",
+            event_id=str(event.id),
         )
     if event.type in (SYSTEM, RISK) and event.severity >= settings.min_severity:
         if ALERT not in settings.types:
@@ -69,5 +71,6 @@ def route(event: Event, settings: NotifySettings) -> Notification | None:
             severity=event.severity,
             dedup_key=f"{event.type}:{event.source}:{what}",
             token=f"event:{event.id}",
+            event_id=str(event.id),
         )
     return None

@@ -5,7 +5,7 @@
 - :mod:`~tradingbot.recovery.watchdog`: ``trading-bot watchdog-check`` (for a timer).
 """
 
-from tradingbot.recovery.crash import CrashReport, detect_crashes, report_crash
+from tradingbot.recovery.crash import CrashReport, detect_crashes, process_is_gone, report_crash
 from tradingbot.recovery.runlock import (
     AlreadyRunning,
     LockHolder,
@@ -27,6 +27,7 @@ __all__ = [
     "acquire_run_lock",
     "detect_crashes",
     "probe_run_lock",
+    "process_is_gone",
     "report_crash",
     "run_lock_key",
 ]

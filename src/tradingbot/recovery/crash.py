@@ -11,11 +11,14 @@ ERROR. The recovery-report e-mail is sent from the report by the caller (the sea
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+import psutil
 
 from tradingbot.events.model import SYSTEM, Event, Severity
 from tradingbot.events.recorder import EventRecorder
@@ -23,6 +26,7 @@ from tradingbot.storage import Database, RecoveryEvent
 from tradingbot.storage.recovery import DETECTED
 
 SOURCE = "recovery"
+PID_REUSE_SLACK_S = 1.0  # process start times are rounded; a reused pid starts later
 UNREPORTED_SCAN = 50  # recent recovery events checked for a missing crash event
 _EVENT_NAMESPACE = uuid.UUID("6c1f3e2a-8d4b-5f07-9a51-2b7e0c4d9f18")
 
@@ -78,6 +82,25 @@ class CrashReport:
             "crash_timeout_s": self.crash_timeout_s,
             "status": r.status,
         }
+
+
+def process_is_gone(recovery: RecoveryEvent, *, host: str | None = None) -> bool:
+    """Whether the crashed run's process is certainly not running any more.
+
+    Holding the run lock does not prove it: a process whose lock was lost (a dropped
+    PostgreSQL session, a deleted lock file) keeps running until its lock monitor notices.
+    Only a process on this host can be checked: gone when its pid does not exist, or
+    belongs to a process started after the crashed run did (the pid was reused).
+    """
+    if recovery.host != (host or socket.gethostname()):
+        return False
+    try:
+        created = psutil.Process(recovery.pid).create_time()
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:  # AccessDenied and the like: it exists
+        return False
+    return created > recovery.started_at.timestamp() + PID_REUSE_SLACK_S
 
 
 def detect_crashes(

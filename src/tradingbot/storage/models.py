@@ -154,6 +154,7 @@ class OutboxRow(Base):
     a short claim: a sender moves it forward before an attempt, so two processes never
     send the same row at once; ``claimed_by`` names the claiming run, so the next start
     after a crash can free that run's claims at once instead of waiting for them to expire.
+    ``event_id`` is the event a mail was made from (trade mails, alerts), if any.
     """
 
     __tablename__ = "outbox"
@@ -175,6 +176,12 @@ class OutboxRow(Base):
             sqlite_where=text("folded_into IS NOT NULL"),
         ),
         Index("ix_outbox_sent_at", "sent_at"),
+        Index(
+            "ix_outbox_event_id",
+            "event_id",
+            postgresql_where=text("event_id IS NOT NULL"),
+            sqlite_where=text("event_id IS NOT NULL"),
+        ),
         {"sqlite_autoincrement": True},
     )
 
@@ -200,6 +207,7 @@ class OutboxRow(Base):
     window_ends_at: Mapped[datetime | None]
     folded_into: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
     claimed_by: Mapped[str | None] = mapped_column(String(CLAIMED_BY_LENGTH))
+    event_id: Mapped[str | None] = mapped_column(String(36))
 
 
 RECOVERY_STATUSES = ("detected", "reconciled", "accepted")

@@ -36,6 +36,7 @@ FAILED = "failed"
 FOLDED = "folded"
 DIGEST_KIND = "digest"
 MAX_ERROR_CHARS = 2000
+COVER_SLACK = timedelta(seconds=2)  # an event is created a moment before its mail row
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,6 +54,7 @@ class NewMail:
     dedup_key: str | None = None
     next_attempt_at: datetime | None = None
     window_ends_at: datetime | None = None
+    event_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,6 +81,7 @@ class OutboxRecord:
     window_ends_at: datetime | None
     folded_into: int | None
     claimed_by: str | None = None
+    event_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,6 +131,7 @@ class OutboxRepository:
             window_ends_at=window,
             folded_into=None,
             claimed_by=None,
+            event_id=mail.event_id,
         )
         try:
             with self._tx.write() as session:
@@ -351,21 +355,32 @@ class OutboxRepository:
             ).first()
             return None if row is None else _to_record(row)
 
-    def latest_created(self, kind: str | None = None) -> datetime | None:
-        """When the newest row (of ``kind``, or of any kind) was enqueued (``None``: never)."""
-        query = select(func.max(OutboxRow.created_at))
-        if kind is not None:
-            query = query.where(OutboxRow.kind == kind)
+    def latest_event_mail(self) -> datetime | None:
+        """When the newest mail made from an event was enqueued (``None``: never)."""
         with self._tx.read() as session:
-            return session.scalar(query)
+            return session.scalar(
+                select(func.max(OutboxRow.created_at)).where(OutboxRow.event_id.is_not(None))
+            )
 
-    def mailed_near(self, dedup_key: str, at: datetime, window_s: float) -> bool:
-        """Whether a mail of ``dedup_key`` was stored within one storm window of ``at``.
+    def has_event_mail(self, event_id: str, kind: str) -> bool:
+        """Whether a mail of ``kind`` made from event ``event_id`` is stored (any sender)."""
+        with self._tx.read() as session:
+            found = session.scalar(
+                select(OutboxRow.id)
+                .where(OutboxRow.event_id == event_id, OutboxRow.kind == kind)
+                .limit(1)
+            )
+            return found is not None
 
-        True when a row of that key was created no later than ``window_s`` after ``at``
-        and its storm window (which starts at its creation, or at the end of its own
-        window for a follow-up, and lasts ``window_s``) had not ended by ``at``: an
-        identical alert at ``at`` was then mailed or counted into that row's mail.
+    def mailed_near(
+        self, dedup_key: str, at: datetime, window_s: float, *, ignore: Sequence[int] = ()
+    ) -> bool:
+        """Whether a mail of ``dedup_key`` (not one of the rows ``ignore``) covers ``at``.
+
+        A first mail covers its storm window (its creation plus ``window_s``): identical
+        alerts in it are counted into a follow-up. A follow-up covers its creation up to
+        the end of its window. ``COVER_SLACK`` before a row's creation counts too: the
+        event that made it was created a moment before it was stored.
         """
         moment = require_utc(at, "at")
         window = timedelta(seconds=window_s)
@@ -374,10 +389,14 @@ class OutboxRepository:
                 select(OutboxRow.created_at, OutboxRow.window_ends_at).where(
                     OutboxRow.dedup_key == dedup_key,
                     OutboxRow.created_at >= moment - 2 * window,
-                    OutboxRow.created_at <= moment + window,
+                    OutboxRow.created_at <= moment + COVER_SLACK,
+                    OutboxRow.id.not_in(list(ignore)),
                 )
             ).all()
-        return any((ends or created) + window >= moment for created, ends in rows)
+        return any(
+            created - COVER_SLACK <= moment <= (ends if ends is not None else created + window)
+            for created, ends in rows
+        )
 
     def open_digest(self) -> OutboxRecord | None:
         """The pending digest that still collects folded mail (not yet rendered)."""
@@ -472,4 +491,5 @@ def _to_record(row: OutboxRow) -> OutboxRecord:
         window_ends_at=row.window_ends_at,
         folded_into=row.folded_into,
         claimed_by=row.claimed_by,
+        event_id=row.event_id,
     )
