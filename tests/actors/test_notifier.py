@@ -202,6 +202,22 @@ def smtp_settings_for_port(port: int, timeout_s: float) -> Any:
     return SmtpSettings(host="127.0.0.1", port=port, tls="none", timeout_s=timeout_s)
 
 
+def start_and_stop(
+    database: Database,
+    tmp_path: Path,
+    settings: NotifySettings,
+    smtp_server: SmtpServer,
+    mails: int,
+) -> None:
+    """One start of the tree: wait until ``mails`` are at the server, a last pass, stop."""
+    bench = start_tree(database, tmp_path, settings)
+    try:
+        smtp_server.wait_for(mails)
+        bench.tree.handle("notifier").ask(DeliverNow(), 5.0)
+    finally:
+        bench.stop()
+
+
 def test_a_trade_stored_but_never_enqueued_is_mailed_at_the_next_start(
     database: Database, smtp_server: SmtpServer, tmp_path: Path
 ) -> None:
@@ -215,12 +231,7 @@ def test_a_trade_stored_but_never_enqueued_is_mailed_at_the_next_start(
     database.events.insert_many([event])  # stored, but the process died before the outbox
     settings = notify_settings(tmp_path, smtp_settings(smtp_server), poll_interval_s=0.05)
     for _ in range(2):  # the second start finds it already enqueued
-        bench = start_tree(database, tmp_path, settings)
-        try:
-            wait_until(lambda: len(smtp_server.messages()) == 2)
-            bench.tree.handle("notifier").ask(DeliverNow(), 5.0)
-        finally:
-            bench.stop()
+        start_and_stop(database, tmp_path, settings, smtp_server, mails=2)
     subjects = [str(m.message["Subject"]) for m in smtp_server.messages()]
     assert subjects[1] == "[trading-bot] FILLED BUY 10 MSFT @ 189.20"
     assert len(subjects) == 2
@@ -242,12 +253,7 @@ def test_an_alert_stored_but_never_enqueued_is_mailed_once_at_the_next_start(
     database.events.insert_many([event])  # stored, but the process died before the outbox
     settings = notify_settings(tmp_path, smtp_settings(smtp_server), poll_interval_s=0.05)
     for _ in range(2):  # the second start finds it already in the outbox
-        bench = start_tree(database, tmp_path, settings)
-        try:
-            smtp_server.wait_for(1)
-            bench.tree.handle("notifier").ask(DeliverNow(), 5.0)
-        finally:
-            bench.stop()
+        start_and_stop(database, tmp_path, settings, smtp_server, mails=1)
     subjects = [str(m.message["Subject"]) for m in smtp_server.messages()]
     assert subjects == ["[trading-bot] ERROR SYSTEM: order TB-7 rejected by the gateway"]
 
@@ -275,22 +281,10 @@ def test_an_alert_counted_into_a_storm_mail_is_not_mailed_again_at_the_next_star
     for event in storm:  # what the running notifier did: one mail, four counted
         wanted = route(event, settings)
         assert wanted is not None
-        earlier.enqueue(
-            wanted.kind,
-            wanted.context,
-            severity=wanted.severity,
-            dedup_key=wanted.dedup_key,
-            token=wanted.token,
-            event_id=wanted.event_id,
-        )
+        earlier.enqueue_notification(wanted)  # as the actor does
     counts_before = [row.coalesced for row in earlier.repository.rows()]
     assert counts_before == [1, 4]  # the first alert, and its follow-up counting the rest
-    bench = start_tree(database, tmp_path, settings)
-    try:
-        smtp_server.wait_for(1)
-        bench.tree.handle("notifier").ask(DeliverNow(), 5.0)
-    finally:
-        bench.stop()
+    start_and_stop(database, tmp_path, settings, smtp_server, mails=1)
     assert [row.coalesced for row in earlier.repository.rows()] == counts_before
     assert len(smtp_server.messages()) == 1  # the follow-up waits for its window to end
 

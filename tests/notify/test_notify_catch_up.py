@@ -38,14 +38,7 @@ def mailed_by_the_actor(database: Database, notifier: Notifier, event: Event) ->
     database.events.insert_many([event])
     wanted = route(event, notifier.settings)
     assert wanted is not None
-    notifier.enqueue(
-        wanted.kind,
-        wanted.context,
-        severity=wanted.severity,
-        dedup_key=wanted.dedup_key,
-        token=wanted.token,
-        event_id=wanted.event_id,
-    )
+    notifier.enqueue_notification(wanted)
 
 
 def mailed_events(notifier: Notifier) -> list[str | None]:

@@ -216,14 +216,7 @@ class NotifierActor(SupervisedActor):
             self._hold(notification)  # keep the order of what is already waiting
             return None
         try:
-            return self._notifier.enqueue(
-                notification.kind,
-                notification.context,
-                dedup_key=notification.dedup_key,
-                severity=notification.severity,
-                token=notification.token,
-                event_id=notification.event_id,
-            )
+            return self._notifier.enqueue_notification(notification)
         except StorageError as exc:
             self._notifier.status.update(outbox_error=str(exc))
             if not hold:
@@ -243,14 +236,7 @@ class NotifierActor(SupervisedActor):
         while self._unstored:
             notification = self._unstored[0]
             try:
-                self._notifier.enqueue(
-                    notification.kind,
-                    notification.context,
-                    dedup_key=notification.dedup_key,
-                    severity=notification.severity,
-                    token=notification.token,
-                    event_id=notification.event_id,
-                )
+                self._notifier.enqueue_notification(notification)
             except StorageError as exc:
                 self._notifier.status.update(outbox_error=str(exc))
                 return

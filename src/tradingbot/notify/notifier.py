@@ -38,7 +38,7 @@ from tradingbot.config import Config, check_mailbox
 from tradingbot.events.model import RISK, SYSTEM, TRADE, Severity
 from tradingbot.notify.render import KINDS, Renderer, build_message, message_id, to_wire
 from tradingbot.notify.retry import RetryPolicy, is_transient
-from tradingbot.notify.routing import ALERT, TRADE_EXECUTION, route
+from tradingbot.notify.routing import ALERT, TRADE_EXECUTION, Notification, route
 from tradingbot.notify.settings import NotifySettings
 from tradingbot.notify.transport import (
     ConnectFailed,
@@ -322,6 +322,20 @@ class Notifier:
         )
         return Enqueued(record=record)
 
+    def enqueue_notification(
+        self, notification: Notification, *, at: datetime | None = None
+    ) -> Enqueued:
+        """:meth:`enqueue` what routing made of an event (see :func:`route`)."""
+        return self.enqueue(
+            notification.kind,
+            notification.context,
+            dedup_key=notification.dedup_key,
+            severity=notification.severity,
+            token=notification.token,
+            event_id=notification.event_id,
+            at=at,
+        )
+
     def _message_id(self, kind: str, token: str | None) -> str:
         ident = uuid.uuid5(MESSAGE_ID_NAMESPACE, f"{kind}:{token}") if token else uuid.uuid4()
         return message_id(f"{ident.hex}.{kind}", self.settings.sender)
@@ -384,15 +398,7 @@ class Notifier:
                 )
             ):
                 continue
-            result = self.enqueue(
-                wanted.kind,
-                wanted.context,
-                severity=wanted.severity,
-                token=wanted.token,
-                dedup_key=wanted.dedup_key,
-                event_id=wanted.event_id,
-                at=min(event.timestamp, now),
-            )
+            result = self.enqueue_notification(wanted, at=min(event.timestamp, now))
             if result.record is not None:
                 made.append(result.record.id)
             added += result.record is not None or result.coalesced_into is not None
