@@ -87,9 +87,13 @@ def test_hang_drill_shows_the_heartbeat_unresponsive_then_running(sqlite_bot: Bo
         message="the heartbeat to be running again",
     )
     assert node["restarts"] == 0  # a hang is reported, not restarted
-    events = [e["event"] for e in sqlite_bot.log_events()]
-    assert "actor_unresponsive" in events
-    assert "actor_responsive" in events
+
+    def logged() -> set[str]:
+        events = {e["event"] for e in sqlite_bot.log_events()}
+        return events if {"actor_unresponsive", "actor_responsive"} <= events else set()
+
+    # The status changes first; its log line follows a moment later on another thread.
+    wait_until(logged, message="both transitions in the log")
 
 
 @pytest.mark.parametrize(
