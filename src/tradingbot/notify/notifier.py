@@ -379,16 +379,16 @@ class Notifier:
                 cursor = page.next_cursor
                 if cursor is None:
                     break
+        # Mails made by this or by another process, whatever its sender address.
+        mailed = self.repository.mailed_events([str(event.id) for event in found])
         added = 0
         made: list[int] = []  # rows this catch-up wrote: they cover nothing it must skip
         for event in sorted(found, key=lambda event: event.timestamp):  # oldest first
             wanted = route(event, self.settings)
-            if wanted is None or wanted.token is None or wanted.event_id is None:
+            if wanted is None or wanted.event_id is None:
                 continue
-            if self.repository.has_event_mail(wanted.event_id, wanted.kind):
-                continue  # made by this or by another process, whatever its sender address
-            if self.repository.by_message_id(self._message_id(wanted.kind, wanted.token)):
-                continue  # a mail stored before outbox rows named their event
+            if (wanted.event_id, wanted.kind) in mailed:
+                continue
             window = self.settings.storm_window_s
             if (
                 wanted.dedup_key is not None

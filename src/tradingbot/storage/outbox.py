@@ -36,6 +36,7 @@ FAILED = "failed"
 FOLDED = "folded"
 DIGEST_KIND = "digest"
 MAX_ERROR_CHARS = 2000
+IN_CHUNK = 500  # ids per IN (...) list: well below SQLite's bound-parameter limit
 COVER_SLACK = timedelta(seconds=2)  # an event is created a moment before its mail row
 
 
@@ -362,15 +363,19 @@ class OutboxRepository:
                 select(func.max(OutboxRow.created_at)).where(OutboxRow.event_id.is_not(None))
             )
 
-    def has_event_mail(self, event_id: str, kind: str) -> bool:
-        """Whether a mail of ``kind`` made from event ``event_id`` is stored (any sender)."""
+    def mailed_events(self, event_ids: Sequence[str]) -> set[tuple[str, str]]:
+        """``(event_id, kind)`` of the mails stored for any of ``event_ids`` (any sender)."""
+        found: set[tuple[str, str]] = set()
+        ids = list(dict.fromkeys(event_ids))
         with self._tx.read() as session:
-            found = session.scalar(
-                select(OutboxRow.id)
-                .where(OutboxRow.event_id == event_id, OutboxRow.kind == kind)
-                .limit(1)
-            )
-            return found is not None
+            for start in range(0, len(ids), IN_CHUNK):
+                rows = session.execute(
+                    select(OutboxRow.event_id, OutboxRow.kind).where(
+                        OutboxRow.event_id.in_(ids[start : start + IN_CHUNK])
+                    )
+                ).all()
+                found.update((str(event_id), kind) for event_id, kind in rows)
+        return found
 
     def mailed_near(
         self, dedup_key: str, at: datetime, window_s: float, *, ignore: Sequence[int] = ()
