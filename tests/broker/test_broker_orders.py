@@ -13,21 +13,30 @@ from brokerharness import BrokerHarness, wait_until
 from support.ib_errors import IbErrorGuard
 from tradingbot.actors.broker import OrderRequest, PlaceOrder, place_order
 from tradingbot.broker import BrokerNotReady, ConnectionState
-from tradingbot.config import load_config
+from tradingbot.config import Config, load_config
 from tradingbot.events import ORDER, TRADE, Event
 from tradingbot.gateway import SimulatorThread
 from tradingbot.runtime import Runtime
 from tradingbot.storage.event_query import EventQuery
 
 
+def config_for(tmp_path: Path, **env: str) -> Config:
+    """The configuration of a bot in ``tmp_path``: ``env`` (TRADINGBOT_*) and no .env file."""
+    env_file = tmp_path / "empty.env"
+    env_file.write_text("")
+    return load_config(
+        environ={
+            "TRADINGBOT_HOME": str(tmp_path / "home"),
+            "TRADINGBOT_ENV_FILE": str(env_file),
+            **env,
+        }
+    )
+
+
 @pytest.fixture
 def runtime(tmp_path: Path) -> Iterator[Runtime]:
     """The whole runtime (SQLite, event logger, broker) with the default in-process simulator."""
-    env_file = tmp_path / "empty.env"
-    env_file.write_text("")
-    config = load_config(
-        environ={"TRADINGBOT_HOME": str(tmp_path / "home"), "TRADINGBOT_ENV_FILE": str(env_file)}
-    )
+    config = config_for(tmp_path)
     assert config.broker == "sim"
     bot = Runtime(config)
     bot.start()
@@ -237,22 +246,17 @@ def test_runtime_broker_crash_with_an_order_in_flight_stores_one_trade(
 def test_connection_settings_come_from_the_configuration(tmp_path: Path) -> None:
     """Timeouts and probe settings reach the broker actor; the gateway address is the
     configured one for ``ibkr``."""
-    env_file = tmp_path / "empty.env"
-    env_file.write_text("")
-    config = load_config(
-        environ={
-            "TRADINGBOT_HOME": str(tmp_path / "home"),
-            "TRADINGBOT_ENV_FILE": str(env_file),
-            "TRADINGBOT_BROKER": "ibkr",
-            "TRADINGBOT_IB_HOST": "10.0.0.7",
-            "TRADINGBOT_IB_PORT": "4001",
-            "TRADINGBOT_IB_ACCOUNT": "U765",
-            "TRADINGBOT_IB_CONNECT_TIMEOUT_S": "3",
-            "TRADINGBOT_IB_REQUEST_TIMEOUT_S": "4",
-            "TRADINGBOT_IB_PROBE_INTERVAL_S": "2",
-            "TRADINGBOT_IB_PROBE_TIMEOUT_S": "1",
-            "TRADINGBOT_IB_PROBE_MISSES": "6",
-        }
+    config = config_for(
+        tmp_path,
+        TRADINGBOT_BROKER="ibkr",
+        TRADINGBOT_IB_HOST="10.0.0.7",
+        TRADINGBOT_IB_PORT="4001",
+        TRADINGBOT_IB_ACCOUNT="U765",
+        TRADINGBOT_IB_CONNECT_TIMEOUT_S="3",
+        TRADINGBOT_IB_REQUEST_TIMEOUT_S="4",
+        TRADINGBOT_IB_PROBE_INTERVAL_S="2",
+        TRADINGBOT_IB_PROBE_TIMEOUT_S="1",
+        TRADINGBOT_IB_PROBE_MISSES="6",
     )
     settings = Runtime(config).broker_settings()
     assert (settings.host, settings.port, settings.account) == ("10.0.0.7", 4001, "U765")
@@ -264,15 +268,7 @@ def test_connection_settings_come_from_the_configuration(tmp_path: Path) -> None
 def test_the_built_in_simulator_uses_the_configured_account(tmp_path: Path) -> None:
     """With TRADINGBOT_IB_ACCOUNT set, the in-process simulator's account is that one, so
     the broker syncs (a gateway without the account would never answer its sync)."""
-    env_file = tmp_path / "empty.env"
-    env_file.write_text("")
-    config = load_config(
-        environ={
-            "TRADINGBOT_HOME": str(tmp_path / "home"),
-            "TRADINGBOT_ENV_FILE": str(env_file),
-            "TRADINGBOT_IB_ACCOUNT": "DU777",
-        }
-    )
+    config = config_for(tmp_path, TRADINGBOT_IB_ACCOUNT="DU777")
     bot = Runtime(config)
     bot.start()
     try:
