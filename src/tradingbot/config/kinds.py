@@ -1,0 +1,289 @@
+"""Value kinds of the settings table: how one environment value is parsed and checked.
+
+Each kind turns the raw text of one variable into its typed value, or raises
+:class:`ValueError` whose message is the "expected ..." phrase of the one-line
+configuration error. ``describe()`` is the same phrase for the documentation table.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+# An RFC 5321 addr-spec, deliberately stricter than RFC 5322 (no quoted local parts,
+# no IP literals): what a mail server will accept, and nothing that could break a header.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_ADDR_SPEC = rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*"
+_DISPLAY_NAME = r'[^<>@",;:\\\x00-\x1f\x7f]*?|"[^"\\\x00-\x1f\x7f]*"'
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
+_MAILBOX = re.compile(
+    rf"\s*(?:(?P<name>{_DISPLAY_NAME})\s*<(?P<bracketed>{_ADDR_SPEC})>|(?P<bare>{_ADDR_SPEC}))\s*"
+)
+_EVENT_TYPE = re.compile(r"[A-Z][A-Z0-9_]{0,31}")
+
+
+class Kind(Protocol):
+    """How one setting's text becomes its value."""
+
+    def parse(self, raw: str) -> object:
+        """The typed value; ``ValueError("<expected phrase>")`` when ``raw`` is not one."""
+        ...
+
+    def describe(self) -> str:
+        """The valid values, as the documentation table shows them."""
+        ...
+
+
+class Invalid(ValueError):
+    """A raw value that is not of its kind: ``expected`` is the phrase, ``shown`` the value
+    to echo (``None`` to echo nothing, e.g. for a value that holds a secret)."""
+
+    def __init__(self, expected: str, shown: str | None = "") -> None:
+        super().__init__(expected)
+        self.expected = expected
+        self.shown = shown
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """Free text (surrounding blanks removed); an empty value means the default."""
+
+    what: str = "text"
+
+    def parse(self, raw: str) -> str:
+        return raw
+
+    def describe(self) -> str:
+        return self.what
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A secret token: printable, without blanks (a token with a space can never match)."""
+
+    def parse(self, raw: str) -> str:
+        if any(ch.isspace() for ch in raw) or not raw.isprintable():
+            raise Invalid("a token without spaces or control characters", None)
+        return raw
+
+    def describe(self) -> str:
+        return "printable text without spaces"
+
+
+@dataclass(frozen=True, slots=True)
+class Integer:
+    minimum: int
+    maximum: int
+
+    def parse(self, raw: str) -> int:
+        try:
+            value = int(raw, 10)
+        except ValueError:
+            raise Invalid(self.expected()) from None
+        if not self.minimum <= value <= self.maximum:
+            raise Invalid(self.expected())
+        return value
+
+    def expected(self) -> str:
+        return f"an integer from {self.minimum} to {self.maximum}"
+
+    def describe(self) -> str:
+        return f"integer {self.minimum}..{self.maximum}"
+
+
+@dataclass(frozen=True, slots=True)
+class Port:
+    allow_zero: bool = False
+
+    def parse(self, raw: str) -> int:
+        low = 0 if self.allow_zero else 1
+        expected = f"a TCP port number from {low} to 65535"
+        try:
+            value = int(raw, 10)
+        except ValueError:
+            raise Invalid(expected) from None
+        if not low <= value <= 65535:
+            raise Invalid(expected)
+        return value
+
+    def describe(self) -> str:
+        return f"TCP port {0 if self.allow_zero else 1}..65535"
+
+
+@dataclass(frozen=True, slots=True)
+class Number:
+    """A finite number within ``[minimum, maximum]``: every duration is bounded, so no
+    value can overflow a timer or silently disable a deadline."""
+
+    minimum: float
+    maximum: float
+    unit: str = "seconds"
+
+    def parse(self, raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise Invalid(self.expected()) from None
+        # NaN fails both comparisons; inf fails the maximum.
+        if not (self.minimum <= value <= self.maximum):
+            raise Invalid(self.expected())
+        return value
+
+    def expected(self) -> str:
+        return f"a number of {self.unit} from {self.minimum:g} to {self.maximum:g}"
+
+    def describe(self) -> str:
+        return f"{self.unit} {self.minimum:g}..{self.maximum:g}"
+
+
+@dataclass(frozen=True, slots=True)
+class Boolean:
+    def parse(self, raw: str) -> bool:
+        value = raw.lower()
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off"):
+            return False
+        raise Invalid("true or false")
+
+    def describe(self) -> str:
+        return "true or false"
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    allowed: tuple[str, ...]
+    upper: bool = False
+
+    def parse(self, raw: str) -> str:
+        value = raw.upper() if self.upper else raw.lower()
+        if value not in self.allowed:
+            raise Invalid("one of " + ", ".join(self.allowed))
+        return value
+
+    def describe(self) -> str:
+        return " / ".join(f"`{value}`" for value in self.allowed)
+
+
+@dataclass(frozen=True, slots=True)
+class EventTypes:
+    """Comma-separated event type names, upper-cased."""
+
+    def parse(self, raw: str) -> tuple[str, ...]:
+        types = tuple(part.strip().upper() for part in raw.split(",") if part.strip())
+        for value in types:
+            if not _EVENT_TYPE.fullmatch(value):
+                raise Invalid("a comma-separated list of event types like TRADE,SIGNAL,ORDER,RISK")
+        return types
+
+    def describe(self) -> str:
+        return "comma-separated event types"
+
+
+@dataclass(frozen=True, slots=True)
+class Subset:
+    """A comma-separated subset of ``allowed`` (lower-cased, duplicates dropped), or
+    ``none`` for the empty set."""
+
+    allowed: tuple[str, ...]
+
+    def parse(self, raw: str) -> tuple[str, ...]:
+        if raw.lower() == "none":
+            return ()
+        values = tuple(dict.fromkeys(p.strip().lower() for p in raw.split(",") if p.strip()))
+        if any(value not in self.allowed for value in values):
+            raise Invalid("none, or a comma-separated list of " + ", ".join(self.allowed))
+        return values
+
+    def describe(self) -> str:
+        return "`none` or a comma-separated list of " + ", ".join(
+            f"`{value}`" for value in self.allowed
+        )
+
+
+def check_mailbox(value: str) -> str:
+    """Return ``addr@host`` or ``Name <addr@host>`` normalised; ``ValueError`` otherwise.
+
+    Control characters (CR/LF above all) are refused, so a configured address can never
+    inject a header.
+    """
+    match = None if _CONTROL_CHARS.search(value) else _MAILBOX.fullmatch(value)
+    if match is None:
+        raise ValueError(f"not an e-mail address like ops@example.com: {value!r}")
+    address = match.group("bracketed") or match.group("bare")
+    name = (match.group("name") or "").strip().strip('"').strip()
+    return f'"{name}" <{address}>' if name else address
+
+
+@dataclass(frozen=True, slots=True)
+class Mailbox:
+    def parse(self, raw: str) -> str:
+        try:
+            return check_mailbox(raw)
+        except ValueError:
+            raise Invalid("an e-mail address like Bot <bot@example.com>") from None
+
+    def describe(self) -> str:
+        return "`addr@host` or `Name <addr@host>`"
+
+
+@dataclass(frozen=True, slots=True)
+class Mailboxes:
+    def parse(self, raw: str) -> tuple[str, ...]:
+        parts = [part.strip() for part in raw.split(",") if part.strip()]
+        if not parts:
+            raise Invalid("comma-separated e-mail addresses")
+        try:
+            return tuple(check_mailbox(part) for part in parts)
+        except ValueError as exc:
+            raise Invalid(f"comma-separated e-mail addresses ({exc})", None) from None
+
+    def describe(self) -> str:
+        return "comma-separated e-mail addresses"
+
+
+@dataclass(frozen=True, slots=True)
+class ExistingFile:
+    what: str = "an existing file"
+
+    def parse(self, raw: str) -> Path:
+        path = Path(raw).expanduser()
+        if not path.is_file():
+            raise Invalid(self.what)
+        return path
+
+    def describe(self) -> str:
+        return self.what.removeprefix("an ")
+
+
+def redact_url(url: str) -> str:
+    """Replace the password of a database URL with ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = (parts.username or "") + ":***"
+    return urlunsplit(parts._replace(netloc=f"{user}@{netloc[-1]}"))
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseUrl:
+    """A SQLAlchemy URL for SQLite or PostgreSQL through psycopg2 (errors never echo the
+    password)."""
+
+    def parse(self, raw: str) -> str:
+        expected = "a URL like sqlite:///path/to.db or postgresql+psycopg2://user@host/db"
+        scheme = raw.split(":", 1)[0].lower() if ":" in raw else ""
+        dialect = scheme.split("+", 1)[0]
+        if dialect not in ("sqlite", "postgresql") or "://" not in raw:
+            raise Invalid(expected, redact_url(raw))
+        if dialect == "postgresql" and scheme not in ("postgresql", "postgresql+psycopg2"):
+            raise Invalid("the psycopg2 driver (postgresql+psycopg2://)", scheme)
+        return raw
+
+    def describe(self) -> str:
+        return "`sqlite:///…` or `postgresql+psycopg2://…`"
