@@ -29,6 +29,10 @@ BAD_CONFIGURATIONS = [
         "TRADINGBOT_DATABASE_URL",
         {"TRADINGBOT_DATABASE_URL": f"mysql://trader:{PASSWORD}@127.0.0.1/tb"},
     ),
+    # An absurd deadline once passed validation and disabled the shutdown deadline.
+    ("shutdown-1e300", "TRADINGBOT_SHUTDOWN_TIMEOUT_S", {"TRADINGBOT_SHUTDOWN_TIMEOUT_S": "1e300"}),
+    # A token with a blank can never match a request: the operator would be locked out.
+    ("token-with-space", "TRADINGBOT_API_TOKEN", {"TRADINGBOT_API_TOKEN": "tok SECRET"}),
 ]
 
 
