@@ -49,9 +49,9 @@ from tradingbot.actors.broker import (
     place_order,
     subscribe_market_data,
 )
-from tradingbot.actors.event_logger import EventLoggerActor, EventLoggerSettings
 from tradingbot.broker import BrokerStatus, ConnectionState, LoopThread
 from tradingbot.broker.market import MarketData, Quote
+from tradingbot.events.event_logger import EventLoggerActor, EventLoggerSettings
 from tradingbot.events.hub import EventHub
 from tradingbot.events.recorder import EventRecorder, RecordEvents
 from tradingbot.events.spool import EventSpool

@@ -56,9 +56,9 @@ from sqlalchemy import Table, insert
 from sqlalchemy.engine import make_url
 
 from benchlib import fmt_met, machine, percentile, rotated
-from tradingbot.actors.event_logger import EventLoggerActor, EventLoggerSettings, FlushEvents
 from tradingbot.config import Config, load_config, redact_url
 from tradingbot.events import ORDER, RISK, SIGNAL, SYSTEM, TRADE, Event, Severity
+from tradingbot.events.event_logger import EventLoggerActor, EventLoggerSettings, FlushEvents
 from tradingbot.events.hub import EventHub
 from tradingbot.events.recorder import EventRecorder
 from tradingbot.events.spool import EventSpool

@@ -36,11 +36,11 @@ from ib_async import IB
 
 from benchlib import fmt_met, gateway_process, machine, percentile
 from tradingbot.actors.broker import BrokerActor, BrokerSettings, trade_event_id
-from tradingbot.actors.reconciler import ReconcilerActor, ReconcileSettings, RunNow
 from tradingbot.broker import BrokerStatus, ConnectionState, LoopThread
 from tradingbot.events import ORDER, TRADE, Event
 from tradingbot.events.recorder import EventRecorder, RecordEvents
 from tradingbot.logconfig import configure_logging
+from tradingbot.recovery.reconciler import ReconcilerActor, ReconcileSettings, RunNow
 from tradingbot.storage import Database
 from tradingbot.supervision import SupervisionTree, supervisor, worker
 

@@ -17,16 +17,12 @@ from datetime import UTC, datetime, timedelta
 import structlog
 
 from tradingbot import __version__
-from tradingbot.actors import HeartbeatActor
 from tradingbot.actors.broker import BrokerActor, BrokerSettings
-from tradingbot.actors.event_logger import EventLoggerActor, EventLoggerSettings
-from tradingbot.actors.health import HealthActor, NamedCheck
-from tradingbot.actors.notifier import EventsPublished, NotifierActor
-from tradingbot.actors.reconciler import ReconcilerActor, ReconcileResult, ReconcileSettings
 from tradingbot.broker import BrokerStatus
 from tradingbot.broker.market import MarketData
 from tradingbot.config import Config
 from tradingbot.events import Severity
+from tradingbot.events.event_logger import EventLoggerActor, EventLoggerSettings
 from tradingbot.events.hub import EventHub, Listener
 from tradingbot.events.model import SYSTEM
 from tradingbot.events.policy import PersistPolicy
@@ -35,6 +31,7 @@ from tradingbot.events.spool import EventSpool
 from tradingbot.events.system import SystemEventRecorder
 from tradingbot.gateway import SimulatorThread, build_simulator
 from tradingbot.health import Check, HealthState
+from tradingbot.health.actor import HealthActor, NamedCheck
 from tradingbot.health.checks import (
     DiskThresholds,
     broker_check,
@@ -57,6 +54,7 @@ from tradingbot.notify import (
     NotifySettings,
     NotifyStatus,
 )
+from tradingbot.notify.actor import EventsPublished, NotifierActor
 from tradingbot.recovery import (
     CrashReport,
     LockHolder,
@@ -67,6 +65,8 @@ from tradingbot.recovery import (
     process_is_gone,
     report_crash,
 )
+from tradingbot.recovery.heartbeat import HeartbeatActor
+from tradingbot.recovery.reconciler import ReconcilerActor, ReconcileResult, ReconcileSettings
 from tradingbot.recovery.runlock import run_lock_check
 from tradingbot.storage import Database, RunRecord, StorageError
 from tradingbot.storage.outbox import OutboxRecord

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 import structlog
 
-from tradingbot.actors.event_logger import EventLoggerActor, EventLoggerSettings, FlushEvents
 from tradingbot.events import SIGNAL, Event
+from tradingbot.events.event_logger import EventLoggerActor, EventLoggerSettings, FlushEvents
 from tradingbot.events.hub import EventHub
 from tradingbot.events.recorder import EventRecorder
 from tradingbot.events.spool import EventSpool

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tradingbot.actors.health import HealthActor, NamedCheck, RefreshHealth
 from tradingbot.config import load_config
 from tradingbot.health import FAIL, PASS, WARN, Check, HealthReport, HealthState
+from tradingbot.health.actor import HealthActor, NamedCheck, RefreshHealth
 from tradingbot.runtime import Runtime
 from tradingbot.supervision import SupervisionTree, supervisor, worker
 from tradingbot.web import create_app

@@ -18,7 +18,6 @@ import pytest
 from support.ports import free_port
 from support.waiting import wait_until
 from tradingbot.actors.broker import OrderRequest, place_order
-from tradingbot.actors.reconciler import Accept, ReconcileResult
 from tradingbot.broker import ConnectionState, TradingBlocked
 from tradingbot.config import Config, load_config
 from tradingbot.events import ORDER, TRADE, Event
@@ -26,6 +25,7 @@ from tradingbot.events.recorder import EventRecorder, RecordEvents
 from tradingbot.gateway import SimulatorThread, build_simulator
 from tradingbot.gateway.brokerage import OrderRequest as GatewayOrderRequest
 from tradingbot.health.model import Check
+from tradingbot.recovery.reconciler import Accept, ReconcileResult
 from tradingbot.runtime import Runtime
 from tradingbot.storage import Database
 from tradingbot.storage.event_query import EventQuery

@@ -21,9 +21,9 @@ from aiohttp import WSMsgType
 
 from support.postgres import reset_postgres
 from support.web_server import LoopThread, Reply, Server, web_config
-from tradingbot.actors.event_logger import FlushEvents
 from tradingbot.config import Config
 from tradingbot.events import Event, Severity
+from tradingbot.events.event_logger import FlushEvents
 from tradingbot.events.recorder import EventRecorder
 from tradingbot.runtime import Runtime
 from tradingbot.storage import Database

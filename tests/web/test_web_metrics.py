@@ -18,9 +18,9 @@ from prometheus_client.samples import Sample
 
 from support.web_server import LoopThread, web_config
 from support.web_server import Server as LoopbackServer
-from tradingbot.actors.event_logger import FlushEvents
 from tradingbot.config import Config
 from tradingbot.events import Event
+from tradingbot.events.event_logger import FlushEvents
 from tradingbot.runtime import Runtime
 from tradingbot.supervision import ActorRestarted, SupervisionEvent
 from tradingbot.web import create_app

@@ -1,5 +1,6 @@
-"""The product's supervised actors (heartbeat now; broker, notifier, ... as they land)."""
+"""The broker actor's old home, until it moves into :mod:`tradingbot.broker`.
 
-from tradingbot.actors.heartbeat import HeartbeatActor, WriteHeartbeat
-
-__all__ = ["HeartbeatActor", "WriteHeartbeat"]
+Every other actor lives next to its domain: the event logger in ``events/``, the
+notifier in ``notify/``, the health actor in ``health/``, the reconciler and the
+heartbeat in ``recovery/``.
+"""

@@ -15,11 +15,11 @@ from typing import Any
 
 import orjson
 
-from tradingbot.actors.notifier import DeliverNow
-from tradingbot.actors.reconciler import Accept, ReconcileFailed, ReconcileResult, RunNow
 from tradingbot.control.server import CommandError, CommandResult
 from tradingbot.events import SYSTEM, EventValidationError, Severity, check_type
 from tradingbot.events.recorder import EventNotDurable, EventRecorder
+from tradingbot.notify.actor import DeliverNow
+from tradingbot.recovery.reconciler import Accept, ReconcileFailed, ReconcileResult, RunNow
 from tradingbot.runtime import Runtime
 from tradingbot.storage import Database, EventQuery, StorageError
 from tradingbot.supervision import (

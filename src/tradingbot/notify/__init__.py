@@ -1,7 +1,7 @@
 """E-mail notifications: durable outbox, Jinja2 templates, SMTP or ``.eml`` delivery.
 
 Other code enqueues through :class:`Notifier` (durable when ``enqueue`` returns); the
-notifier actor (:mod:`tradingbot.actors.notifier`) delivers from the outbox and turns
+notifier actor (:mod:`tradingbot.notify.actor`) delivers from the outbox and turns
 TRADE, SYSTEM and RISK events into mail. See ``docs/notifications.md``.
 """
 

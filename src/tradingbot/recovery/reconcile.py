@@ -1,7 +1,7 @@
 """Reconciliation: compare our books (database) with the broker's, list every difference.
 
 Pure functions over plain data, so every rule is tested without a gateway; the
-reconciler actor (:mod:`tradingbot.actors.reconciler`) gathers the inputs and acts on
+reconciler actor (:mod:`tradingbot.recovery.reconciler`) gathers the inputs and acts on
 the result.
 
 *Our books* are rebuilt from the database: the *baseline* (the broker's positions at the

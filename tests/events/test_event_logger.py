@@ -13,13 +13,13 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from support.tcp_proxy import TcpProxy
-from tradingbot.actors.event_logger import (
+from tradingbot.events import ORDER, SIGNAL, SYSTEM, TRADE, Event, Severity
+from tradingbot.events.event_logger import (
     EventLoggerActor,
     EventLoggerSettings,
     FlushEvents,
     PruneEvents,
 )
-from tradingbot.events import ORDER, SIGNAL, SYSTEM, TRADE, Event, Severity
 from tradingbot.events.hub import EventHub
 from tradingbot.events.policy import PersistPolicy
 from tradingbot.events.recorder import EventRecorder, RecordEvents

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from support.ports import free_port
-from tradingbot.actors import HeartbeatActor
+from tradingbot.recovery.heartbeat import HeartbeatActor
 from tradingbot.storage import Database
 from tradingbot.supervision import SupervisionTree, supervisor, worker
 

@@ -15,15 +15,15 @@ import pytest
 from support.notify_support import TRADE, notify_settings, smtp_settings
 from support.smtp_server import SmtpServer
 from support.waiting import wait_until
-from tradingbot.actors.event_logger import EventLoggerActor, EventLoggerSettings
-from tradingbot.actors.notifier import DeliverNow, EventsPublished, NotifierActor, SendNotification
 from tradingbot.events import RISK, SYSTEM, Severity
 from tradingbot.events import TRADE as TRADE_TYPE
+from tradingbot.events.event_logger import EventLoggerActor, EventLoggerSettings
 from tradingbot.events.hub import EventHub, Listener
 from tradingbot.events.recorder import EventRecorder
 from tradingbot.events.spool import EventSpool
 from tradingbot.events.system import SystemEventRecorder
 from tradingbot.notify import Enqueued, Notifier, NotifySettings
+from tradingbot.notify.actor import DeliverNow, EventsPublished, NotifierActor, SendNotification
 from tradingbot.storage import Database
 from tradingbot.supervision import SupervisedActor, SupervisionTree, supervisor, worker
 
