@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tradingbot.config import Config, load_config
-from tradingbot.recovery import AlreadyRunning, CrashReport
+from tradingbot.recovery import AlreadyRunning
 from tradingbot.recovery.crash import crash_event_id
 from tradingbot.runtime import Runtime
 from tradingbot.storage import Database
@@ -55,28 +55,19 @@ def _crashed_run(config: Config) -> str:
     return run_id
 
 
-def test_crash_listeners_get_the_report_after_its_event_is_stored(
+def test_each_crash_found_at_start_is_a_stored_error_event_when_start_returns(
     config: Config, runtimes: list[Runtime]
 ) -> None:
-    """A listener (the report e-mail's seam) receives each crash once its ERROR event is stored."""
+    """A crashed earlier run is reported as a stored ERROR SYSTEM event naming that run."""
     crashed = _crashed_run(config)
     runtime = Runtime(config)
     runtimes.append(runtime)
-    received: list[tuple[CrashReport, bool]] = []
-
-    def listener(report: CrashReport) -> None:
-        assert runtime.database is not None
-        stored = runtime.database.events.get(crash_event_id(report.recovery.id))
-        received.append((report, stored is not None))
-
-    runtime.crash_listeners.append(listener)
     runtime.start()
 
-    assert [(r.recovery.run_id, stored) for r, stored in received] == [(crashed, True)]
-    report = received[0][0]
+    assert [r.recovery.run_id for r in runtime.crashes] == [crashed]
+    report = runtime.crashes[0]
     assert (report.recovery.pid, report.recovery.host) == (31337, "old-box")
     assert report.recovery.detected_by_run_id == runtime.run_id
-    assert runtime.crashes == [report]
     assert runtime.database is not None
     event = runtime.database.events.get(crash_event_id(report.recovery.id))
     assert event is not None

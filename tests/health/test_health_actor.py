@@ -22,7 +22,8 @@ from aiohttp import web
 
 from tradingbot.config import load_config
 from tradingbot.health import FAIL, PASS, WARN, Check, HealthReport, HealthState
-from tradingbot.health.actor import HealthActor, NamedCheck, RefreshHealth
+from tradingbot.health.actor import HealthActor, RefreshHealth
+from tradingbot.health.checks import NamedCheck
 from tradingbot.runtime import Runtime
 from tradingbot.supervision import SupervisionTree, supervisor, worker
 from tradingbot.web import create_app

@@ -15,6 +15,7 @@ as text (``shown_default``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from tradingbot.config.kinds import (
     Boolean,
@@ -402,3 +403,13 @@ BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
 SECRET_FIELDS: frozenset[str] = frozenset(
     s.attribute for s in SETTINGS if s.secret and s.attribute is not None
 )
+
+
+def default(name: str) -> Any:
+    """The table's default of ``TRADINGBOT_<name>``: what in-process settings objects use
+    when they are built without a configuration (tests, benchmarks), so that each
+    default is still stated once."""
+    value = BY_NAME[name].default
+    if value is None:
+        raise KeyError(f"{PREFIX}{name} has no static default")
+    return value

@@ -27,8 +27,10 @@ from typing import Any
 
 import structlog
 
+from tradingbot.config import Config
+from tradingbot.config.settings import default
 from tradingbot.events.hub import EventHub
-from tradingbot.events.model import Event
+from tradingbot.events.model import Event, Severity
 from tradingbot.events.policy import PersistPolicy
 from tradingbot.events.recorder import EventNotDurable, RecordEvents
 from tradingbot.events.spool import EventSpool, SpoolError
@@ -46,12 +48,24 @@ class EventLoggerSettings:
     """Tuning of the event logger; units in the names."""
 
     policy: PersistPolicy = field(default_factory=PersistPolicy)
-    batch_size: int = 500
-    flush_interval_s: float = 0.1
+    batch_size: int = default("EVENTS_BATCH_SIZE")
+    flush_interval_s: float = default("EVENTS_FLUSH_INTERVAL_S")
     retry_interval_s: float = 2.0
     max_buffered: int = 100_000
-    retention_days: float = 30.0
+    retention_days: float = default("EVENT_RETENTION_DAYS")
     retention_interval_s: float = 3600.0
+
+    @classmethod
+    def from_config(cls, config: Config) -> EventLoggerSettings:
+        """The settings of ``TRADINGBOT_EVENTS_*`` and ``TRADINGBOT_EVENT_RETENTION_DAYS``."""
+        return cls(
+            policy=PersistPolicy.of(
+                config.events_persist_types, Severity.parse(config.events_min_severity)
+            ),
+            batch_size=config.events_batch_size,
+            flush_interval_s=config.events_flush_interval_s,
+            retention_days=config.event_retention_days,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,22 +19,12 @@ from typing import Any
 
 import structlog
 
-from tradingbot.health.checks import CheckFn
+from tradingbot.health.checks import CheckFn, NamedCheck
 from tradingbot.health.model import FAIL, WARN, Check, HealthReport
 from tradingbot.health.state import HealthState
 from tradingbot.supervision import SupervisedActor
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NamedCheck:
-    """A check with the component it reports on (for synthesised failures)."""
-
-    component: str
-    measurement: str
-    run: CheckFn
-    slow: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,16 @@ MIB = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class NamedCheck:
+    """A check with the component it reports on (for synthesised failures)."""
+
+    component: str
+    measurement: str
+    run: CheckFn
+    slow: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DiskThresholds:
     """Free space below ``warn_free_mb`` warns, below ``fail_free_mb`` fails."""
 

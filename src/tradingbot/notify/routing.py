@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tradingbot.events.model import RISK, SYSTEM, TRADE, Event, Severity
+from tradingbot.events.recorder import EventRecorder
 from tradingbot.notify.settings import NotifySettings
+from tradingbot.storage.outbox import OutboxRecord
 
 NOTIFIER_SOURCE = "notifier"
 MAIL_FAILED = "mail_failed"  # context["event"] of the notifier's permanent-failure event
@@ -74,3 +76,19 @@ def route(event: Event, settings: NotifySettings) -> Notification | None:
             event_id=str(event.id),
         )
     return None
+
+
+def record_mail_failed(recorder: EventRecorder, record: OutboxRecord, error: BaseException) -> None:
+    """Record the ERROR event of a mail refused permanently (:func:`route` never mails it)."""
+    recorder.record(
+        SYSTEM,
+        f"mail refused permanently: {record.subject}",
+        severity=Severity.ERROR,
+        source=NOTIFIER_SOURCE,
+        context={
+            "event": MAIL_FAILED,
+            "message_id": record.message_id,
+            "kind": record.kind,
+            "error": f"{type(error).__name__}: {error}",
+        },
+    )

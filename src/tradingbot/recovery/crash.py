@@ -6,7 +6,7 @@ caller guarantees by holding it. :func:`detect_crashes` records a ``recovery_eve
 row per crashed run (status ``detected``, empty discrepancy list) and returns one
 :class:`CrashReport` each; :func:`report_crash` writes the durable SYSTEM event at
 ERROR. The recovery-report e-mail is sent from the report by the caller (the seam is
-``Runtime.crash_listeners``).
+:class:`tradingbot.recovery.followup.CrashFollowUp`).
 """
 
 from __future__ import annotations

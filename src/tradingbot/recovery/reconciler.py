@@ -37,6 +37,8 @@ from tradingbot.actors.broker import (
     trade_event_id,
 )
 from tradingbot.broker import BrokerNotReady, BrokerStatus, ConnectionState
+from tradingbot.config import Config
+from tradingbot.config.settings import default
 from tradingbot.events import ORDER, RISK, SYSTEM, TRADE, Severity
 from tradingbot.events.recorder import EventNotDurable, EventRecorder
 from tradingbot.recovery.reconcile import (
@@ -66,13 +68,25 @@ class ReconcileSettings:
     """How and how often reconciliation runs."""
 
     account: str = ""
-    interval_s: float = 300.0
+    interval_s: float = default("RECONCILE_INTERVAL_S")
     retry_min_s: float = 2.0
     retry_max_s: float = 60.0
-    cost_tolerance: float = 0.01
-    auto_accept: bool = False
+    cost_tolerance: float = default("RECONCILE_COST_TOLERANCE")
+    auto_accept: bool = default("RECONCILE_ACCEPT")
     query_timeout_s: float = 30.0
     tick_s: float = 1.0
+
+    @classmethod
+    def from_config(cls, config: Config) -> ReconcileSettings:
+        """The settings of ``TRADINGBOT_RECONCILE_*``; a query may take the gateway's
+        request timeout plus a margin for the actor round trip."""
+        return cls(
+            account=config.ib_account or "",
+            interval_s=config.reconcile_interval_s,
+            cost_tolerance=config.reconcile_cost_tolerance,
+            auto_accept=config.reconcile_accept,
+            query_timeout_s=config.ib_request_timeout_s + 5.0,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
