@@ -27,7 +27,7 @@ from tradingbot.storage import (
     StorageUnavailable,
 )
 from tradingbot.storage.engine import create_engine_for
-from tradingbot.storage.events import MAX_RANGES
+from tradingbot.storage.event_table import MAX_RANGES
 from tradingbot.storage.transactions import Transactions
 
 T0 = datetime(2025, 3, 7, 14, 30, 0, 123456, tzinfo=UTC)

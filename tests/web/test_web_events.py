@@ -28,7 +28,7 @@ from tradingbot.events.recorder import EventRecorder
 from tradingbot.runtime import Runtime
 from tradingbot.storage import Database
 from tradingbot.web import create_app
-from tradingbot.web.events import STREAM_HEARTBEAT_S, STREAM_MAX_PENDING
+from tradingbot.web.events_api import STREAM_HEARTBEAT_S, STREAM_MAX_PENDING
 
 TIMEOUT_S = 10.0
 PROBLEM_JSON = "application/problem+json"

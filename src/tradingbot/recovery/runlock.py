@@ -5,7 +5,7 @@ process's run is not a crash) and holds it until it exits.
 
 - **PostgreSQL**: a session advisory lock, key :func:`run_lock_key` (a stable hash of
   ``"trading-bot-run"`` and the account), held on a dedicated connection outside the
-  pool (see :mod:`tradingbot.storage.runlock`). The server frees it when the process
+  pool (see :mod:`tradingbot.storage.advisory_lock`). The server frees it when the process
   dies, whatever the signal.
 - **SQLite**: an exclusive ``flock`` on a file next to the database
   (``<db>.lock``, or ``<db>.<account>.lock`` for a configured account) holding the
@@ -35,7 +35,7 @@ import structlog
 
 from tradingbot.health.model import FAIL, PASS, Check
 from tradingbot.storage import AdvisoryLock, Database, LockHolder, StorageError
-from tradingbot.storage.runlock import application_name
+from tradingbot.storage.advisory_lock import application_name
 
 log = structlog.get_logger(__name__)
 
@@ -237,7 +237,7 @@ def probe_file_lock(path: Path) -> LockHolder | None:
 
 
 class PostgresRunLock:
-    """The advisory lock of :mod:`tradingbot.storage.runlock`, as a :class:`RunLock`."""
+    """The advisory lock of :mod:`tradingbot.storage.advisory_lock`, as a :class:`RunLock`."""
 
     def __init__(self, lock: AdvisoryLock) -> None:
         self._lock = lock

@@ -6,6 +6,7 @@ its repositories. Repositories take and return plain frozen dataclasses with
 timezone-aware UTC timestamps, and raise only :class:`StorageError` subclasses.
 """
 
+from tradingbot.storage.advisory_lock import AdvisoryLock, LockHolder
 from tradingbot.storage.database import Database
 from tradingbot.storage.engine import create_engine_for
 from tradingbot.storage.errors import (
@@ -17,10 +18,9 @@ from tradingbot.storage.errors import (
     StorageUnavailable,
 )
 from tradingbot.storage.event_query import EventPage, EventQuery, EventSummary
-from tradingbot.storage.events import EventRepository
+from tradingbot.storage.event_table import EventRepository
 from tradingbot.storage.reconciliations import ReconciliationRecord, ReconciliationRepository
 from tradingbot.storage.recovery import RecoveryEvent, RecoveryRepository
-from tradingbot.storage.runlock import AdvisoryLock, LockHolder
 from tradingbot.storage.system_state import RunRecord, SystemStateRepository
 
 __all__ = [

@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from tradingbot.config import redact_url
 from tradingbot.storage import schema
+from tradingbot.storage.advisory_lock import AdvisoryLock, LockHolder, advisory_lock_holder
 from tradingbot.storage.engine import create_engine_for, sqlite_file
 from tradingbot.storage.errors import (
     UPGRADE_HINT,
@@ -19,10 +20,9 @@ from tradingbot.storage.errors import (
     StorageError,
     StorageUnavailable,
 )
-from tradingbot.storage.events import EventRepository
+from tradingbot.storage.event_table import EventRepository
 from tradingbot.storage.reconciliations import ReconciliationRepository
 from tradingbot.storage.recovery import RecoveryRepository
-from tradingbot.storage.runlock import AdvisoryLock, LockHolder, advisory_lock_holder
 from tradingbot.storage.system_state import SystemStateRepository
 from tradingbot.storage.transactions import Transactions
 

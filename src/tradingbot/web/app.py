@@ -21,7 +21,7 @@ from aiohttp.typedefs import Middleware
 from tradingbot import __version__
 from tradingbot.runtime import Runtime
 from tradingbot.web.auth import bearer_auth
-from tradingbot.web.events import add_routes as add_event_routes
+from tradingbot.web.events_api import add_routes as add_event_routes
 from tradingbot.web.health import add_health_routes
 from tradingbot.web.metrics import add_metrics, http_metrics_middleware
 from tradingbot.web.openapi import add_openapi_route

@@ -29,7 +29,7 @@ from tradingbot.storage.event_query import MAX_TYPES
 from tradingbot.supervision.handle import RESTARTING, RUNNING, STOPPED, UNRESPONSIVE
 from tradingbot.supervision.spec import Kind, Restart
 from tradingbot.web.auth import OPEN_METHODS, OPEN_PATHS
-from tradingbot.web.events import DEFAULT_LIMIT, MAX_LIMIT
+from tradingbot.web.events_api import DEFAULT_LIMIT, MAX_LIMIT
 from tradingbot.web.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from tradingbot.web.problems import PROBLEM_JSON
 
