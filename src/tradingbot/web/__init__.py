@@ -1,4 +1,4 @@
-"""The aiohttp application: ``/api/actors``, ``/api/health/live`` and the error format."""
+"""The HTTP API: the aiohttp app factory, health, events, actors, metrics and OpenAPI."""
 
 from tradingbot.web.app import RUNTIME, create_app
 
