@@ -12,7 +12,6 @@ from datetime import datetime
 
 import pykka
 import pytest
-from pykka._envelope import Envelope
 from supervision_support import (
     WAIT_S,
     Count,
@@ -45,6 +44,7 @@ from tradingbot.supervision import (
     render_tree,
     supervisor,
 )
+from tradingbot.supervision._pykka_compat import Envelope
 from tradingbot.supervision.handle import IncarnationEnvelope
 
 pytestmark = pytest.mark.timeout(30)

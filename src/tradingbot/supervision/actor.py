@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import queue
 import random
 import time
 from collections.abc import Callable
@@ -38,9 +37,8 @@ from typing import Any, Protocol
 
 import pykka
 import structlog
-from pykka import messages as pykka_messages
-from pykka._envelope import Envelope
 
+from tradingbot.supervision._pykka_compat import Envelope, HookedActor, is_stop_request
 from tradingbot.supervision.clock import Clock, Timer, call_every
 from tradingbot.supervision.events import Failure, SupervisionEvent
 from tradingbot.supervision.handle import (
@@ -91,41 +89,6 @@ class HangDrillRequest:
 _FRAMEWORK_MESSAGES = frozenset({Ping, CrashDrillRequest, HangDrillRequest})
 
 
-class _Inbox(queue.Queue[Envelope[Any]]):
-    """A pykka inbox that can be closed: a message put after that goes back to the handle.
-
-    A sender checks that the actor is alive and *then* puts (pykka's ``tell`` does the
-    same); one that passed the check just before the actor died would otherwise leave
-    its message in an inbox nobody reads any more, and it would be lost. Closing and
-    draining are one step under the queue's lock, so every message is either drained
-    with the inbox or handed to ``forward``.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.closed = False
-        self.forward: Callable[[Envelope[Any]], None] | None = None
-
-    def put(self, item: Envelope[Any], block: bool = True, timeout: float | None = None) -> None:
-        with self.mutex:
-            if not self.closed:
-                self._put(item)
-                self.unfinished_tasks += 1
-                self.not_empty.notify()
-                return
-        forward = self.forward
-        if forward is not None:
-            forward(item)  # outside the lock: the handle may put into the replacement
-
-    def close(self) -> list[Envelope[Any]]:
-        """Refuse further messages and return the ones still waiting, in order."""
-        with self.mutex:
-            self.closed = True
-            items = list(self.queue)
-            self.queue.clear()
-            return items
-
-
 def _salvage(envelopes: list[Envelope[Any]]) -> list[Envelope[Any]]:
     """The messages of a dead incarnation worth handing to its replacement."""
     kept: list[Envelope[Any]] = []
@@ -133,7 +96,7 @@ def _salvage(envelopes: list[Envelope[Any]]) -> list[Envelope[Any]]:
         message = envelope.message
         if isinstance(envelope, IncarnationEnvelope):
             continue  # a tick or a reply for the dead incarnation: of no use to anyone
-        if isinstance(message, pykka_messages._ActorStop):
+        if is_stop_request(message):
             if envelope.reply_to is not None:
                 envelope.reply_to.set(None)
         elif type(message) not in _FRAMEWORK_MESSAGES:
@@ -186,8 +149,8 @@ class ActorContext:
     down_reported: bool = False
 
 
-class SupervisedActor(pykka.ThreadingActor):
-    """A pykka actor that a :class:`~tradingbot.supervision.supervisor.Supervisor` owns.
+class SupervisedActor(HookedActor):
+    """A pykka actor that a :class:`~tradingbot.supervision.supervisor_actor.Supervisor` owns.
 
     Runs on a daemon thread: a hung actor cannot be killed, and must not keep the
     process alive after an orderly shutdown gave up on it.
@@ -200,10 +163,6 @@ class SupervisedActor(pykka.ThreadingActor):
         self._ctx: ActorContext | None = None
         self._base_context: contextvars.Context | None = None
         self._timers: list[Timer] = []
-
-    @staticmethod
-    def _create_actor_inbox() -> _Inbox:
-        return _Inbox()
 
     # -- for subclasses -------------------------------------------------------------------
 
@@ -267,12 +226,6 @@ class SupervisedActor(pykka.ThreadingActor):
         self._ctx = ctx
         self._inbox.forward = self._forward_late
 
-    @property
-    def _inbox(self) -> _Inbox:
-        inbox = self.actor_inbox
-        assert isinstance(inbox, _Inbox)
-        return inbox
-
     def _forward_late(self, envelope: Envelope[Any]) -> None:
         # Sender's thread: the message reached this incarnation after its inbox closed.
         for kept in _salvage([envelope]):
@@ -329,11 +282,11 @@ class SupervisedActor(pykka.ThreadingActor):
         exception_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        # Normally already reported by _handle_receive; this is the safety net.
+        # Normally already reported by _receive_message; this is the safety net.
         if exception_value is not None and not self.context.down_reported:
             self._crashed(Failure.from_exception(exception_value, traceback))
 
-    def _handle_receive(self, message: Any) -> Any:
+    def _receive_message(self, message: Any) -> Any:
         # Each message runs in a fresh copy of the context set up by on_start (with
         # ``actor=<id>``): what one handler binds (trade_id...) never tags the next.
         base = self._base_context
@@ -345,7 +298,7 @@ class SupervisedActor(pykka.ThreadingActor):
         try:
             if type(message) in _FRAMEWORK_MESSAGES:
                 return self._handle_framework_message(message)
-            return super()._handle_receive(message)
+            return self._pykka_receive(message)
         except Exception as exc:
             self._crashed(Failure.from_exception(exc))
             raise
@@ -380,13 +333,13 @@ class SupervisedActor(pykka.ThreadingActor):
             ctx.handle.requeue(self._drain_inbox())
             ctx.parent.child_down(ChildDown(ctx.handle.id, self.actor_urn, failure))
 
-    def _actor_loop_teardown(self) -> None:
+    def _after_loop(self) -> None:
         # pykka would fail asks and silently drop tells left in the inbox; hand them
         # back to the handle so the replacement gets them (or they are counted).
         if self._ctx is not None:
             self._ctx.handle.requeue(self._drain_inbox())
         else:
-            super()._actor_loop_teardown()
+            self._pykka_after_loop()
 
     def _drain_inbox(self) -> list[Envelope[Any]]:
         return _salvage(self._inbox.close())

@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pykka
-from pykka._envelope import Envelope  # pinned pykka 4.x internals: see _pykka_compat
 
+from tradingbot.supervision._pykka_compat import Envelope
 from tradingbot.supervision.events import (
     ActorResponsive,
     ActorUnresponsive,

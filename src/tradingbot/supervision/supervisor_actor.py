@@ -28,6 +28,7 @@ from typing import Any
 
 import pykka
 
+from tradingbot.supervision._pykka_compat import start_loop
 from tradingbot.supervision.actor import (
     ESCALATION,
     RESTART,
@@ -206,7 +207,7 @@ class Supervisor(SupervisedActor):
                 actor = spec.factory()
             actor.attach(ctx)
             pykka.ActorRegistry.register(actor.actor_ref)
-            actor._start_actor_loop()
+            start_loop(actor)
         except Exception as exc:
             raise StartFailed(spec.id, Failure.from_exception(exc)) from exc
         try:

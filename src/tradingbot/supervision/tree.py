@@ -18,6 +18,7 @@ from typing import Any
 import pykka
 import structlog
 
+from tradingbot.supervision._pykka_compat import start_loop
 from tradingbot.supervision.actor import (
     SHUTDOWN,
     ActorContext,
@@ -153,7 +154,7 @@ class SupervisionTree:
         root = Supervisor(spec, self)
         root.attach(ctx)
         pykka.ActorRegistry.register(root.actor_ref)
-        root._start_actor_loop()
+        start_loop(root)
         root_ref = root.actor_ref
         try:
             try:
