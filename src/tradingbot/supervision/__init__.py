@@ -9,7 +9,16 @@ from tradingbot.supervision.actor import (
     SupervisedActor,
 )
 from tradingbot.supervision.clock import Clock, ManualClock, SystemClock
-from tradingbot.supervision.events import (
+from tradingbot.supervision.handle import (
+    ActorHandle,
+    ActorTimeout,
+    ActorUnavailable,
+    SupervisionError,
+    UnknownActor,
+    tell_if_alive,
+    tell_incarnation,
+)
+from tradingbot.supervision.lifecycle import (
     ActorCrashed,
     ActorExited,
     ActorGaveUp,
@@ -23,15 +32,6 @@ from tradingbot.supervision.events import (
     RestartScheduled,
     SupervisionEvent,
     SupervisorEscalated,
-)
-from tradingbot.supervision.handle import (
-    ActorHandle,
-    ActorTimeout,
-    ActorUnavailable,
-    SupervisionError,
-    UnknownActor,
-    tell_if_alive,
-    tell_incarnation,
 )
 from tradingbot.supervision.snapshot import ActorSnapshot, render_tree
 from tradingbot.supervision.spec import (

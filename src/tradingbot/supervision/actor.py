@@ -40,7 +40,6 @@ import structlog
 
 from tradingbot.supervision._pykka_compat import Envelope, HookedActor, is_stop_request
 from tradingbot.supervision.clock import Clock, Timer, call_every
-from tradingbot.supervision.events import Failure, SupervisionEvent
 from tradingbot.supervision.handle import (
     RESTARTING,
     ActorHandle,
@@ -49,6 +48,7 @@ from tradingbot.supervision.handle import (
     UnknownActor,
     tell_incarnation,
 )
+from tradingbot.supervision.lifecycle import Failure, SupervisionEvent
 
 log = structlog.get_logger("tradingbot.supervision")
 

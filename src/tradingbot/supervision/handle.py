@@ -22,7 +22,7 @@ from typing import Any
 import pykka
 
 from tradingbot.supervision._pykka_compat import Envelope
-from tradingbot.supervision.events import (
+from tradingbot.supervision.lifecycle import (
     ActorResponsive,
     ActorUnresponsive,
     Failure,

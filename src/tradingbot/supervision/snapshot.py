@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tradingbot.supervision.events import Failure
+from tradingbot.supervision.lifecycle import Failure
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -40,7 +40,15 @@ from tradingbot.supervision.actor import (
     TreeServices,
 )
 from tradingbot.supervision.clock import Timer
-from tradingbot.supervision.events import (
+from tradingbot.supervision.handle import (
+    RESTARTING,
+    STOPPED,
+    ActorHandle,
+    SupervisionError,
+    UnknownActor,
+    tell_if_alive,
+)
+from tradingbot.supervision.lifecycle import (
     ActorCrashed,
     ActorExited,
     ActorGaveUp,
@@ -49,14 +57,6 @@ from tradingbot.supervision.events import (
     Failure,
     RestartScheduled,
     SupervisorEscalated,
-)
-from tradingbot.supervision.handle import (
-    RESTARTING,
-    STOPPED,
-    ActorHandle,
-    SupervisionError,
-    UnknownActor,
-    tell_if_alive,
 )
 from tradingbot.supervision.spec import ChildSpec, Kind, Restart, Strategy
 

@@ -28,12 +28,6 @@ from tradingbot.supervision.actor import (
     StartFailed,
 )
 from tradingbot.supervision.clock import Clock, SystemClock, Timer, call_every
-from tradingbot.supervision.events import (
-    EventListener,
-    Failure,
-    FatalError,
-    SupervisionEvent,
-)
 from tradingbot.supervision.handle import (
     RUNNING,
     UNRESPONSIVE,
@@ -41,6 +35,12 @@ from tradingbot.supervision.handle import (
     ActorUnavailable,
     SupervisionError,
     UnknownActor,
+)
+from tradingbot.supervision.lifecycle import (
+    EventListener,
+    Failure,
+    FatalError,
+    SupervisionEvent,
 )
 from tradingbot.supervision.snapshot import ActorSnapshot
 from tradingbot.supervision.spec import ChildSpec, Kind, validate

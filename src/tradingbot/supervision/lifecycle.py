@@ -1,4 +1,4 @@
-"""Supervision events: every start, crash, restart, escalation and give-up, as plain data.
+"""Actor lifecycle events: every start, crash, restart, escalation and give-up, as plain data.
 
 They are emitted from supervisor threads to the tree's listeners (see
 :class:`~tradingbot.supervision.tree.SupervisionTree`); a listener must be quick and
