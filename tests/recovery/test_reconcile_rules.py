@@ -103,6 +103,8 @@ BASE = Baseline(positions={"AAPL": (10.0, 150.1)}, cutoff=snapshot_cutoff(T0))
 
 
 def test_our_fills_since_the_baseline_explain_the_broker_position() -> None:
+    """Our own fills after the last clean snapshot account for the broker's position: nothing is
+    reported."""
     fills = [
         fill("e1", "AAPL", "BUY", 5, 160.0, T0 + 10),
         fill("e0", "AAPL", "BUY", 3, 1, T0 - 3600),
@@ -122,6 +124,7 @@ def test_our_fills_since_the_baseline_explain_the_broker_position() -> None:
     [(12.0, "position_mismatch"), (0.0, "position_missing")],
 )
 def test_a_changed_or_closed_position_blocks(broker_qty: float, kind: str) -> None:
+    """A position the broker changed or closed while we were down is reported and blocks trading."""
     broker = books(positions=[position("AAPL", broker_qty, 150.1)] if broker_qty else [])
     outcome = reconcile(baseline=BASE, fills=[], orders=[], broker=broker, cost_tolerance=0.01)
     [found] = outcome.discrepancies
@@ -130,6 +133,7 @@ def test_a_changed_or_closed_position_blocks(broker_qty: float, kind: str) -> No
 
 
 def test_an_external_position_blocks() -> None:
+    """A position in a symbol we never traded is reported and blocks trading."""
     broker = books(positions=[position("AAPL", 10, 150.1), position("TSLA", -4, 250.0)])
     outcome = reconcile(baseline=BASE, fills=[], orders=[], broker=broker, cost_tolerance=0.01)
     [found] = outcome.discrepancies
@@ -137,6 +141,8 @@ def test_an_external_position_blocks() -> None:
 
 
 def test_average_cost_within_the_tolerance_passes_beyond_it_is_reported() -> None:
+    """An average cost off by less than the tolerance passes; beyond it, it is reported without
+    blocking."""
     near = books(positions=[position("AAPL", 10, 150.1 * 1.009)])
     assert reconcile(baseline=BASE, fills=[], orders=[], broker=near, cost_tolerance=0.01).clean
     far = books(positions=[position("AAPL", 10, 150.1 * 1.05)])
@@ -146,6 +152,7 @@ def test_average_cost_within_the_tolerance_passes_beyond_it_is_reported() -> Non
 
 
 def test_a_missing_fill_is_imported_and_explains_the_position() -> None:
+    """A fill of our order that we never recorded is imported, and then the position agrees."""
     broker = books(
         positions=[position("AAPL", 13, 150.0)],
         executions=[execution("e2", "AAPL", "BUY", 3, 149.0, T0 + 5)],
@@ -157,6 +164,8 @@ def test_a_missing_fill_is_imported_and_explains_the_position() -> None:
 
 
 def test_a_fill_being_recorded_by_the_broker_is_counted_not_imported() -> None:
+    """A fill the broker actor is recording right now is reported as a fill while down, not imported
+    twice."""
     broker = books(
         positions=[position("AAPL", 13, 150.0)],
         executions=[execution("e2", "AAPL", "BUY", 3, 149.0, T0 + 5)],
@@ -170,6 +179,8 @@ def test_a_fill_being_recorded_by_the_broker_is_counted_not_imported() -> None:
 
 
 def test_an_external_fill_is_imported_and_blocks() -> None:
+    """A fill without our order ref (a hand trade) is imported and blocks trading until someone
+    looks."""
     broker = books(
         positions=[position("AAPL", 4, 150.1)],
         executions=[execution("m1", "AAPL", "SELL", 6, 170.0, T0 + 5, ref="")],
@@ -181,6 +192,8 @@ def test_an_external_fill_is_imported_and_blocks() -> None:
 
 
 def test_recorded_fills_of_a_reconnect_are_reported_once_per_baseline() -> None:
+    """Fills recorded during a reconnect are reported once; after the next clean baseline they are
+    not reported again."""
     fills = [fill("e3", "AAPL", "SELL", 10, 151.0, T0 + 3, reconciled=True)]
     outcome = reconcile(baseline=BASE, fills=fills, orders=[], broker=books(), cost_tolerance=0.01)
     assert kinds(outcome) == ["fill_while_down"]
@@ -207,6 +220,8 @@ def test_executions_in_the_snapshot_second_are_decided_by_id() -> None:
 
 
 def test_orders_open_in_our_books() -> None:
+    """Open and closed orders are told apart in our books and compared with the broker's: closed,
+    orphaned, unknown and external orders are each named."""
     ours = our_orders(
         [
             ("TB-a", {"order_ref": "TB-a", "action": "place", "symbol": "MSFT", "side": "BUY",
@@ -245,6 +260,7 @@ def test_orders_open_in_our_books() -> None:
 
 
 def test_every_discrepancy_serialises_with_its_blocking_flag() -> None:
+    """Every discrepancy stored in the result says whether it blocks trading."""
     broker = books(positions=[position("TSLA", 1, 1.0)])
     outcome = reconcile(baseline=Baseline(), fills=[], orders=[], broker=broker,
                         cost_tolerance=0.01)  # fmt: skip
@@ -309,6 +325,8 @@ def test_expected_positions_follow_the_gateways_average_cost_rule(
 
 
 def test_unusable_trade_contexts_are_skipped() -> None:
+    """A trade event without the fields of a fill is skipped, and a missing time or commission takes
+    a default."""
     assert OurFill.from_context({"symbol": "AAPL"}, T0) is None
     made = OurFill.from_context(
         {"exec_id": "x", "symbol": "AAPL", "side": "BUY", "quantity": 1, "price": 2.0}, T0
@@ -318,6 +336,8 @@ def test_unusable_trade_contexts_are_skipped() -> None:
 
 
 def test_our_order_with_a_bad_context_is_skipped() -> None:
+    """An order event with an unusable quantity is skipped instead of stopping the
+    reconciliation."""
     assert our_orders([("TB-z", {"order_ref": "TB-z", "symbol": "X", "side": "BUY",
                                  "quantity": "lots"})]) == []  # fmt: skip
     assert OurOrder(order_ref="a", symbol="X", side="BUY", quantity=1).open

@@ -215,6 +215,8 @@ def test_a_change_while_down_is_found_reported_once_and_the_next_start_is_clean(
     kinds: set[str],
     blocking: bool,
 ) -> None:
+    """Each kind of change made at the broker while the bot was down is found at the next start,
+    blocks trading only when it must, and is not reported again after that."""
     first = bots.start()
     assert first_result(first).record.status == "clean"
     trading_open(first)
@@ -267,6 +269,8 @@ def test_a_change_while_down_is_found_reported_once_and_the_next_start_is_clean(
 def test_an_unreachable_broker_keeps_trading_blocked_and_nothing_is_read_as_flat(
     tmp_path: Path,
 ) -> None:
+    """While the broker cannot be reached trading stays blocked and no empty book is taken as a flat
+    baseline; once it connects, reconciliation passes and trading opens."""
     port = free_port()
     bot = Runtime(bot_config(tmp_path, port))
     bot.start()

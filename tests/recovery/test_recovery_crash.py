@@ -126,6 +126,8 @@ def _crashed(pid: int, *, started_at: datetime, host: str | None = None) -> Reco
 
 
 def test_a_crashed_run_whose_pid_is_gone_is_known_dead() -> None:
+    """A crashed run whose process no longer exists is known dead, so recovery need not wait for its
+    lock to expire."""
     finished = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
         capture_output=True,
