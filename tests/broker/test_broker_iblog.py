@@ -32,6 +32,8 @@ WRAPPER, CLIENT = "ib_async.wrapper", "ib_async.client"
     ],
 )
 def test_what_the_broker_handles_is_not_an_error(logger: str, message: str, level: int) -> None:
+    """Connection losses, restores and refused connects that the broker actor handles itself are
+    logged as warnings or info, not as errors."""
     assert corrected_level(logger, message) == level
 
 
@@ -48,6 +50,8 @@ def test_what_the_broker_handles_is_not_an_error(logger: str, message: str, leve
     ],
 )
 def test_everything_else_stays_an_error(logger: str, message: str) -> None:
+    """A client id in use, an unknown error code or an unexpected failure stays an ERROR log line
+    for the operator."""
     assert corrected_level(logger, message) is None
 
 

@@ -60,6 +60,8 @@ def streams(sim: SimulatorThread) -> list[str]:
 def test_a_subscriber_receives_the_gateways_quotes(
     broker: BrokerHarness, sim: SimulatorThread
 ) -> None:
+    """A market-data subscriber receives the gateway's bid, ask and last around its price, and the
+    actor tree shows the subscribed symbol."""
     broker.wait_state(ConnectionState.SYNCED)
     handle, sink = broker.tree.handle("broker"), QuoteQueue()
     assert subscribe_market_data(handle, broker.status, "AAPL", sink) == "AAPL"
@@ -84,6 +86,8 @@ def test_a_subscriber_receives_the_gateways_quotes(
 def test_two_subscribers_share_one_stream_until_the_last_leaves(
     broker: BrokerHarness, sim: SimulatorThread
 ) -> None:
+    """Two subscribers to one symbol share one gateway stream, which is cancelled when the last one
+    leaves, and then no quote arrives."""
     broker.wait_state(ConnectionState.SYNCED)
     handle, one, two = broker.tree.handle("broker"), QuoteQueue(), QuoteQueue()
     subscribe_market_data(handle, broker.status, "MSFT", one)
@@ -104,6 +108,8 @@ def test_two_subscribers_share_one_stream_until_the_last_leaves(
 def test_the_subscription_survives_a_lost_connection(
     broker: BrokerHarness, sim: SimulatorThread, ib_errors: IbErrorGuard
 ) -> None:
+    """After the gateway drops the connection, the broker reconnects and the subscriber receives
+    quotes again without subscribing anew."""
     broker.wait_state(ConnectionState.SYNCED)
     handle, sink = broker.tree.handle("broker"), QuoteQueue()
     subscribe_market_data(handle, broker.status, "AAPL", sink)
@@ -123,6 +129,8 @@ def test_the_subscription_survives_a_lost_connection(
 def test_an_unknown_symbol_is_refused_by_the_gateway(
     broker: BrokerHarness, sim: SimulatorThread, ib_errors: IbErrorGuard
 ) -> None:
+    """Subscribing to a symbol the gateway does not know fails with an error naming it, and no
+    stream is left open."""
     broker.wait_state(ConnectionState.SYNCED)
     handle, sink = broker.tree.handle("broker"), QuoteQueue()
     with pytest.raises(UnknownSymbol, match="unknown symbol 'NOPE'"):
@@ -135,6 +143,7 @@ def test_an_unknown_symbol_is_refused_by_the_gateway(
 def test_a_malformed_symbol_is_refused_before_anything_is_sent(
     broker: BrokerHarness, symbol: str
 ) -> None:
+    """A malformed symbol is refused with one clear message before anything reaches the gateway."""
     broker.wait_state(ConnectionState.SYNCED)
     with pytest.raises(ValueError, match="symbol: 1-20 upper-case letters"):
         subscribe_market_data(broker.tree.handle("broker"), broker.status, symbol, QuoteQueue())
@@ -143,6 +152,7 @@ def test_a_malformed_symbol_is_refused_before_anything_is_sent(
 def test_subscribing_while_disconnected_is_refused_at_once(
     broker: BrokerHarness, sim: SimulatorThread, ib_errors: IbErrorGuard
 ) -> None:
+    """Subscribing while the gateway is unreachable is refused at once instead of waiting."""
     broker.wait_state(ConnectionState.SYNCED)
     sim.run(sim.call(lambda s: s.refuse_connections(30.0)))
     broker.wait_state(ConnectionState.DISCONNECTED, ConnectionState.CONNECTING)

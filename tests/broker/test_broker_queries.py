@@ -58,6 +58,7 @@ def test_positions_match_the_gateway_after_a_fill(
 
 
 def test_account_values_are_the_gateways(broker: BrokerHarness, sim: SimulatorThread) -> None:
+    """The account values query returns the gateway's cash and net liquidation for the account."""
     broker.wait_state(ConnectionState.SYNCED)
     account = sim.call(lambda s: s.brokerage.account_ids[0])
     values = account_values(broker.tree.handle("broker"), broker.status)
@@ -70,6 +71,8 @@ def test_account_values_are_the_gateways(broker: BrokerHarness, sim: SimulatorTh
 def test_executions_carry_our_order_ref_and_commission(
     broker: BrokerHarness, sim: SimulatorThread
 ) -> None:
+    """An execution of our order comes back with our order ref, side, quantity, price, commission
+    and time."""
     broker.wait_state(ConnectionState.SYNCED)
     handle = broker.tree.handle("broker")
     ref = place_order(handle, broker.status, OrderRequest("AAPL", "SELL", 4))
@@ -88,6 +91,7 @@ def test_executions_carry_our_order_ref_and_commission(
 def test_open_orders_show_a_resting_order_until_it_is_cancelled(
     broker: BrokerHarness, sim: SimulatorThread, ib_errors: IbErrorGuard
 ) -> None:
+    """A resting limit order is listed among the open orders until it is cancelled."""
     broker.wait_state(ConnectionState.SYNCED)
     handle = broker.tree.handle("broker")
     limit = round(sim.call(lambda s: s.brokerage.prices.price("MSFT")) * 0.5, 2)
@@ -113,6 +117,8 @@ def test_open_orders_show_a_resting_order_until_it_is_cancelled(
 def test_queries_while_disconnected_are_refused_at_once(
     broker: BrokerHarness, sim: SimulatorThread, ib_errors: IbErrorGuard
 ) -> None:
+    """Every query made while the gateway is unreachable is refused at once with a not-synced
+    error."""
     broker.wait_state(ConnectionState.SYNCED)
     sim.run(sim.call(lambda s: s.refuse_connections(30.0)))
     broker.wait_state(ConnectionState.DISCONNECTED, ConnectionState.CONNECTING)
@@ -155,6 +161,7 @@ def test_a_frozen_gateway_is_a_timeout_never_an_empty_answer(
 
 
 def test_an_unknown_query_is_refused_by_name(broker: BrokerHarness) -> None:
+    """A query the broker does not know is refused with an error naming it."""
     broker.wait_state(ConnectionState.SYNCED)
     message = Query("balances")
     broker.tree.handle("broker").tell(message)
@@ -179,6 +186,7 @@ def test_waiting_for_an_order_outcome(broker: BrokerHarness, sim: SimulatorThrea
 def test_executions_since_a_moment_are_filtered_by_the_gateway(
     broker: BrokerHarness, sim: SimulatorThread
 ) -> None:
+    """Asking for executions since a moment returns only those after it."""
     broker.wait_state(ConnectionState.SYNCED)
     handle = broker.tree.handle("broker")
     ref = place_order(handle, broker.status, OrderRequest("AAPL", "BUY", 2))

@@ -75,6 +75,8 @@ def runtimes() -> Iterator[list[Runtime]]:
 def test_keys_orders_and_fills_survive_a_restart(
     config: Config, sim: SimulatorThread, runtimes: list[Runtime], ib_errors: IbErrorGuard
 ) -> None:
+    """After a restart, client order keys still name the same orders (nothing is sent twice), a fill
+    missed while down is recorded once, and earlier fills are not recorded again."""
     first = started(config)
     runtimes.append(first)
     assert first.tree is not None

@@ -55,6 +55,8 @@ def recovery_reports(bot: Bot) -> list[str]:
 def test_kill_9_then_an_external_position_blocks_until_accepted(
     bot_factory: BotFactory, bot_database_url: str | None, gateway: SimulatorThread
 ) -> None:
+    """After kill -9, a position bought by hand while the bot was down blocks trading, is mailed
+    once and reported in health, until the operator accepts it; the next start is clean."""
     env = env_for(gateway)
     first = bot_factory(bot_database_url, env)
     state = wait_until(lambda: reconcile_state(first), message="the start reconciliation")
@@ -131,6 +133,7 @@ def test_kill_9_then_an_external_position_blocks_until_accepted(
 def test_a_bad_reconcile_command_is_one_clear_line(
     bot_factory: BotFactory, gateway: SimulatorThread
 ) -> None:
+    """A wrong reconcile shell command fails with one usage line, not a traceback."""
     bot = bot_factory(None, env_for(gateway))
     result = bot.shell("reconcile later")
     assert result.returncode != 0

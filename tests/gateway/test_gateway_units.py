@@ -199,6 +199,8 @@ def test_seeded_executions_are_replayed_as_the_days_fills(tmp_path: Path) -> Non
 def test_a_bad_seeded_execution_is_a_usage_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], fill: dict[str, object]
 ) -> None:
+    """A seed file with a bad execution makes gateway-sim exit 2 with one line naming --seed-
+    file."""
     bad = tmp_path / "seed.json"
     bad.write_text(json.dumps({"executions": [fill]}))
     assert main(["--port", "0", "--seed-file", str(bad)]) == 2

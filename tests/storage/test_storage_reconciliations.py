@@ -28,6 +28,7 @@ def record(database: Database, status: str, at: datetime, account: str = "", **e
 
 
 def test_a_result_reads_back_as_stored(database: Database) -> None:
+    """A stored reconciliation result reads back unchanged, timestamps timezone-aware."""
     stored = record(
         database,
         "discrepancies",
@@ -48,6 +49,8 @@ def test_a_result_reads_back_as_stored(database: Database) -> None:
 
 
 def test_the_baseline_is_the_latest_clean_or_accepted_of_the_account(database: Database) -> None:
+    """The baseline is the account's latest clean or accepted result; failed and open ones never
+    become it."""
     assert database.reconciliations.baseline("") is None
     clean = record(database, "clean", T0)
     record(database, "failed", T0 + timedelta(minutes=1), positions={})
@@ -68,6 +71,7 @@ def test_the_baseline_is_the_latest_clean_or_accepted_of_the_account(database: D
 
 
 def test_only_open_discrepancies_can_be_accepted(database: Database) -> None:
+    """Accepting a clean or unknown result is refused with a clear error."""
     clean = record(database, "clean", T0)
     with pytest.raises(ValueError, match="is clean, not open"):
         database.reconciliations.accept(clean.id, by="ops")
@@ -76,6 +80,7 @@ def test_only_open_discrepancies_can_be_accepted(database: Database) -> None:
 
 
 def test_bad_values_are_refused(database: Database) -> None:
+    """A result with an unknown status or a naive timestamp is refused and nothing is stored."""
     with pytest.raises(ValueError, match="status must be one of"):
         record(database, "fine", T0)
     with pytest.raises(ValueError, match="started_at"):

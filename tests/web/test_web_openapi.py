@@ -153,6 +153,8 @@ def test_document_is_valid_openapi_3_1(token_required: bool) -> None:
 
 @pytest.mark.parametrize("token_required", VARIANTS)
 def test_every_reference_resolves_and_every_operation_is_named(token_required: bool) -> None:
+    """Every reference in the API document resolves, and operation ids and parameter names are
+    unique."""
     document = build_document(token_required=token_required)
     for where, node in _walk(document):
         if isinstance(node, dict) and isinstance(node.get("$ref"), str):
@@ -186,6 +188,8 @@ def test_documented_operations_are_exactly_the_routes_of_the_app(
 
 
 def test_the_token_variant_documents_bearer_auth_and_its_401s() -> None:
+    """With a token configured, the document says every operation but the liveness probe needs the
+    bearer token and may answer 401; without one it says nothing of auth."""
     secured = build_document(token_required=True)
     assert secured["components"]["securitySchemes"][BEARER_SCHEME] == {
         "type": "http",
@@ -207,6 +211,7 @@ def test_the_token_variant_documents_bearer_auth_and_its_401s() -> None:
 
 
 def test_parameters_carry_the_handlers_validation_rules() -> None:
+    """The documented query parameters carry the limits and formats the handlers enforce."""
     parameters = build_document(token_required=False)["components"]["parameters"]
     assert parameters["limit"]["schema"] == {
         "type": "integer",
@@ -225,6 +230,8 @@ def test_parameters_carry_the_handlers_validation_rules() -> None:
 
 
 def test_the_served_document_is_the_token_variant_and_needs_the_token(server: Server) -> None:
+    """With a token configured, /api/openapi.json needs the token and serves the token variant of
+    the document."""
     refused = server.request(OPENAPI_PATH, auth=False)
     assert refused.status == 401
     assert refused.media_type == "application/problem+json"
@@ -238,6 +245,7 @@ def test_the_served_document_is_the_token_variant_and_needs_the_token(server: Se
 def test_without_a_token_the_open_variant_is_served(
     tmp_path: Path, loop_thread: LoopThread
 ) -> None:
+    """Without a token configured, /api/openapi.json serves the variant without auth."""
     app = create_app(Runtime(_config(tmp_path)), manage_runtime=False)
     served = Server(loop_thread, app)
     try:

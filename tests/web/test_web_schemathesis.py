@@ -149,6 +149,8 @@ schema = schemathesis.openapi.from_dict(DOCUMENT, config=CONFIG).exclude(path="/
     suppress_health_check=list(hypothesis.HealthCheck),
 )
 def test_the_api_keeps_its_contract(case: Case, base_url: str) -> None:
+    """Generated requests to every documented operation get no server error, and answers that
+    match the documented statuses, content types, headers and schemas."""
     case.call_and_validate(base_url=base_url, headers=AUTH, checks=CHECKS, timeout=10)
 
 
