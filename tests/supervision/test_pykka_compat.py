@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
+import subprocess
+import sys
 import threading
 import tomllib
 from pathlib import Path
@@ -42,7 +44,7 @@ def test_installed_pykka_has_every_hook_supervision_uses() -> None:
     """Each pykka private the supervision relies on exists with the parameters it expects."""
     version = importlib.metadata.version("pykka")
     problems = compat.missing_hooks()
-    assert problems == [], f"pykka {version} changed hooks supervision uses ({UPGRADE})"
+    assert problems == [], f"pykka {version}: {'; '.join(problems)} ({UPGRADE})"
 
 
 def test_a_changed_pykka_is_reported_hook_by_hook() -> None:
@@ -80,6 +82,20 @@ def test_a_changed_pykka_is_reported_hook_by_hook() -> None:
         "pykka.Actor._handle_receive(self, message) now takes (self, message, sender)",
         "pykka.Actor._actor_loop_teardown(self) is missing",
     ]
+
+
+def test_starting_with_a_changed_pykka_fails_at_once_naming_the_hook() -> None:
+    """With a pykka that lacks a hook, importing the supervision fails with an ImportError
+    naming the hook and the tested series, instead of losing messages later."""
+    script = "import pykka\ndel pykka.Actor._actor_loop_teardown\nimport tradingbot.supervision\n"
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: tradingbot.supervision relies on pykka internals"), last
+    assert "pykka.Actor._actor_loop_teardown(self) is missing" in last
+    assert f"install pykka~={compat.TESTED_SERIES}.0" in last
 
 
 def test_pyproject_pins_pykka_to_the_tested_minor_series() -> None:
@@ -364,7 +380,8 @@ def test_no_module_but_the_seam_touches_pykka_privates() -> None:
     for path in paths:
         if path != COMPAT:
             offences.extend(_offences(path, PACKAGE, derived))
-    assert offences == [], "go through tradingbot.supervision._pykka_compat instead"
+    listing = "\n".join(offences)
+    assert not offences, f"go through tradingbot.supervision._pykka_compat instead:\n{listing}"
 
 
 def test_the_scan_catches_each_way_of_touching_a_private(tmp_path: Path) -> None:
