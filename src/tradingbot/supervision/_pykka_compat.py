@@ -6,16 +6,16 @@ start an actor's thread after its supervisor wired it. pykka has a private name 
 each; this module imports or overrides every one of them, and no other module may
 (``tests/supervision/test_pykka_compat.py`` scans ``src/`` for them):
 
-==================================  =========================================================
-pykka private                       what supervision uses it for
-==================================  =========================================================
-``pykka._envelope.Envelope``        the object in every inbox: message and reply future
-``pykka.messages._ActorStop``       recognise pykka's stop request among salvaged messages
-``Actor._create_actor_inbox``       the closable inbox (:class:`ClosableInbox`)
-``Actor._handle_receive``           wrap each message (log context, crash report)
-``Actor._actor_loop_teardown``      hand a dead actor's inbox back to its handle
-``ThreadingActor._start_actor_loop`` start the thread once the supervisor attached the actor
-==================================  =========================================================
+====================================  =======================================================
+pykka private                         what supervision uses it for
+====================================  =======================================================
+``pykka._envelope.Envelope``          the object in every inbox: message and reply future
+``pykka.messages._ActorStop``         recognise pykka's stop request among salvaged messages
+``Actor._create_actor_inbox``         the closable inbox (:class:`ClosableInbox`)
+``Actor._handle_receive``             wrap each message (log context, crash report)
+``Actor._actor_loop_teardown``        hand a dead actor's inbox back to its handle
+``ThreadingActor._start_actor_loop``  start the thread once the supervisor attached the actor
+====================================  =======================================================
 
 It also relies on how pykka's loop (``Actor._actor_loop_running``) uses them: it calls
 ``_handle_receive`` once per envelope on the actor thread, answers the envelope's
