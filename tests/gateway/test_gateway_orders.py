@@ -125,17 +125,19 @@ def test_unknown_symbol_is_rejected_with_code_200(ib_errors: IbErrorGuard) -> No
     run(scenario())
 
 
-def test_zero_quantity_is_rejected_with_code_201(ib_errors: IbErrorGuard) -> None:
-    """An order for quantity 0 gets error 201 (order rejected) and ends Cancelled."""
-    ib_errors.allow(r"Error 201, reqId \d+: Order rejected - reason:Order quantity")
+def test_zero_quantity_is_refused_with_code_434() -> None:
+    """An order for quantity 0 gets the gateway's 434 "order size cannot be zero" (which
+    ib_async records as a validation warning) and nothing is booked."""
 
     async def scenario() -> None:
         async with running_simulator() as sim, connected(sim) as ib:
             codes = _error_codes(ib)
             trade = ib.placeOrder(Stock("AAPL", "SMART", "USD"), MarketOrder("BUY", 0))
-            await wait_for(lambda: trade.orderStatus.status == "Cancelled")
-            assert codes == [201]
+            await wait_for(lambda: trade.orderStatus.status == "ValidationError")
+            assert codes == [434]
+            assert trade.log[-1].errorCode == 434
             assert sim.brokerage.executions == []
+            assert sim.brokerage.orders == {}
 
     run(scenario())
 

@@ -1,24 +1,50 @@
-"""The simulated brokerage: accounts, positions, orders and fills, with no I/O.
+"""The simulated brokerage: accounts, symbols, positions, margin and P&L, with no I/O.
 
-Everything here is synchronous and deterministic for a given seed and call order; the
-server turns the returned objects into wire messages.
+Orders live in its ``OrderBook``; everything is synchronous and deterministic for a
+given seed and call order; the server turns the returned objects into wire messages.
+
+Symbols: the seeded ones (``DEFAULT_SYMBOLS`` or a seed file) get contract ids from
+100001 in order; any other plausible US stock symbol (1-5 letters, optionally a class
+suffix such as ``BRK.B``) is created on first use with a contract id derived from the
+symbol alone (stable across runs). Anything else is error 200, as is a currency other
+than USD or an exchange that does not list US stocks.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
+import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .calendar import AlwaysOpen, SessionCalendar
+from .model import (
+    NO_SECURITY_DEFINITION,
+    Accepted,
+    Account,
+    CommissionSchedule,
+    Execution,
+    Instrument,
+    OrderRequest,
+    Position,
+    Rejection,
+    SimOrder,
+    StatusChange,
+    WhatIf,
+)
+from .orders import OrderBook
 from .prices import PriceModel
 
 __all__ = [
     "DEFAULT_ACCOUNT",
     "DEFAULT_SYMBOLS",
+    "INIT_MARGIN_RATE",
+    "MAINT_MARGIN_RATE",
     "Accepted",
     "Account",
     "Brokerage",
@@ -29,6 +55,8 @@ __all__ = [
     "Position",
     "Rejection",
     "SimOrder",
+    "StatusChange",
+    "WhatIf",
 ]
 
 DEFAULT_ACCOUNT = "DU1234567"
@@ -48,148 +76,22 @@ DEFAULT_SYMBOLS: dict[str, str] = {
     "IWM": "ARCA",
 }
 
-# Error codes the simulator answers with (as the real gateway does).
-NO_SECURITY_DEFINITION = 200
-ORDER_REJECTED = 201
-DUPLICATE_ORDER_ID = 103
-CANCEL_NOT_FOUND = 10147
-
-
-@dataclass(frozen=True, slots=True)
-class Instrument:
-    """A tradable stock with its nonzero, unique contract id."""
-
-    symbol: str
-    con_id: int
-    primary_exchange: str
-    currency: str = "USD"
+US_EXCHANGES = frozenset(
+    {"SMART", "NYSE", "NASDAQ", "ISLAND", "ARCA", "AMEX", "BATS", "IEX", "NYSENAT", "CBOE"}
+)
+_PLAUSIBLE = re.compile(r"^[A-Z]{1,5}([. ][A-Z])?$")
+# Reg T style: 50 % initial, 25 % maintenance margin on the gross position value.
+INIT_MARGIN_RATE = 0.5
+MAINT_MARGIN_RATE = 0.25
+NO_DEFINITION_TEXT = "No security definition has been found for the request"
 
 
 @dataclass(slots=True)
-class Account:
-    """A cash account."""
+class _DayMark:
+    """What a position cost for today's P&L: its value at the session start plus trades."""
 
-    account_id: str
-    cash: float
-    realized_pnl: float = 0.0
-
-
-@dataclass(slots=True)
-class Position:
-    """A holding; ``avg_cost`` includes commissions, like IB's."""
-
-    account_id: str
-    instrument: Instrument
-    quantity: float
-    avg_cost: float
-    realized_pnl: float = 0.0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OrderRequest:
-    """The part of a placeOrder message the simulator uses."""
-
-    order_id: int
-    con_id: int
-    symbol: str
-    sec_type: str
-    exchange: str
-    currency: str
-    action: str
-    quantity: float
-    order_type: str
-    lmt_price: float | None
-    tif: str
-    account: str
-    order_ref: str
-
-
-@dataclass(slots=True, kw_only=True)
-class SimOrder:
-    """An order the brokerage accepted."""
-
-    order_id: int
-    client_id: int
-    perm_id: int
-    account_id: str
-    instrument: Instrument
-    exchange: str
-    action: str
-    quantity: float
-    order_type: str
-    lmt_price: float | None
-    tif: str
-    order_ref: str
-    status: str = "Submitted"
-    filled: float = 0.0
-    avg_fill_price: float = 0.0
-    last_fill_price: float = 0.0
-    completed_time: str = ""
-    completed_status: str = ""
-
-    @property
-    def remaining(self) -> float:
-        """Quantity not yet filled."""
-        return self.quantity - self.filled
-
-    @property
-    def is_done(self) -> bool:
-        """Filled or cancelled."""
-        return self.status in ("Filled", "Cancelled")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Execution:
-    """One fill, with its commission and realized P&L."""
-
-    exec_id: str
-    order: SimOrder
-    time: datetime
-    shares: float
-    price: float
-    cum_qty: float
-    avg_price: float
-    commission: float
-    realized_pnl: float
-
-    @property
-    def side(self) -> str:
-        """``BOT`` or ``SLD`` as in IB executions."""
-        return "BOT" if self.order.action == "BUY" else "SLD"
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    """A refused request: the error code and text the gateway sends."""
-
-    code: int
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    """An accepted (new or modified) order and the fills it got right away."""
-
-    order: SimOrder
-    fills: list[Execution]
-
-
-@dataclass(frozen=True, slots=True)
-class CommissionSchedule:
-    """IB-style per-share commission with a minimum per order fill."""
-
-    per_share: float = 0.005
-    minimum: float = 1.0
-
-    def commission(self, shares: float) -> float:
-        """Commission in account currency for ``shares`` shares."""
-        return round(max(self.minimum, abs(shares) * self.per_share), 4)
-
-
-@dataclass(slots=True)
-class _ClientState:
-    next_order_id: int = 1
-    used_ids: set[int] = field(default_factory=set)
+    session: object
+    cost: float = 0.0
 
 
 class Brokerage:
@@ -203,6 +105,7 @@ class Brokerage:
         symbols: dict[str, str] | None = None,
         commissions: CommissionSchedule | None = None,
         clock: Callable[[], datetime] | None = None,
+        calendar: SessionCalendar | None = None,
     ) -> None:
         self.prices = prices or PriceModel()
         self.commissions = commissions or CommissionSchedule()
@@ -215,13 +118,17 @@ class Brokerage:
         for symbol, exchange in (symbols or DEFAULT_SYMBOLS).items():
             self.add_symbol(symbol, exchange)
         self.positions: dict[tuple[str, int], Position] = {}
-        self.orders: dict[int, SimOrder] = {}  # by permId
-        self._by_client: dict[tuple[int, int], SimOrder] = {}
-        self.executions: list[Execution] = []
-        self._clients: dict[int, _ClientState] = {}
-        self._next_perm_id = 1_000_000_001
-        self._next_exec = 1
-        self._reject_next: str | None = None
+        self._day_marks: dict[tuple[str, int], _DayMark] = {}
+        self.book = OrderBook(
+            lookup=self._lookup_request,
+            price=self.prices.price,
+            default_account=lambda: next(iter(self.accounts)),
+            account_exists=lambda acct: acct in self.accounts,
+            book=self._book,
+            commissions=self.commissions,
+            clock=self.now,
+            calendar=calendar or AlwaysOpen(),
+        )
 
     # -- reference data -------------------------------------------------------------
 
@@ -235,11 +142,47 @@ class Brokerage:
         self._by_con_id[inst.con_id] = inst
         return inst
 
-    def lookup(self, *, symbol: str = "", con_id: int = 0) -> Instrument | None:
-        """Find an instrument by contract id (if nonzero) or symbol."""
+    def lookup(
+        self, *, symbol: str = "", con_id: int = 0, currency: str = "", exchange: str = ""
+    ) -> Instrument | None:
+        """Find an instrument by contract id (if nonzero) or symbol; a plausible unseeded
+        symbol is created; a currency or exchange that does not match finds nothing."""
         if con_id:
-            return self._by_con_id.get(con_id)
-        return self._instruments.get(symbol.upper())
+            inst = self._by_con_id.get(con_id)
+        else:
+            name = symbol.upper()
+            inst = self._instruments.get(name)
+            if inst is None and _PLAUSIBLE.match(name):
+                inst = self._add_derived(name)
+        if inst is None:
+            return None
+        if currency and currency.upper() != inst.currency:
+            return None
+        if exchange and exchange.upper() not in US_EXCHANGES | {inst.primary_exchange}:
+            return None
+        return inst
+
+    def _add_derived(self, symbol: str) -> Instrument:
+        crc = zlib.crc32(symbol.encode())
+        con_id = 200_000_000 + crc % 100_000_000
+        while con_id in self._by_con_id:  # a crc collision: the next free id
+            con_id += 1
+        inst = Instrument(symbol, con_id, "NYSE" if crc % 3 == 0 else "NASDAQ")
+        self._instruments[symbol] = inst
+        self._by_con_id[con_id] = inst
+        return inst
+
+    def _lookup_request(self, req: OrderRequest) -> Instrument | Rejection:
+        inst = self.lookup(
+            symbol=req.symbol, con_id=req.con_id, currency=req.currency, exchange=req.exchange
+        )
+        if inst is None or req.sec_type not in ("STK", ""):
+            return Rejection(NO_SECURITY_DEFINITION, NO_DEFINITION_TEXT)
+        return inst
+
+    def now(self) -> datetime:
+        """The simulator's clock (UTC)."""
+        return self._clock()
 
     @property
     def account_ids(self) -> list[str]:
@@ -293,7 +236,7 @@ class Brokerage:
             raise ValueError(f"execution time {fill['time']!r} needs a UTC offset")
         self.lookup(symbol=symbol) or self.add_symbol(symbol)
         self.prices.set_price(symbol, float(fill["price"]))
-        clock, self._clock = self._clock, lambda: when
+        clock, self._clock = self._clock, lambda: when  # the book reads self.now
         try:
             result = self.place(
                 client_id,
@@ -308,6 +251,7 @@ class Brokerage:
                     quantity=float(fill["quantity"]),
                     order_type="MKT",
                     lmt_price=None,
+                    outside_rth=True,  # a replayed fill happened, session or not
                     tif="DAY",
                     account=str(fill.get("account") or next(iter(self.accounts))),
                     order_ref=str(fill.get("order_ref", "")),
@@ -319,163 +263,75 @@ class Brokerage:
             raise ValueError(f"execution {fill!r} rejected: {result.message}")
         return self.executions[-1]
 
-    # -- order ids -------------------------------------------------------------------
+    # -- orders (delegated to the order book) ------------------------------------------
 
-    def _client(self, client_id: int) -> _ClientState:
-        return self._clients.setdefault(client_id, _ClientState())
+    @property
+    def orders(self) -> dict[int, SimOrder]:
+        """Every order by permId."""
+        return self.book.orders
+
+    @property
+    def executions(self) -> list[Execution]:
+        """Every fill, oldest first."""
+        return self.book.executions
 
     def next_order_id(self, client_id: int) -> int:
         """The next valid order id for ``client_id`` (continues across sessions)."""
-        return self._client(client_id).next_order_id
+        return self.book.next_order_id(client_id)
 
     def reject_next_order(self, reason: str = "Simulated rejection") -> None:
         """Fault: the next new order from any client is rejected with error 201."""
-        self._reject_next = reason
-
-    # -- orders ----------------------------------------------------------------------
+        self.book.reject_next_order(reason)
 
     def place(self, client_id: int, req: OrderRequest) -> Accepted | Rejection:
         """Accept, modify or reject an order; marketable orders fill at once."""
-        state = self._client(client_id)
-        existing = self._by_client.get((client_id, req.order_id))
-        if existing is not None:
-            if existing.is_done:
-                return Rejection(DUPLICATE_ORDER_ID, "Duplicate order id")
-            return self._modify(existing, req)
-        if req.order_id in state.used_ids or req.order_id <= 0:
-            return Rejection(DUPLICATE_ORDER_ID, "Duplicate order id")
-        inst = self.lookup(symbol=req.symbol, con_id=req.con_id)
-        if inst is None or req.sec_type not in ("STK", ""):
-            return Rejection(
-                NO_SECURITY_DEFINITION, "No security definition has been found for the request"
-            )
-        problem = self._validate(req)
-        if problem is None and self._reject_next is not None:
-            problem, self._reject_next = self._reject_next, None
-        if problem is not None:
-            state.used_ids.add(req.order_id)
-            state.next_order_id = max(state.next_order_id, req.order_id + 1)
-            return Rejection(ORDER_REJECTED, f"Order rejected - reason:{problem}")
-        state.used_ids.add(req.order_id)
-        state.next_order_id = max(state.next_order_id, req.order_id + 1)
-        account = req.account or next(iter(self.accounts))
-        order = SimOrder(
-            order_id=req.order_id,
-            client_id=client_id,
-            perm_id=self._next_perm_id,
-            account_id=account,
-            instrument=inst,
-            exchange=req.exchange or "SMART",
-            action=req.action,
-            quantity=req.quantity,
-            order_type=req.order_type,
-            lmt_price=req.lmt_price,
-            tif=req.tif or "DAY",
-            order_ref=req.order_ref,
-        )
-        self._next_perm_id += 1
-        self.orders[order.perm_id] = order
-        self._by_client[(client_id, order.order_id)] = order
-        fill = self._try_fill(order)
-        return Accepted(order, [fill] if fill else [])
+        return self.book.place(client_id, req)
 
-    def _validate(self, req: OrderRequest) -> str | None:
-        if not math.isfinite(req.quantity) or req.quantity <= 0:
-            return f"Order quantity must be positive, got {req.quantity:g}"
-        if req.action not in ("BUY", "SELL"):
-            return f"Invalid action {req.action!r}"
-        if req.order_type not in ("MKT", "LMT"):
-            return f"Order type {req.order_type!r} is not supported by the simulator"
-        if req.order_type == "LMT" and (req.lmt_price is None or req.lmt_price <= 0):
-            return "Limit price must be positive"
-        if req.account and req.account not in self.accounts:
-            return f"Unknown account {req.account}"
-        return None
+    def cancel(self, client_id: int, order_id: int) -> list[Execution | StatusChange] | Rejection:
+        """Cancel a resting order of this client and its children."""
+        return self.book.cancel(client_id, order_id)
 
-    def _modify(self, order: SimOrder, req: OrderRequest) -> Accepted | Rejection:
-        problem = self._validate(req)
-        if problem is not None:
-            return Rejection(ORDER_REJECTED, f"Order rejected - reason:{problem}")
-        order.quantity = req.quantity
-        order.lmt_price = req.lmt_price
-        order.order_type = req.order_type
-        fill = self._try_fill(order)
-        return Accepted(order, [fill] if fill else [])
-
-    def cancel(self, client_id: int, order_id: int) -> SimOrder | Rejection:
-        """Cancel a resting order of this client."""
-        order = self._by_client.get((client_id, order_id))
-        if order is None or order.is_done:
-            return Rejection(
-                CANCEL_NOT_FOUND, f"OrderId {order_id} that needs to be cancelled is not found."
-            )
-        order.status = "Cancelled"
-        self._complete(order, "Cancelled")
-        return order
+    def cancel_all(self) -> list[Execution | StatusChange]:
+        """Cancel every open order of every client."""
+        return self.book.cancel_all()
 
     def open_orders(self, client_id: int | None = None) -> list[SimOrder]:
         """Resting orders, of one client or of all (``None``)."""
-        return [
-            o
-            for o in self.orders.values()
-            if not o.is_done and (client_id is None or o.client_id == client_id)
-        ]
+        return self.book.open_orders(client_id)
 
     def completed_orders(self) -> list[SimOrder]:
         """Filled and cancelled orders of every client, oldest first."""
-        return [o for o in self.orders.values() if o.is_done]
+        return self.book.completed_orders()
 
-    def match_resting(self) -> list[Execution]:
-        """Fill every resting limit order that became marketable at current prices."""
-        return [fill for o in self.open_orders() if (fill := self._try_fill(o)) is not None]
+    def match_resting(self) -> list[Execution | StatusChange]:
+        """Expire, trigger and fill resting orders at current prices (events in order)."""
+        return self.book.match_resting()
 
-    def _marketable_price(self, order: SimOrder) -> float | None:
+    def what_if(self, client_id: int, req: OrderRequest) -> WhatIf | Rejection:
+        """Margin and commission of ``req`` if it filled now; nothing changes."""
+        order = self.book.build(client_id, req)
+        if isinstance(order, Rejection):
+            return order
         price = self.prices.price(order.instrument.symbol)
-        if order.order_type == "MKT":
-            return price
-        limit = order.lmt_price or 0.0
-        if order.action == "BUY" and price <= limit:
-            return price
-        if order.action == "SELL" and price >= limit:
-            return price
-        return None
-
-    def _try_fill(self, order: SimOrder) -> Execution | None:
-        price = self._marketable_price(order)
-        if price is None or order.remaining <= 0:
-            return None
-        return self._fill(order, order.remaining, price)
-
-    def _fill(self, order: SimOrder, shares: float, price: float) -> Execution:
-        commission = self.commissions.commission(shares)
-        realized = self._book(order, shares, price, commission)
-        prior = order.filled * order.avg_fill_price
-        order.filled += shares
-        order.avg_fill_price = round((prior + shares * price) / order.filled, 6)
-        order.last_fill_price = price
-        now = self._clock()
-        if order.remaining <= 0:
-            order.status = "Filled"
-            self._complete(order, "Filled")
-        exec_id = f"0000e1a7.{self._next_exec:08x}.01.01"
-        self._next_exec += 1
-        execution = Execution(
-            exec_id=exec_id,
+        if order.order_type in ("LMT", "STP LMT") and order.lmt_price:
+            price = order.lmt_price
+        signed = order.quantity if order.action == "BUY" else -order.quantity
+        commission = self.commissions.commission(order.quantity)
+        init, maint, equity = self.margin(order.account_id)
+        pos = self.positions.get((order.account_id, order.instrument.con_id))
+        held = pos.quantity if pos else 0.0
+        market = self.prices.price(order.instrument.symbol)
+        gross_change = abs(held + signed) * market - abs(held) * market
+        return WhatIf(
             order=order,
-            time=now,
-            shares=shares,
-            price=price,
-            cum_qty=order.filled,
-            avg_price=order.avg_fill_price,
+            init_before=init,
+            maint_before=maint,
+            equity_before=equity,
+            init_after=init + gross_change * INIT_MARGIN_RATE,
+            maint_after=maint + gross_change * MAINT_MARGIN_RATE,
+            equity_after=equity - commission - signed * (price - market),
             commission=commission,
-            realized_pnl=realized,
         )
-        self.executions.append(execution)
-        return execution
-
-    def _complete(self, order: SimOrder, status: str) -> None:
-        order.completed_time = self._clock().strftime("%Y%m%d %H:%M:%S UTC")
-        order.completed_status = status
 
     def _book(self, order: SimOrder, shares: float, price: float, commission: float) -> float:
         """Update cash and position; return the realized P&L of this fill."""
@@ -487,6 +343,7 @@ class Brokerage:
         if pos is None:
             pos = Position(order.account_id, order.instrument, 0.0, 0.0)
             self.positions[key] = pos
+        mark = self._day_mark(pos)  # before the quantity changes
         realized = 0.0
         if pos.quantity == 0 or (pos.quantity > 0) == (signed > 0):
             total = pos.quantity * pos.avg_cost + signed * price + math.copysign(commission, signed)
@@ -503,6 +360,7 @@ class Brokerage:
                 pos.avg_cost = price  # flipped through zero: the rest opens at this price
         pos.realized_pnl += realized
         account.realized_pnl += realized
+        mark.cost += signed * price + commission
         return realized
 
     # -- account views ---------------------------------------------------------------
@@ -521,6 +379,10 @@ class Brokerage:
             for p in self.account_positions(account_id)
         )
         net_liq = account.cash + market_value
+        init, maint, equity = self.margin(account_id)
+        _, unrealized, _ = self.pnl(account_id)
+        excess = equity - maint
+        available = equity - init
         rows = [
             ("AccountType", "INDIVIDUAL", ""),
             ("AccountCode", account_id, ""),
@@ -529,9 +391,58 @@ class Brokerage:
             ("CashBalance", f"{account.cash:.2f}", "USD"),
             ("NetLiquidation", f"{net_liq:.2f}", "USD"),
             ("GrossPositionValue", f"{abs(market_value):.2f}", "USD"),
-            ("AvailableFunds", f"{net_liq:.2f}", "USD"),
-            ("BuyingPower", f"{max(0.0, net_liq) * 4:.2f}", "USD"),
+            ("EquityWithLoanValue", f"{equity:.2f}", "USD"),
+            ("InitMarginReq", f"{init:.2f}", "USD"),
+            ("MaintMarginReq", f"{maint:.2f}", "USD"),
+            ("ExcessLiquidity", f"{excess:.2f}", "USD"),
+            ("Cushion", f"{excess / net_liq if net_liq > 0 else 0.0:.4f}", ""),
+            ("DayTradesRemaining", "-1", ""),
+            ("AvailableFunds", f"{available:.2f}", "USD"),
+            ("BuyingPower", f"{max(0.0, available) * 4:.2f}", "USD"),
+            ("UnrealizedPnL", f"{unrealized:.2f}", "USD"),
             ("RealizedPnL", f"{account.realized_pnl:.2f}", "USD"),
             ("Currency", "USD", "USD"),
         ]
         return rows
+
+    def margin(self, account_id: str) -> tuple[float, float, float]:
+        """(initial margin, maintenance margin, equity with loan) of an account."""
+        account = self.accounts[account_id]
+        gross = market = 0.0
+        for p in self.account_positions(account_id):
+            value = p.quantity * self.prices.price(p.instrument.symbol)
+            gross += abs(value)
+            market += value
+        return gross * INIT_MARGIN_RATE, gross * MAINT_MARGIN_RATE, account.cash + market
+
+    # -- P&L -------------------------------------------------------------------------
+
+    def _session_key(self) -> object:
+        return self.book.calendar.session_at_or_after(self.now()).day
+
+    def _day_mark(self, pos: Position) -> _DayMark:
+        """Today's cost basis of ``pos``: reset to its market value at a new session."""
+        key = (pos.account_id, pos.instrument.con_id)
+        session = self._session_key()
+        mark = self._day_marks.get(key)
+        if mark is None or mark.session != session:
+            value = pos.quantity * self.prices.price(pos.instrument.symbol)
+            mark = self._day_marks[key] = _DayMark(session, value)
+        return mark
+
+    def position_pnl(self, pos: Position) -> tuple[float, float, float, float]:
+        """(daily, unrealized, realized, market value) of one position."""
+        price = self.prices.price(pos.instrument.symbol)
+        value = pos.quantity * price
+        unrealized = value - pos.quantity * pos.avg_cost
+        daily = value - self._day_mark(pos).cost
+        return daily, unrealized, pos.realized_pnl, value
+
+    def pnl(self, account_id: str) -> tuple[float, float, float]:
+        """(daily, unrealized, realized) P&L of an account; daily resets each session."""
+        daily = unrealized = 0.0
+        for p in self.account_positions(account_id):
+            d, u, _, _ = self.position_pnl(p)
+            daily += d
+            unrealized += u
+        return daily, unrealized, self.accounts[account_id].realized_pnl

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from .brokerage import Execution, Instrument, Position, SimOrder
+from .model import Execution, Instrument, Position, SimOrder, WhatIf
 from .prices import Quote
 from .protocol import Field
 
@@ -29,6 +29,7 @@ __all__ = [
     "exec_details",
     "exec_details_end",
     "managed_accounts",
+    "market_data_type",
     "next_valid_id",
     "open_order",
     "open_order_end",
@@ -174,8 +175,37 @@ def _lmt(order: SimOrder) -> Field:
     return order.lmt_price if order.lmt_price is not None else ""
 
 
-def open_order(order: SimOrder, status: str, server_version: int) -> list[Field]:
-    """Message 5 (no version field): 128 fields at version 176, 127 at >= 177."""
+def _opt(value: float | None) -> Field:
+    return "" if value is None else value
+
+
+def _margins(what_if: WhatIf | None) -> list[Field]:
+    """The 12 margin and commission fields of an OrderState (strings in IB's format)."""
+    if what_if is None:
+        return [""] * 12
+    w = what_if
+    values = [
+        w.init_before,
+        w.maint_before,
+        w.equity_before,
+        w.init_after - w.init_before,
+        w.maint_after - w.maint_before,
+        w.equity_after - w.equity_before,
+        w.init_after,
+        w.maint_after,
+        w.equity_after,
+    ]
+    return [f"{v:.2f}" for v in values] + [w.commission, w.commission, w.commission]
+
+
+def open_order(
+    order: SimOrder, status: str, server_version: int, what_if: WhatIf | None = None
+) -> list[Field]:
+    """Message 5 (no version field): 128 fields at version 176, 127 at >= 177.
+
+    With ``what_if`` it is the answer to a what-if order: whatIf set and the margin and
+    commission estimates filled in.
+    """
     inst = order.instrument
     fields: list[Field] = [
         5,
@@ -186,16 +216,16 @@ def open_order(order: SimOrder, status: str, server_version: int) -> list[Field]
         order.quantity,
         order.order_type,
         _lmt(order),
-        "",  # auxPrice
+        _opt(order.aux_price),
         order.tif,
-        "",  # ocaGroup
+        order.oca_group,
         order.account_id,
         "O",  # openClose
         0,  # origin
         order.order_ref,
         order.client_id,
         order.perm_id,
-        0,  # outsideRth
+        order.outside_rth,
         0,  # hidden
         "",  # discretionaryAmt
         "",  # goodAfterTime
@@ -212,21 +242,23 @@ def open_order(order: SimOrder, status: str, server_version: int) -> list[Field]
         0,  # eTradeOnly
         0,  # firmQuoteOnly
         "",  # nbboPriceCap
-        0,  # parentId
+        order.parent_id,
         0,  # triggerMethod
         "",  # volatility
         "",  # volatilityType
         "",  # deltaNeutralOrderType
         "",  # deltaNeutralAuxPrice
     ]
-    fields += ["", "", "", "", "", "", ""]  # continuousUpdate .. comboLegsDescrip
+    fields += ["", ""]  # continuousUpdate, referencePriceType
+    fields += [_opt(order.trail_stop_price), _opt(order.trailing_percent)]
+    fields += ["", "", ""]  # basisPoints, basisPointsType, comboLegsDescrip
     fields += [0, 0, 0]  # comboLegs, orderComboLegs, smartComboRoutingParams
     fields += ["", "", ""]  # scaleInitLevelSize, scaleSubsLevelSize, scalePriceIncrement
     fields += [""]  # hedgeType
     fields += [0, "", "", 0, 0]  # optOutSmartRouting, clearing x2, notHeld, dncPresent
     fields += [""]  # algoStrategy
-    fields += [0, 0, status]  # solicited, whatIf, status
-    fields += [""] * 12  # margin and commission estimates
+    fields += [0, what_if is not None, status]  # solicited, whatIf, status
+    fields += _margins(what_if)
     fields += ["", "", 0, 0]  # commissionCurrency, warningText, randomizeSize/Price
     fields += [0]  # conditions
     fields += [""] * 8  # adjustedOrderType .. adjustableTrailingUnit
@@ -313,7 +345,7 @@ def order_status(order: SimOrder, status: str | None = None) -> list[Field]:
         order.remaining,
         order.avg_fill_price,
         order.perm_id,
-        0,  # parentId
+        order.parent_id,
         order.last_fill_price,
         order.client_id,
         "",  # whyHeld
@@ -359,10 +391,16 @@ def commission_report(ex: Execution) -> list[Field]:
     return [59, 1, ex.exec_id, ex.commission, "USD", ex.realized_pnl, "", ""]
 
 
-def contract_details(req_id: int, inst: Instrument) -> list[Field]:
-    """Message 10 (server version >= 164 layout)."""
-    return [
-        10,
+def contract_details(
+    req_id: int, inst: Instrument, server_version: int, hours: tuple[str, str] = ("", "")
+) -> list[Field]:
+    """Message 10 in the layout of ``server_version`` (decoder.py ``contractDetails``):
+    below 164 a version field and mdSizeMultiplier; at 163 suggestedSizeIncrement only;
+    from 164 minSize, sizeIncrement and suggestedSizeIncrement. ``hours`` are the
+    trading and liquid hours in the gateway's format."""
+    head: list[Field] = [10] if server_version >= 164 else [10, 8]
+    fields: list[Field] = [
+        *head,
         req_id,
         inst.symbol,
         "STK",
@@ -376,33 +414,39 @@ def contract_details(req_id: int, inst: Instrument) -> list[Field]:
         "NMS",  # tradingClass
         inst.con_id,
         0.01,  # minTick
+    ]
+    if server_version < 164:
+        fields.append(1)  # mdSizeMultiplier
+    fields += [
         "",  # multiplier
-        "LMT,MKT",  # orderTypes
+        "LMT,MKT,STP,STP LMT,TRAIL,OCA,GTC,DAY,IOC,WHATIF",  # orderTypes
         f"SMART,{inst.primary_exchange}",  # validExchanges
         1,  # priceMagnifier
         0,  # underConId
         inst.symbol,  # longName
         inst.primary_exchange,
         "",  # contractMonth
-        "",
-        "",
-        "",  # industry, category, subcategory
+        "",  # industry
+        "",  # category
+        "",  # subcategory
         "US/Eastern",
-        "",
-        "",  # tradingHours, liquidHours
-        "",
-        "",  # evRule, evMultiplier
+        hours[0],  # tradingHours
+        hours[1],  # liquidHours
+        "",  # evRule
+        "",  # evMultiplier
         0,  # numSecIds
         1,  # aggGroup
-        "",
-        "",  # underSymbol, underSecType
+        "",  # underSymbol
+        "",  # underSecType
         "26",  # marketRuleIds
         "",  # realExpirationDate
         "COMMON",  # stockType
-        1,
-        1,
-        100,  # minSize, sizeIncrement, suggestedSizeIncrement
     ]
+    if server_version == 163:
+        fields.append(100)  # suggestedSizeIncrement
+    elif server_version >= 164:
+        fields += [1, 1, 100]  # minSize, sizeIncrement, suggestedSizeIncrement
+    return fields
 
 
 def contract_details_end(req_id: int) -> list[Field]:
@@ -418,6 +462,11 @@ def tick_messages(req_id: int, quote: Quote) -> list[list[Field]]:
         [1, 6, req_id, 4, quote.last, quote.last_size, 0],
         [2, 6, req_id, 8, quote.volume],
     ]
+
+
+def market_data_type(req_id: int, data_type: int) -> list[Field]:
+    """Message 58: the kind of data a market data request gets (1 = live)."""
+    return [58, 1, req_id, data_type]
 
 
 def tick_snapshot_end(req_id: int) -> list[Field]:

@@ -17,7 +17,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from . import messages as msg
-from .brokerage import Accepted, Brokerage, Execution, OrderRequest, Rejection, SimOrder
+from .brokerage import Brokerage, Execution, Rejection, SimOrder, StatusChange
+from .calendar import contract_hours
+from .orderwire import parse_place_order
 from .protocol import (
     MAX_SERVER_VERSION,
     MIN_SERVER_VERSION,
@@ -26,6 +28,13 @@ from .protocol import (
     encode_fields,
     read_frame,
     read_greeting,
+)
+from .unsupported import (
+    NOT_SUPPORTED,
+    SILENT_CANCELS,
+    UNSUPPORTED,
+    not_supported_text,
+    req_id_of,
 )
 
 __all__ = ["GatewaySimulator", "Session"]
@@ -37,6 +46,13 @@ ORDER_CANCELLED = 202
 CONNECTIVITY_LOST = 1100
 CONNECTIVITY_RESTORED_DATA_LOST = 1101
 CONNECTIVITY_RESTORED = 1102
+NO_DEFINITION = "No security definition has been found for the request"
+# What a real gateway says right after the handshake (ib_async logs them at INFO).
+FARM_NOTICES = (
+    (2104, "Market data farm connection is OK:usfarm"),
+    (2106, "HMDS data farm connection is OK:ushmds"),
+    (2158, "Sec-def data farm connection is OK:secdefnj"),
+)
 
 
 def _float(text: str) -> float:
@@ -84,6 +100,7 @@ class Session:
         self.positions_subscribed = False
         self.account_subscriptions: set[str] = set()
         self.multi_subscriptions: dict[int, str] = {}  # reqId -> account
+        self.market_data_type = 1  # 1 live, 2 frozen, 3 delayed, 4 delayed frozen
         self.closed = False
 
     # -- I/O ---------------------------------------------------------------------------
@@ -148,6 +165,8 @@ class Session:
         broker = self.sim.brokerage
         self.send(msg.managed_accounts(broker.account_ids))
         self.send(msg.next_valid_id(broker.next_order_id(client_id)))
+        for code, text in FARM_NOTICES:
+            self.send(msg.error(-1, code, text))
         await self.writer.drain()
         log.info("client %s connected at server version %s", client_id, version)
         return True
@@ -156,9 +175,10 @@ class Session:
 
     def dispatch(self, f: list[str]) -> None:
         """Answer one request message."""
-        handler = self._handlers.get(_int(f[0]))
+        msg_id = _int(f[0])
+        handler = self._handlers.get(msg_id)
         if handler is None:
-            log.info("ignoring unsupported request %s", f[0])
+            self._unsupported(msg_id, f)
             return
         try:
             handler(self, f)
@@ -168,14 +188,26 @@ class Session:
             log.exception("error handling request %s", f[:3])
             self.send(msg.error(-1, 321, f"Server error when validating request {f[0]}"))
 
+    def _unsupported(self, msg_id: int, f: list[str]) -> None:
+        """Answer a request the simulator does not implement with error 322 at once."""
+        if msg_id in SILENT_CANCELS:
+            return
+        name, index = UNSUPPORTED.get(msg_id, (f"request {msg_id}", None))
+        log.info("answering unsupported %s with error %s", name, NOT_SUPPORTED)
+        self.send(msg.error(req_id_of(f, index), NOT_SUPPORTED, not_supported_text(f[0], name)))
+
     def _req_mkt_data(self, f: list[str]) -> None:
         req_id = _int(_field(f, 2))
-        inst = self.sim.brokerage.lookup(symbol=_field(f, 4), con_id=_int(_field(f, 3)))
+        inst = self.sim.brokerage.lookup(
+            symbol=_field(f, 4),
+            con_id=_int(_field(f, 3)),
+            exchange=_field(f, 10),
+            currency=_field(f, 12),
+        )
         if inst is None:
-            self.send(
-                msg.error(req_id, 200, "No security definition has been found for the request")
-            )
+            self.send(msg.error(req_id, 200, NO_DEFINITION))
             return
+        self.send(msg.market_data_type(req_id, self.market_data_type))
         # After the 12 contract fields: deltaNeutral flag (+3 fields if set), then
         # genericTickList, snapshot, regulatorySnapshot, mktDataOptions.
         index = 15 + (4 if _field(f, 15) == "1" else 1)
@@ -191,28 +223,22 @@ class Session:
         self.market_data.pop(_int(_field(f, 2)), None)
 
     def _place_order(self, f: list[str]) -> None:
-        lmt_text = _field(f, 19)
-        req = OrderRequest(
-            order_id=_int(_field(f, 1)),
-            con_id=_int(_field(f, 2)),
-            symbol=_field(f, 3),
-            sec_type=_field(f, 4),
-            exchange=_field(f, 9),
-            currency=_field(f, 11),
-            action=_field(f, 16),
-            quantity=_float(_field(f, 17)),
-            order_type=_field(f, 18),
-            lmt_price=_float(lmt_text) if lmt_text else None,
-            tif=_field(f, 21),
-            account=_field(f, 23),
-            order_ref=_field(f, 26),
-        )
+        req = parse_place_order(f, self.server_version)
         assert self.client_id is not None
+        if req.what_if:
+            preview = self.sim.brokerage.what_if(self.client_id, req)
+            if isinstance(preview, Rejection):
+                self.send(msg.error(req.order_id, preview.code, preview.message))
+                return
+            self.send(
+                msg.open_order(preview.order, "PreSubmitted", self.server_version, preview)
+            )
+            return
         result = self.sim.brokerage.place(self.client_id, req)
         if isinstance(result, Rejection):
             self.send(msg.error(req.order_id, result.code, result.message))
             return
-        self.sim.publish_accepted(result)
+        self.sim.publish_events(result.events)
 
     def _cancel_order(self, f: list[str]) -> None:
         order_id = _int(_field(f, 2))
@@ -221,8 +247,13 @@ class Session:
         if isinstance(result, Rejection):
             self.send(msg.error(order_id, result.code, result.message))
             return
-        self.send(msg.order_status(result))
-        self.send(msg.error(order_id, ORDER_CANCELLED, "Order Canceled - reason:"))
+        self.sim.publish_events(list(result))
+
+    def _req_global_cancel(self, f: list[str]) -> None:
+        self.sim.publish_events(list(self.sim.brokerage.cancel_all()))
+
+    def _req_market_data_type(self, f: list[str]) -> None:
+        self.market_data_type = _int(_field(f, 2)) or 1
 
     def _send_open_orders(self, orders: list[SimOrder]) -> None:
         for order in orders:
@@ -287,14 +318,18 @@ class Session:
 
     def _req_contract_details(self, f: list[str]) -> None:
         req_id = _int(_field(f, 2))
-        inst = self.sim.brokerage.lookup(symbol=_field(f, 4), con_id=_int(_field(f, 3)))
+        inst = self.sim.brokerage.lookup(
+            symbol=_field(f, 4),
+            con_id=_int(_field(f, 3)),
+            exchange=_field(f, 10),
+            currency=_field(f, 12),
+        )
         sec_type = _field(f, 5)
         if inst is None or sec_type not in ("STK", ""):
-            self.send(
-                msg.error(req_id, 200, "No security definition has been found for the request")
-            )
+            self.send(msg.error(req_id, 200, NO_DEFINITION))
             return
-        self.send(msg.contract_details(req_id, inst))
+        hours = contract_hours(self.sim.brokerage.book.calendar, self.sim.brokerage.now())
+        self.send(msg.contract_details(req_id, inst, self.server_version, hours))
         self.send(msg.contract_details_end(req_id))
 
     def _req_managed_accounts(self, f: list[str]) -> None:
@@ -358,7 +393,8 @@ class Session:
         16: _req_all_open_orders,
         17: _req_managed_accounts,
         49: _req_current_time,
-        59: _ignore,  # reqMarketDataType
+        58: _req_global_cancel,
+        59: _req_market_data_type,
         61: _req_positions,
         62: _req_account_summary,
         63: _ignore,  # cancelAccountSummary
@@ -370,12 +406,10 @@ class Session:
 
     # -- pushed updates ----------------------------------------------------------------
 
-    def push_fill(self, ex: Execution, *, announce: bool) -> None:
-        """The fill sequence ib_async accepts, for this session's own order."""
+    def push_fill(self, ex: Execution) -> None:
+        """The fill sequence ib_async accepts, for this session's own order (the
+        Submitted openOrder and orderStatus went out as its status change)."""
         order = ex.order
-        if announce:
-            self.send(msg.open_order(order, "Submitted", self.server_version))
-            self.send(msg.order_status(order, "Submitted"))
         self.send(msg.exec_details(-1, ex, self.server_version))
         self.send(msg.open_order(order, order.status, self.server_version))
         self.send(msg.order_status(order))
@@ -513,21 +547,25 @@ class GatewaySimulator:
     def _owner(self, order: SimOrder) -> list[Session]:
         return [s for s in self._sessions if s.client_id == order.client_id and not s.closed]
 
-    def publish_accepted(self, accepted: Accepted) -> None:
-        """Tell the owner about a new/modified order and its immediate fill, if any."""
-        order = accepted.order
-        if not accepted.fills:
+    def publish_events(self, events: list[Execution | StatusChange]) -> None:
+        """Tell owners about status changes and fills, in the order they happened."""
+        for event in events:
+            if isinstance(event, Execution):
+                self.publish_fill(event)
+                continue
+            order = event.order
             for s in self._owner(order):
-                s.send(msg.open_order(order, order.status, s.server_version))
-                s.send(msg.order_status(order))
-            return
-        for ex in accepted.fills:
-            self.publish_fill(ex, announce=True)
+                if event.status == "Cancelled":
+                    s.send(msg.order_status(order, "Cancelled"))
+                    s.send(msg.error(order.order_id, ORDER_CANCELLED, "Order Canceled - reason:"))
+                else:
+                    s.send(msg.open_order(order, event.status, s.server_version))
+                    s.send(msg.order_status(order, event.status))
 
-    def publish_fill(self, ex: Execution, *, announce: bool = False) -> None:
+    def publish_fill(self, ex: Execution) -> None:
         """Send a fill to its owner and the portfolio updates to every subscriber."""
         for s in self._owner(ex.order):
-            s.push_fill(ex, announce=announce)
+            s.push_fill(ex)
         for s in list(self._sessions):
             s.push_portfolio(ex)
 
@@ -545,8 +583,7 @@ class GatewaySimulator:
         symbols |= {o.instrument.symbol for o in broker.open_orders()}
         for symbol in sorted(symbols):
             broker.prices.step(symbol)
-        for ex in broker.match_resting():
-            self.publish_fill(ex)
+        self.publish_events(broker.match_resting())
         for s in list(self._sessions):
             s.push_ticks()
 

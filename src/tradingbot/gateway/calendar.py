@@ -1,0 +1,142 @@
+"""Trading sessions: when the simulated market is open.
+
+``AlwaysOpen`` (the default of the embedded simulator and of ``gateway-sim`` without
+``--calendar``) has one session per New York calendar day, 00:00 to 24:00, every day,
+so a fresh bot trades at any hour. ``ExchangeSessions("XNYS")`` follows the real
+exchange calendar from ``exchange_calendars`` (regular hours only, weekends and holidays
+closed, early closes); it loads lazily because it pulls in pandas.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+__all__ = [
+    "NEW_YORK",
+    "AlwaysOpen",
+    "ExchangeSessions",
+    "Session",
+    "SessionCalendar",
+    "calendar",
+    "contract_hours",
+    "is_open",
+]
+
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """One trading session: its date and its open and close instants (UTC)."""
+
+    day: date
+    open: datetime
+    close: datetime
+
+
+class SessionCalendar(Protocol):
+    """What the simulator asks of a calendar."""
+
+    name: str
+
+    def sessions(self, start: date, end: date) -> list[Session]:
+        """Sessions whose date is in ``start..end`` (inclusive), oldest first."""
+
+    def session_at_or_after(self, t: datetime) -> Session:
+        """The session open at ``t``, else the next one to open."""
+
+
+def is_open(cal: SessionCalendar, t: datetime) -> bool:
+    """Is the market open at ``t``?"""
+    s = cal.session_at_or_after(t)
+    return s.open <= t < s.close
+
+
+class AlwaysOpen:
+    """Every New York calendar day is one 24-hour session."""
+
+    name = "always-open"
+
+    def _session(self, day: date) -> Session:
+        start = datetime.combine(day, time(), NEW_YORK)
+        end = datetime.combine(day + timedelta(days=1), time(), NEW_YORK)
+        return Session(day, start.astimezone(UTC), end.astimezone(UTC))
+
+    def sessions(self, start: date, end: date) -> list[Session]:
+        """Every day from ``start`` to ``end``."""
+        return [self._session(start + timedelta(days=i)) for i in range((end - start).days + 1)]
+
+    def session_at_or_after(self, t: datetime) -> Session:
+        """The day containing ``t`` (New York time)."""
+        return self._session(t.astimezone(NEW_YORK).date())
+
+
+class ExchangeSessions:
+    """Regular sessions of an exchange calendar (``exchange_calendars``, offline)."""
+
+    def __init__(self, code: str = "XNYS") -> None:
+        import exchange_calendars
+
+        self.name = code
+        self._cal: Any = exchange_calendars.get_calendar(code)
+        self._cache: dict[date, Session | None] = {}
+
+    def _session(self, day: date) -> Session | None:
+        if day not in self._cache:
+            import pandas as pd
+
+            ts = pd.Timestamp(day)
+            cal = self._cal
+            if cal.first_session <= ts <= cal.last_session and cal.is_session(ts):
+                opened = cal.session_open(ts).to_pydatetime().astimezone(UTC)
+                closed = cal.session_close(ts).to_pydatetime().astimezone(UTC)
+                self._cache[day] = Session(day, opened, closed)
+            else:
+                self._cache[day] = None
+        return self._cache[day]
+
+    def sessions(self, start: date, end: date) -> list[Session]:
+        """The exchange's sessions from ``start`` to ``end``."""
+        days = (start + timedelta(days=i) for i in range((end - start).days + 1))
+        return [s for d in days if (s := self._session(d)) is not None]
+
+    def session_at_or_after(self, t: datetime) -> Session:
+        """The session open at ``t`` or the next one (searching up to two weeks ahead)."""
+        day = t.astimezone(NEW_YORK).date()
+        for i in range(15):
+            s = self._session(day + timedelta(days=i))
+            if s is not None and t < s.close:
+                return s
+        raise ValueError(f"no {self.name} session within two weeks of {t:%Y-%m-%d}")
+
+
+def calendar(name: str) -> SessionCalendar:
+    """``always-open`` or an exchange code such as ``XNYS`` (``ValueError`` if unknown)."""
+    if name in ("", "always-open"):
+        return AlwaysOpen()
+    try:
+        return ExchangeSessions(name)
+    except Exception as exc:  # exchange_calendars raises its own error types
+        raise ValueError(f"unknown calendar {name!r}: {exc}") from exc
+
+
+def contract_hours(cal: SessionCalendar, now: datetime, days: int = 7) -> tuple[str, str]:
+    """Trading and liquid hours for ``days`` days from ``now`` in the gateway's format:
+    ``20261127:0930-20261127:1300;20261128:CLOSED;...`` in New York time (the
+    simulator has no extended hours, so both strings are the regular session)."""
+    start = now.astimezone(NEW_YORK).date()
+    by_day = {s.day: s for s in cal.sessions(start, start + timedelta(days=days - 1))}
+    parts = []
+    for i in range(days):
+        day = start + timedelta(days=i)
+        s = by_day.get(day)
+        if s is None:
+            parts.append(f"{day:%Y%m%d}:CLOSED")
+            continue
+        o, c = s.open.astimezone(NEW_YORK), s.close.astimezone(NEW_YORK)
+        parts.append(f"{o:%Y%m%d:%H%M}-{c:%Y%m%d:%H%M}")
+    text = ";".join(parts)
+    return text, text
