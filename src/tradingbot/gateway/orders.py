@@ -425,4 +425,3 @@ class OrderBook:
     def _complete(self, order: SimOrder, status: str) -> None:
         order.completed_time = self.clock().strftime("%Y%m%d %H:%M:%S UTC")
         order.completed_status = status
-

@@ -230,9 +230,7 @@ class Session:
             if isinstance(preview, Rejection):
                 self.send(msg.error(req.order_id, preview.code, preview.message))
                 return
-            self.send(
-                msg.open_order(preview.order, "PreSubmitted", self.server_version, preview)
-            )
+            self.send(msg.open_order(preview.order, "PreSubmitted", self.server_version, preview))
             return
         result = self.sim.brokerage.place(self.client_id, req)
         if isinstance(result, Rejection):
