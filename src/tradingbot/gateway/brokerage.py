@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .calendar import AlwaysOpen, SessionCalendar
+from .history import PricePath
 from .model import (
     NO_SECURITY_DEFINITION,
     Accepted,
@@ -110,6 +111,9 @@ class Brokerage:
         self.prices = prices or PriceModel()
         self.commissions = commissions or CommissionSchedule()
         self._clock = clock or (lambda: datetime.now(UTC))
+        self.prices.clock = self.now
+        self.calendar: SessionCalendar = calendar or AlwaysOpen()
+        self.history = PricePath(self.prices, self.calendar)
         self.accounts: dict[str, Account] = {
             acct: Account(acct, cash) for acct, cash in (accounts or {DEFAULT_ACCOUNT: 1e6}).items()
         }
@@ -127,7 +131,7 @@ class Brokerage:
             book=self._book,
             commissions=self.commissions,
             clock=self.now,
-            calendar=calendar or AlwaysOpen(),
+            calendar=self.calendar,
         )
 
     # -- reference data -------------------------------------------------------------

@@ -38,6 +38,7 @@ __all__ = [
     "position",
     "position_end",
     "tick_messages",
+    "tick_price",
     "tick_snapshot_end",
 ]
 
@@ -462,6 +463,11 @@ def tick_messages(req_id: int, quote: Quote) -> list[list[Field]]:
         [1, 6, req_id, 4, quote.last, quote.last_size, 0],
         [2, 6, req_id, 8, quote.volume],
     ]
+
+
+def tick_price(req_id: int, tick_type: int, price: float) -> list[Field]:
+    """Message 1 for a price-only tick (open 14, high 6, low 7, close 9)."""
+    return [1, 6, req_id, tick_type, price, 0, 0]
 
 
 def market_data_type(req_id: int, data_type: int) -> list[Field]:
