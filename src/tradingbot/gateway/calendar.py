@@ -9,6 +9,7 @@ closed, early closes); it loads lazily because it pulls in pandas.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Protocol
@@ -81,7 +82,9 @@ class ExchangeSessions:
         import exchange_calendars
 
         self.name = code
-        self._cal: Any = exchange_calendars.get_calendar(code)
+        with warnings.catch_warnings():  # pandas deprecation notices inside the library
+            warnings.simplefilter("ignore")
+            self._cal: Any = exchange_calendars.get_calendar(code)
         self._cache: dict[date, Session | None] = {}
 
     def _session(self, day: date) -> Session | None:

@@ -175,8 +175,22 @@ class PricePath:
         key = (symbol, s.day)
         if s.close <= anchor and key in self._days:
             return self._days[key]
-        minutes = self.minute_bars(symbol, s, s.open, s.close)
-        bar = _aggregate(datetime.combine(s.day, datetime.min.time(), UTC), minutes)
+        day_start = datetime.combine(s.day, datetime.min.time(), UTC)
+        if s.close <= anchor:  # all synthetic: aggregate the arrays directly
+            syn = self._synthetic(symbol, s)
+            if not len(syn.closes):
+                return None
+            bar: Bar | None = Bar(
+                day_start,
+                float(syn.opens[0]),
+                float(max(syn.opens.max(), syn.closes.max())),
+                float(min(syn.opens.min(), syn.closes.min())),
+                float(syn.closes[-1]),
+                int(syn.volumes.sum()),
+            )
+            self._days[key] = bar
+            return bar
+        bar = _aggregate(day_start, self.minute_bars(symbol, s, s.open, s.close))
         if s.close <= anchor:
             self._days[key] = bar
         return bar

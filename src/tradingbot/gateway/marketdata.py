@@ -55,6 +55,10 @@ class Streams:
     pnl: dict[int, str] = field(default_factory=dict)
     pnl_single: dict[int, tuple[str, int]] = field(default_factory=dict)
 
+    def symbols(self) -> set[str]:
+        """Symbols whose prices these subscriptions follow."""
+        return {h[0] for h in self.history.values()} | {r.symbol for r in self.realtime.values()}
+
 
 def _field(f: list[str], i: int) -> str:
     return f[i] if i < len(f) else ""
@@ -196,7 +200,10 @@ def req_head_timestamp(s: Session, f: list[str]) -> None:
     inst = _instrument(s, f, req_id, 2)
     if inst is not None:
         head = s.sim.brokerage.history.head(inst.symbol)
-        s.send([88, req_id, head.strftime("%Y%m%d-%H:%M:%S")])
+        if _field(f, 17) == "2":
+            s.send([88, req_id, int(head.timestamp())])
+        else:  # the gateway's local time (New York here)
+            s.send([88, req_id, head.astimezone(NEW_YORK).strftime("%Y%m%d-%H:%M:%S")])
 
 
 def req_real_time_bars(s: Session, f: list[str]) -> None:

@@ -173,6 +173,7 @@ class GatewaySimulator:
         broker = self.brokerage
         symbols = {sym for s in self._sessions for sym in s.market_data.values()}
         symbols |= {o.instrument.symbol for o in broker.open_orders()}
+        symbols |= {sym for s in self._sessions for sym in s.streams.symbols()}
         if is_open(broker.calendar, broker.now()):  # no trading outside the session
             for symbol in sorted(symbols):
                 broker.prices.step(symbol)

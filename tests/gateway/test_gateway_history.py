@@ -1,0 +1,144 @@
+"""History, real-time bars and P&L through the real ib_async client, consistent with the
+streamed prices; and the exchange-calendar session."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from ib_async import IB, MarketOrder, Stock
+from simharness import connected, run, running_simulator, wait_for
+
+from tradingbot.gateway import Brokerage, PriceModel
+from tradingbot.gateway.calendar import calendar
+
+
+async def _aapl(ib: IB) -> Stock:
+    [contract] = await ib.qualifyContractsAsync(Stock("AAPL", "SMART", "USD"))
+    assert contract is not None
+    return contract  # type: ignore[no-any-return]
+
+
+def test_a_year_of_daily_bars_ends_at_the_current_price_and_is_deterministic() -> None:
+    """1 Y of daily TRADES bars: one per session, the same for the same seed, the last
+    close is the price being streamed, and each day's range holds its minute bars."""
+
+    async def scenario() -> None:
+        closes = []
+        for _ in range(2):
+            async with running_simulator(seed=4) as sim, connected(sim) as ib:
+                aapl = await _aapl(ib)
+                daily = await ib.reqHistoricalDataAsync(aapl, "", "1 Y", "1 day", "TRADES", True)
+                assert len(daily) >= 365
+                assert daily[-1].close == sim.brokerage.prices.price("AAPL")
+                minutes = await ib.reqHistoricalDataAsync(
+                    aapl, "", "1 D", "1 min", "MIDPOINT", True
+                )
+                today = [b for b in minutes if b.date.date() == minutes[-1].date.date()]
+                assert max(b.high for b in today) <= daily[-1].high
+                assert min(b.low for b in today) >= daily[-1].low
+                assert minutes[-1].close == daily[-1].close
+                closes.append([b.close for b in daily[:-2]])
+        assert closes[0] == closes[1]
+
+    run(scenario(), timeout_s=60)
+
+
+def test_keep_up_to_date_streams_the_last_bar_and_head_timestamp() -> None:
+    """keepUpToDate bars update with the live price; reqHeadTimeStamp names the start of
+    the history (about two years back)."""
+
+    async def scenario() -> None:
+        async with running_simulator() as sim, connected(sim) as ib:
+            aapl = await _aapl(ib)
+            bars = await ib.reqHistoricalDataAsync(
+                aapl, "", "3600 S", "5 mins", "TRADES", False, keepUpToDate=True
+            )
+            updates: list[float] = []
+            bars.updateEvent += lambda bars, new: updates.append(bars[-1].close)
+            await wait_for(lambda: len(updates) >= 3)
+            assert bars[-1].close == sim.brokerage.prices.price("AAPL")
+            ib.cancelHistoricalData(bars)
+            head = await ib.reqHeadTimeStampAsync(aapl, "TRADES", True, 2)
+            assert head < datetime.now(UTC) - timedelta(days=700)
+
+    run(scenario())
+
+
+def test_real_time_bars_follow_the_streamed_prices() -> None:
+    """reqRealTimeBars delivers bars whose range holds the prices streamed meanwhile."""
+
+    async def scenario() -> None:
+        async with running_simulator() as sim, connected(sim) as ib:
+            sim.realtime_bar_s = 0.2
+            aapl = await _aapl(ib)
+            bars = ib.reqRealTimeBars(aapl, 5, "TRADES", False)
+            await wait_for(lambda: len(bars) >= 2)
+            assert all(b.low <= b.close <= b.high for b in bars)
+            ib.cancelRealTimeBars(bars)
+
+    run(scenario())
+
+
+def test_pnl_and_pnl_single_follow_fills_and_prices() -> None:
+    """reqPnL and reqPnLSingle stream unrealized P&L that matches position and price."""
+
+    async def scenario() -> None:
+        async with running_simulator() as sim, connected(sim) as ib:
+            aapl = await _aapl(ib)
+            account = ib.managedAccounts()[0]
+            trade = ib.placeOrder(aapl, MarketOrder("BUY", 100))
+            await wait_for(lambda: trade.orderStatus.status == "Filled")
+            pnl = ib.reqPnL(account)
+            single = ib.reqPnLSingle(account, "", aapl.conId)
+            sim.brokerage.prices.set_price("AAPL", trade.orderStatus.avgFillPrice + 1.0)
+            await wait_for(lambda: single.position == 100 and single.unrealizedPnL > 50)
+            pos = sim.brokerage.account_positions()[0]
+            price = sim.brokerage.prices.price("AAPL")
+            await wait_for(lambda: abs(pnl.unrealizedPnL - 100 * (price - pos.avg_cost)) < 2)
+            assert abs(single.dailyPnL - (100 * (price - trade.orderStatus.avgFillPrice) - 1)) < 2
+            values = {v.tag: v.value for v in ib.accountValues() if v.currency in ("USD", "")}
+            for tag in (
+                "EquityWithLoanValue",
+                "InitMarginReq",
+                "MaintMarginReq",
+                "ExcessLiquidity",
+                "Cushion",
+                "DayTradesRemaining",
+                "UnrealizedPnL",
+            ):
+                assert tag in values
+            await wait_for(
+                lambda: (
+                    float(dict((v.tag, v.value) for v in ib.accountValues())["InitMarginReq"]) > 0
+                )
+            )
+            ib.cancelPnL(account)
+            ib.cancelPnLSingle(account, "", aapl.conId)
+
+    run(scenario())
+
+
+def test_exchange_calendar_holds_market_orders_until_the_open() -> None:
+    """With the XNYS calendar a market order placed on a Saturday rests until Monday's
+    open; contract details show the weekend closed; daily bars skip Thanksgiving."""
+    now = [datetime(2026, 11, 28, 15, 0, tzinfo=UTC)]  # Saturday
+    brokerage = Brokerage(prices=PriceModel(2), clock=lambda: now[0], calendar=calendar("XNYS"))
+
+    async def scenario() -> None:
+        async with running_simulator(brokerage=brokerage) as sim, connected(sim) as ib:
+            aapl = await _aapl(ib)
+            [details] = await ib.reqContractDetailsAsync(aapl)
+            assert "20261128:CLOSED" in details.tradingHours
+            assert "20261130:0930-20261130:1600" in details.tradingHours
+            daily = await ib.reqHistoricalDataAsync(aapl, "", "1 M", "1 day", "TRADES", True)
+            days = [b.date for b in daily]
+            assert datetime(2026, 11, 26).date() not in days  # Thanksgiving
+            assert datetime(2026, 11, 27).date() in days  # early close
+            trade = ib.placeOrder(aapl, MarketOrder("BUY", 1))
+            await wait_for(lambda: trade.orderStatus.status == "Submitted")
+            sim.tick()
+            assert not trade.fills
+            now[0] = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)  # Monday 10:00 New York
+            await wait_for(lambda: trade.orderStatus.status == "Filled")
+
+    run(scenario())
