@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from ib_async import IB, MarketOrder, Stock
 from simharness import IbErrorGuard, connected, run, running_simulator, wait_for
 
+from support.ib_errors import REFUSED
 from tradingbot.gateway import SimulatorThread, apply_command, build_simulator
+from tradingbot.gateway.server import seconds_until
 
 
 def test_close_all_connections_disconnects_client_and_allows_reconnect(
@@ -142,6 +146,53 @@ def test_restart_window_refuses_then_accepts(ib_errors: IbErrorGuard) -> None:
                 assert ib.isConnected()
 
     run(scenario())
+
+
+def test_scheduled_daily_restart_drops_clients_and_keeps_positions(
+    ib_errors: IbErrorGuard,
+) -> None:
+    """At the configured local time the simulator drops every client and refuses
+    connections for the window; afterwards the same positions and fills are there."""
+    ib_errors.allow(r"^Peer closed connection\.$")
+    ib_errors.allow(REFUSED)
+
+    async def scenario() -> None:
+        async with running_simulator() as sim:
+            async with connected(sim) as ib:
+                trade = ib.placeOrder(Stock("AAPL", "SMART", "USD"), MarketOrder("BUY", 5))
+                await wait_for(lambda: trade.orderStatus.status == "Filled")
+                disconnected = asyncio.Event()
+                ib.disconnectedEvent += disconnected.set
+                at = (datetime.now(UTC) + timedelta(seconds=0.5)).time()
+                sim.schedule_daily_restart(at, ZoneInfo("UTC"), 0.5)
+                await asyncio.wait_for(disconnected.wait(), 5)
+            while True:  # refused during the window, then accepted again
+                ib = IB()
+                try:
+                    await ib.connectAsync("127.0.0.1", sim.port, clientId=1, timeout=2)
+                    break
+                except ConnectionRefusedError:
+                    ib.disconnect()
+                    await asyncio.sleep(0.1)
+            try:
+                assert [p.position for p in ib.positions()] == [5]
+                assert len(ib.fills()) == 1
+            finally:
+                ib.disconnect()
+
+    run(scenario())
+
+
+def test_restart_time_is_computed_in_the_configured_zone() -> None:
+    """The next restart is found in local time, across midnight and DST."""
+    ny = ZoneInfo("America/New_York")
+    before = datetime(2026, 3, 7, 23, 0, tzinfo=ny)  # the night before the DST switch
+    assert seconds_until(time(23, 30), ny, before) == 1800
+    assert seconds_until(time(1, 0), ny, before) == 2 * 3600
+    assert seconds_until(time(3, 30), ny, before) == 3.5 * 3600 - 3600  # 02:00 is skipped
+    assert seconds_until(time(23, 45), ny, datetime(2026, 3, 8, 23, 50, tzinfo=ny)) == (
+        23 * 3600 + 55 * 60
+    )
 
 
 def test_simulator_thread_serves_a_client_on_another_loop() -> None:

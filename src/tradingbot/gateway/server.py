@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import UTC, datetime, timedelta
+from datetime import time as dt_time
+from zoneinfo import ZoneInfo
 
 from . import messages as msg
 from .brokerage import Brokerage, Execution, SimOrder, StatusChange
@@ -17,13 +20,22 @@ from .calendar import is_open
 from .protocol import MAX_SERVER_VERSION, MIN_SERVER_VERSION
 from .session import ORDER_CANCELLED, Session
 
-__all__ = ["GatewaySimulator", "Session"]
+__all__ = ["GatewaySimulator", "Session", "seconds_until"]
 
 log = logging.getLogger("tradingbot.gateway")
 
 CONNECTIVITY_LOST = 1100
 CONNECTIVITY_RESTORED_DATA_LOST = 1101
 CONNECTIVITY_RESTORED = 1102
+
+
+def seconds_until(at: dt_time, zone: ZoneInfo, now: datetime) -> float:
+    """Seconds from ``now`` to the next ``at`` in ``zone`` (DST-correct)."""
+    local = now.astimezone(zone)
+    target = datetime.combine(local.date(), at, zone)
+    if target <= local:
+        target = datetime.combine(local.date() + timedelta(days=1), at, zone)
+    return (target.astimezone(UTC) - now.astimezone(UTC)).total_seconds()
 
 
 class GatewaySimulator:
@@ -53,6 +65,7 @@ class GatewaySimulator:
         self._unfrozen.set()
         self._ticker: asyncio.Task[None] | None = None
         self._reopen: asyncio.Task[None] | None = None
+        self._restarts: asyncio.Task[None] | None = None
         self._handlers: set[asyncio.Task[None]] = set()
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -71,12 +84,12 @@ class GatewaySimulator:
 
     async def stop(self) -> None:
         """Stop listening, close every connection and the background tasks."""
-        for task in (self._ticker, self._reopen):
+        for task in (self._ticker, self._reopen, self._restarts):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._ticker = self._reopen = None
+        self._ticker = self._reopen = self._restarts = None
         await self._close_listener()
         self._unfrozen.set()
         self.close_all_connections()
@@ -241,6 +254,23 @@ class GatewaySimulator:
         await self._close_listener()
         self.close_all_connections()
         self._reopen = asyncio.create_task(self._reopen_after(duration_s))
+
+    def schedule_daily_restart(self, at: dt_time, zone: ZoneInfo, window_s: float) -> None:
+        """Fault: every day at ``at`` (``zone`` local time, on the simulator's clock) drop
+        all clients and refuse connections for ``window_s`` seconds, as IB Gateway's
+        daily restart does; orders, positions and executions are kept."""
+        if self._restarts is not None:
+            self._restarts.cancel()
+        self._restarts = asyncio.create_task(
+            self._daily_restarts(at, zone, window_s), name="gateway-sim-restarts"
+        )
+
+    async def _daily_restarts(self, at: dt_time, zone: ZoneInfo, window_s: float) -> None:
+        while True:
+            await asyncio.sleep(seconds_until(at, zone, self.brokerage.now()))
+            log.info("gateway simulator daily restart: refusing connections for %ss", window_s)
+            await self.refuse_connections(window_s)
+            await asyncio.sleep(window_s + 1.0)
 
     async def _reopen_after(self, duration_s: float) -> None:
         await asyncio.sleep(duration_s)

@@ -12,15 +12,18 @@ import contextlib
 import logging
 import signal
 import sys
+from datetime import time as dt_time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from .brokerage import Brokerage
+from .calendar import calendar
 from .faults import start_control_server
 from .prices import PriceModel
 from .protocol import MAX_SERVER_VERSION, MIN_SERVER_VERSION
 from .server import GatewaySimulator
 
-__all__ = ["add_arguments", "build_simulator", "main", "run_command", "serve"]
+__all__ = ["add_arguments", "build_simulator", "main", "parse_restart", "run_command", "serve"]
 
 log = logging.getLogger("tradingbot.gateway")
 
@@ -36,10 +39,21 @@ def build_simulator(
     max_server_version: int = MAX_SERVER_VERSION,
     tick_interval_s: float = 0.2,
     account: str | None = None,
+    calendar_name: str = "always-open",
+    volatility: float = 0.02,
+    step_bps: float = 5.0,
 ) -> GatewaySimulator:
     """A simulator with a seeded price model and, optionally, a JSON seed file;
-    ``account`` names its one account (else the default paper account)."""
-    brokerage = Brokerage(prices=PriceModel(seed), accounts=None if not account else {account: 1e6})
+    ``account`` names its one account (else the default paper account);
+    ``calendar_name`` is ``always-open`` (the default) or an exchange such as ``XNYS``;
+    ``volatility`` is the synthetic history's daily volatility, ``step_bps`` the
+    largest move of one live price step."""
+    brokerage = Brokerage(
+        prices=PriceModel(seed, step_bps=step_bps),
+        accounts=None if not account else {account: 1e6},
+        calendar=calendar(calendar_name),
+    )
+    brokerage.history.daily_vol = volatility
     if seed_file is not None:
         brokerage.load_seed(seed_file)
     return GatewaySimulator(
@@ -47,8 +61,23 @@ def build_simulator(
     )
 
 
+def parse_restart(text: str) -> tuple[dt_time, ZoneInfo]:
+    """``HH:MM[:SS] [Zone]`` (zone default America/New_York) for the daily restart."""
+    parts = text.split()
+    try:
+        at = dt_time.fromisoformat(parts[0])
+        zone = ZoneInfo(parts[1] if len(parts) > 1 else "America/New_York")
+    except (IndexError, ValueError, KeyError) as exc:
+        raise ValueError(f"bad --restart-at {text!r} (want HH:MM[:SS] [Zone])") from exc
+    return at, zone
+
+
 async def serve(
-    simulator: GatewaySimulator, host: str, port: int, control_path: Path | None = None
+    simulator: GatewaySimulator,
+    host: str,
+    port: int,
+    control_path: Path | None = None,
+    restart: tuple[dt_time, ZoneInfo, float] | None = None,
 ) -> None:
     """Start ``simulator``, print the bound address and serve until SIGINT/SIGTERM.
 
@@ -61,6 +90,8 @@ async def serve(
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     bound = await simulator.start(host, port)
+    if restart is not None:
+        simulator.schedule_daily_restart(*restart)
     control = None
     try:
         if control_path is not None:
@@ -94,6 +125,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--tick-interval", type=float, default=0.2, help="seconds between market data ticks"
     )
     parser.add_argument(
+        "--calendar",
+        default="always-open",
+        metavar="NAME",
+        help="trading sessions: always-open (default: trade any time) or an exchange "
+        "calendar such as XNYS (regular hours, holidays, early closes)",
+    )
+    parser.add_argument(
+        "--volatility",
+        type=float,
+        default=0.02,
+        help="daily volatility of the synthetic price history (0.02 = 2 %%)",
+    )
+    parser.add_argument(
+        "--step-bps",
+        type=float,
+        default=5.0,
+        help="largest move of one live price step, in basis points (5)",
+    )
+    parser.add_argument(
+        "--restart-at",
+        metavar="'HH:MM[:SS] [ZONE]'",
+        help="daily restart fault: drop all clients at this local time "
+        "(zone default America/New_York)",
+    )
+    parser.add_argument(
+        "--restart-window",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long connections are refused at the daily restart (60)",
+    )
+    parser.add_argument(
         "--control",
         type=Path,
         metavar="SOCKET",
@@ -105,18 +168,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_command(args: argparse.Namespace) -> int:
     """Run the simulator from parsed arguments; returns the exit code."""
     try:
+        calendar(args.calendar)
+    except ValueError as exc:
+        print(f"trading-bot gateway-sim: bad --calendar: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
         sim = build_simulator(
             seed=args.seed,
             seed_file=args.seed_file,
             max_server_version=args.server_version,
             tick_interval_s=args.tick_interval,
+            calendar_name=args.calendar,
+            volatility=args.volatility,
+            step_bps=args.step_bps,
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         # json.JSONDecodeError is a ValueError; a missing key is a KeyError.
         print(f"trading-bot gateway-sim: bad --seed-file: {exc!r}", file=sys.stderr)
         return EXIT_USAGE
+    restart = None
+    if args.restart_at:
+        try:
+            at, zone = parse_restart(args.restart_at)
+        except ValueError as exc:
+            print(f"trading-bot gateway-sim: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        restart = (at, zone, args.restart_window)
     try:
-        asyncio.run(serve(sim, args.host, args.port, args.control))
+        asyncio.run(serve(sim, args.host, args.port, args.control, restart))
     except OSError as exc:
         print(f"trading-bot gateway-sim: cannot listen: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
