@@ -189,7 +189,7 @@ def test_restart_time_is_computed_in_the_configured_zone() -> None:
     before = datetime(2026, 3, 7, 23, 0, tzinfo=ny)  # the night before the DST switch
     assert seconds_until(time(23, 30), ny, before) == 1800
     assert seconds_until(time(1, 0), ny, before) == 2 * 3600
-    assert seconds_until(time(3, 30), ny, before) == 3.5 * 3600 - 3600  # 02:00 is skipped
+    assert seconds_until(time(3, 30), ny, before) == 4.5 * 3600 - 3600  # 02:00 is skipped
     assert seconds_until(time(23, 45), ny, datetime(2026, 3, 8, 23, 50, tzinfo=ny)) == (
         23 * 3600 + 55 * 60
     )
