@@ -66,6 +66,7 @@ class PricePath:
         self._ends: dict[tuple[str, date], float] = {}  # price at a session's synthetic end
         self._minutes: dict[tuple[str, date], _Minutes] = {}
         self._days: dict[tuple[str, date], Bar | None] = {}
+        self._blocks: dict[tuple[str, int, int], np.ndarray] = {}
 
     # -- sessions ----------------------------------------------------------------------
 
@@ -83,13 +84,27 @@ class PricePath:
         end = min(int(s.close.timestamp()) // 60, int(anchor.timestamp()) // 60)
         return first, max(first, end)
 
+    def _normals(self, symbol: str, day: date) -> np.ndarray:
+        """Standard normal draws for one day (up to 1440 minutes), drawn a month at a time
+        from a generator seeded by (seed, symbol, month): one generator per month keeps a
+        year of history cheap and every day's draws fixed for a seed."""
+        key = (symbol, day.year, day.month)
+        block = self._blocks.get(key)
+        if block is None:
+            rng = np.random.default_rng(
+                [self.prices.seed & 0xFFFFFFFF, zlib.crc32(symbol.encode()), day.year, day.month]
+            )
+            block = rng.standard_normal((31, 1440))
+            if len(self._blocks) > 2_000:
+                self._blocks.clear()
+            self._blocks[key] = block
+        row: np.ndarray = block[day.day - 1]
+        return row
+
     def _returns(self, symbol: str, s: Session, n: int) -> np.ndarray:
-        rng = np.random.default_rng(
-            [self.prices.seed & 0xFFFFFFFF, zlib.crc32(symbol.encode()), s.day.toordinal()]
-        )
-        session_minutes = max(1, int((s.close - s.open).total_seconds()) // 60)
+        session_minutes = max(1, min(1440, int((s.close - s.open).total_seconds()) // 60))
         sigma = self.daily_vol / math.sqrt(session_minutes)
-        returns: np.ndarray = rng.normal(0.0, sigma, session_minutes)[:n]
+        returns: np.ndarray = self._normals(symbol, s.day)[:n] * sigma
         return returns
 
     def _end_price(self, symbol: str, s: Session) -> float:
@@ -124,9 +139,9 @@ class PricePath:
             return _Minutes(first, empty, empty, empty)
         tail = np.concatenate((np.cumsum(r[::-1])[::-1][1:], [0.0])) if len(r) else r
         closes = np.round(self._end_price(symbol, s) * np.exp(-tail), 2)
-        opens = np.round(np.concatenate(([closes[0] / math.exp(r[0])], closes[:-1])), 2)
-        rng = np.random.default_rng([zlib.crc32(symbol.encode()), s.day.toordinal(), 7])
-        volumes = rng.integers(1, 40, len(r)) * 100
+        opens = np.round(np.concatenate((closes[:1] / np.exp(r[:1]), closes[:-1])), 2)
+        # Busier minutes move more: volume grows with the size of the move.
+        volumes = (np.abs(self._normals(symbol, s.day)[: len(r)]) * 15 + 1).astype(int) * 100
         minutes = _Minutes(first, opens, closes, volumes)
         if len(self._minutes) > 20_000:
             self._minutes.clear()
@@ -195,12 +210,58 @@ class PricePath:
             self._days[key] = bar
         return bar
 
+    def _prefill_days(self, symbol: str, sessions: list[Session]) -> None:
+        """Daily bars of whole synthetic sessions, computed a matrix at a time (the same
+        arithmetic as ``_synthetic``, row-wise, so they match the minute bars)."""
+        anchor, _, _ = self.prices.track(symbol)
+        todo = [s for s in sessions if s.close <= anchor and (symbol, s.day) not in self._days]
+        if not todo:
+            return
+        self._end_price(symbol, todo[0])  # fills the chain of session end prices
+        by_length: dict[int, list[Session]] = {}
+        for s in todo:
+            first, end = self._synthetic_span(symbol, s)
+            by_length.setdefault(end - first, []).append(s)
+        for n, group in by_length.items():
+            if n == 0:
+                for s in group:
+                    self._days[(symbol, s.day)] = None
+                continue
+            normals = np.stack([self._normals(symbol, s.day)[:n] for s in group])
+            r = normals * (self.daily_vol / math.sqrt(max(1, min(1440, n))))
+            sigma_n = [
+                max(1, min(1440, int((s.close - s.open).total_seconds()) // 60)) for s in group
+            ]
+            if len(set(sigma_n)) > 1 or sigma_n[0] != n:
+                r = normals * np.array([self.daily_vol / math.sqrt(m) for m in sigma_n])[:, None]
+            ends = np.array([self._end_price(symbol, s) for s in group])
+            tail = np.cumsum(r[:, ::-1], axis=1)[:, ::-1]
+            tail = np.concatenate((tail[:, 1:], np.zeros((len(group), 1))), axis=1)
+            closes = np.round(ends[:, None] * np.exp(-tail), 2)
+            opens = np.round(
+                np.concatenate((closes[:, :1] / np.exp(r[:, :1]), closes[:, :-1]), axis=1), 2
+            )
+            volumes = ((np.abs(normals) * 15 + 1).astype(int) * 100).sum(axis=1)
+            highs = np.maximum(opens.max(axis=1), closes.max(axis=1))
+            lows = np.minimum(opens.min(axis=1), closes.min(axis=1))
+            for i, s in enumerate(group):
+                self._days[(symbol, s.day)] = Bar(
+                    datetime.combine(s.day, datetime.min.time(), UTC),
+                    float(opens[i, 0]),
+                    float(highs[i]),
+                    float(lows[i]),
+                    float(closes[i, -1]),
+                    int(volumes[i]),
+                )
+
     def bars(self, symbol: str, start: datetime, end: datetime, bar_minutes: int) -> list[Bar]:
         """Bars of ``bar_minutes`` (1440 = daily) starting in ``[start, end)``."""
         start = max(start, self.head(symbol))
         sessions = self.calendar.sessions(
             start.astimezone(NEW_YORK).date(), end.astimezone(NEW_YORK).date()
         )
+        if bar_minutes >= 1440:
+            self._prefill_days(symbol, sessions)
         out: list[Bar] = []
         for s in sessions:
             if s.close <= start or s.open >= end:

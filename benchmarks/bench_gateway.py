@@ -1,0 +1,174 @@
+"""Gateway simulator: historical data rate against the client's decode rate; streaming load.
+
+The simulator runs in its own process (``trading-bot gateway-sim``, always-open calendar);
+the real ib_async client requests from this process.
+
+1. Historical data: 1 year of daily bars and 1 day of 1-minute bars, for 50 symbols,
+   requested one after the other (``reqHistoricalDataAsync``). Anchor, measured in the
+   same run: the client's own decode rate, i.e. ib_async's ``Decoder.historicalData``
+   turning the very same historicalData messages (recorded as they arrived) into
+   ``BarData`` with no socket in between. Figure: bars/s end to end / bars/s decoded.
+   Goal >= 0.5. Each size is requested twice: cold (the simulator generates the synthetic
+   history) and warm (cached).
+2. Streaming: 100 symbols at 4 tick rounds per second for 60 s. Backlog growth would
+   show as the price ticks received per second falling behind the ticks offered, and as
+   a growing round trip of ``reqCurrentTime`` (its answer queues behind the ticks). The
+   figures compare the first and the last 10 seconds.
+
+Run: ``.venv/bin/python benchmarks/bench_gateway.py [--quick] [--json PATH]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ib_async import IB, Stock
+
+from benchlib import gateway_process, machine, percentile
+
+SYMBOLS = [f"Q{chr(65 + i // 26)}{chr(65 + i % 26)}" for i in range(100)]
+
+
+async def _qualified(ib: IB, symbols: list[str]) -> list[Stock]:
+    contracts = await ib.qualifyContractsAsync(*[Stock(s, "SMART", "USD") for s in symbols])
+    return [c for c in contracts if c is not None]  # type: ignore[misc]
+
+
+async def history(port: int, n_symbols: int) -> list[dict[str, Any]]:
+    """Bars/s end to end vs the decoder's bars/s on the same messages."""
+    ib = IB()
+    await ib.connectAsync("127.0.0.1", port, clientId=11, timeout=10)
+    recorded: list[list[str]] = []
+    decoder = ib.client.decoder
+    original = decoder.handlers[17]
+
+    def recording(fields: list[str]) -> None:
+        recorded.append(list(fields))
+        original(fields)
+
+    decoder.handlers[17] = recording
+    rows = []
+    try:
+        contracts = await _qualified(ib, SYMBOLS[:n_symbols])
+        for label, duration, size in (("1 Y daily", "1 Y", "1 day"), ("1 D 1-min", "1 D", "1 min")):
+            for temperature in ("cold", "warm"):
+                recorded.clear()
+                start = time.perf_counter()
+                bars = 0
+                for c in contracts:
+                    got = await ib.reqHistoricalDataAsync(c, "", duration, size, "TRADES", False)
+                    bars += len(got)
+                wall = time.perf_counter() - start
+                decode = _decode_rate(ib, recorded)
+                rate = bars / wall
+                rows.append(
+                    {
+                        "what": f"{label} x {len(contracts)}, {temperature}",
+                        "bars": bars,
+                        "end_to_end_bars_per_s": round(rate),
+                        "decode_bars_per_s": round(decode),
+                        "ratio": round(rate / decode, 3),
+                        "goal_met": rate / decode >= 0.5,
+                    }
+                )
+    finally:
+        decoder.handlers[17] = original
+        ib.disconnect()
+    return rows
+
+
+def _decode_rate(ib: IB, messages: list[list[str]]) -> float:
+    """Bars per second ib_async's decoder turns these messages into (best of 3)."""
+    decoder, wrapper = ib.client.decoder, ib.wrapper
+    best = 0.0
+    for _ in range(3):
+        bars = 0
+        start = time.perf_counter()
+        for fields in messages:
+            req_id = int(fields[1])
+            wrapper._results[req_id] = []  # what startReq prepares for the bars
+            decoder.historicalData(list(fields))
+            bars += int(fields[4])
+            wrapper._results.pop(req_id, None)
+            wrapper._futures.pop(req_id, None)
+        best = max(best, bars / (time.perf_counter() - start))
+    return best
+
+
+async def streaming(port: int, n_symbols: int, seconds: float) -> dict[str, Any]:
+    """Ticks received per second and reqCurrentTime round trips, first vs last 10 s."""
+    ib = IB()
+    await ib.connectAsync("127.0.0.1", port, clientId=12, timeout=10)
+    try:
+        contracts = await _qualified(ib, SYMBOLS[:n_symbols])
+        counts: list[tuple[float, int]] = []
+        ib.pendingTickersEvent += lambda tickers: counts.append(
+            (time.perf_counter(), sum(len(t.ticks) for t in tickers))
+        )
+        for c in contracts:
+            ib.reqMktData(c)
+        start = time.perf_counter()
+        rtts: list[tuple[float, float]] = []
+        while (now := time.perf_counter()) - start < seconds:
+            sent = time.perf_counter()
+            await asyncio.wait_for(ib.reqCurrentTimeAsync(), 10)
+            rtts.append((now - start, (time.perf_counter() - sent) * 1000))
+            await asyncio.sleep(0.25)
+        window = min(10.0, seconds / 3)
+
+        def rate(lo: float, hi: float) -> float:
+            ticks = sum(n for t, n in counts if lo <= t - start < hi)
+            return ticks / (hi - lo)
+
+        def rtt(lo: float, hi: float) -> list[float]:
+            values = sorted(ms for t, ms in rtts if lo <= t < hi)
+            return [round(percentile(values, 0.5), 2), round(percentile(values, 0.99), 2)]
+
+        offered = n_symbols * 3 * 4  # bid, ask and last per symbol per round, 4 rounds/s
+        first, last = rate(1.0, 1.0 + window), rate(seconds - window, seconds)
+        return {
+            "symbols": n_symbols,
+            "seconds": seconds,
+            "offered_ticks_per_s": offered,
+            "received_first_window_per_s": round(first),
+            "received_last_window_per_s": round(last),
+            "rtt_ms_first_p50_p99": rtt(1.0, 1.0 + window),
+            "rtt_ms_last_p50_p99": rtt(seconds - window, seconds),
+            "no_backlog_growth": last >= 0.9 * first,
+        }
+    finally:
+        ib.disconnect()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="10 symbols, 10 s of streaming")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    n_hist, n_stream, seconds = (10, 20, 10.0) if args.quick else (50, 100, 60.0)
+    with gateway_process({}, 0.25) as port:
+        hist = asyncio.run(history(port, n_hist))
+    with gateway_process({}, 0.25) as port:
+        stream = asyncio.run(streaming(port, n_stream, seconds))
+    result = {"machine": machine("ib_async"), "history": hist, "streaming": stream}
+    print("| request | bars | end to end bars/s | client decode bars/s | ratio | goal >= 0.5 |")
+    print("|---|---|---|---|---|---|")
+    for r in hist:
+        met = "yes" if r["goal_met"] else "NO"
+        print(
+            f"| {r['what']} | {r['bars']} | {r['end_to_end_bars_per_s']} | "
+            f"{r['decode_bars_per_s']} | {r['ratio']} | {met} |"
+        )
+    print()
+    print(json.dumps(stream, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
