@@ -61,7 +61,19 @@ class AlwaysOpen:
 
     name = "always-open"
 
+    def __init__(self) -> None:
+        self._cache: dict[date, Session] = {}
+
     def _session(self, day: date) -> Session:
+        cached = self._cache.get(day)
+        if cached is not None:
+            return cached
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[day] = self._make(day)
+        return self._cache[day]
+
+    def _make(self, day: date) -> Session:
         start = datetime.combine(day, time(), NEW_YORK)
         end = datetime.combine(day + timedelta(days=1), time(), NEW_YORK)
         return Session(day, start.astimezone(UTC), end.astimezone(UTC))

@@ -67,14 +67,19 @@ class PricePath:
         self._minutes: dict[tuple[str, date], _Minutes] = {}
         self._days: dict[tuple[str, date], Bar | None] = {}
         self._blocks: dict[tuple[str, int, int], np.ndarray] = {}
+        self._heads: dict[str, datetime] = {}
 
     # -- sessions ----------------------------------------------------------------------
 
     def head(self, symbol: str) -> datetime:
         """The first instant with history (the open of the oldest synthetic session)."""
+        cached = self._heads.get(symbol)
+        if cached is not None:
+            return cached
         anchor, _, _ = self.prices.track(symbol)
         day = anchor.astimezone(NEW_YORK).date()
         sessions = self.calendar.sessions(day - timedelta(days=HISTORY_DAYS), day)
+        self._heads[symbol] = sessions[0].open
         return sessions[0].open
 
     def _synthetic_span(self, symbol: str, s: Session) -> tuple[int, int]:
@@ -205,10 +210,24 @@ class PricePath:
             )
             self._days[key] = bar
             return bar
-        bar = _aggregate(day_start, self.minute_bars(symbol, s, s.open, s.close))
-        if s.close <= anchor:
-            self._days[key] = bar
-        return bar
+        # The session of the anchor (or later): its synthetic part aggregated as arrays,
+        # then the live minutes.
+        syn = self._synthetic(symbol, s)
+        parts: list[Bar] = []
+        if len(syn.closes):
+            parts.append(
+                Bar(
+                    day_start,
+                    float(syn.opens[0]),
+                    float(max(syn.opens.max(), syn.closes.max())),
+                    float(min(syn.opens.min(), syn.closes.min())),
+                    float(syn.closes[-1]),
+                    int(syn.volumes.sum()),
+                )
+            )
+        live_from = _at(syn.first_minute + len(syn.closes))
+        parts += self.minute_bars(symbol, s, max(s.open, live_from), s.close)
+        return _aggregate(day_start, parts)
 
     def _prefill_days(self, symbol: str, sessions: list[Session]) -> None:
         """Daily bars of whole synthetic sessions, computed a matrix at a time (the same

@@ -138,19 +138,17 @@ def _date(bar: Bar, minutes: int, format_date: int) -> str:
     return bar.start.astimezone(NEW_YORK).strftime("%Y%m%d %H:%M:%S US/Eastern")
 
 
-def _bar_fields(bar: Bar, minutes: int, format_date: int, midpoint: bool) -> list[Field]:
-    volume = -1 if midpoint else bar.volume
-    count = -1 if midpoint else max(1, bar.volume // 100)
-    return [
-        _date(bar, minutes, format_date),
-        bar.open,
-        bar.high,
-        bar.low,
-        bar.close,
-        volume,
-        bar.wap,
-        count,
-    ]
+def _bars_text(bars: list[Bar], minutes: int, format_date: int, midpoint: bool) -> str:
+    """The bars' fields joined by NUL (the framing adds the final one)."""
+    out = []
+    for b in bars:
+        volume = -1 if midpoint else b.volume
+        count = -1 if midpoint else max(1, b.volume // 100)
+        out.append(
+            f"{_date(b, minutes, format_date)}\0{b.open!r}\0{b.high!r}\0{b.low!r}\0"
+            f"{b.close!r}\0{volume}\0{b.wap!r}\0{count}"
+        )
+    return "\0".join(out)
 
 
 def req_historical_data(s: Session, f: list[str]) -> None:
@@ -180,11 +178,11 @@ def req_historical_data(s: Session, f: list[str]) -> None:
         span = timedelta(days=1)
     bars = s.sim.brokerage.history.bars(inst.symbol, end - span, end, minutes)
     format_date = _int(_field(f, 20)) or 1
-    body: list[Field] = []
-    for bar in bars:
-        body += _bar_fields(bar, minutes, format_date, what == "MIDPOINT")
     stamp = "%Y%m%d %H:%M:%S"
-    s.send([17, req_id, (end - span).strftime(stamp), end.strftime(stamp), len(bars), *body])
+    head: list[Field] = [17, req_id, (end - span).strftime(stamp), end.strftime(stamp), len(bars)]
+    if bars:  # the bars as one pre-joined field: this message can hold 10,000s of fields
+        head.append(_bars_text(bars, minutes, format_date, what == "MIDPOINT"))
+    s.send(head)
     if keep:
         s.streams.history[req_id] = (inst.symbol, minutes, format_date)
 
