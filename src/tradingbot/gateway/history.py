@@ -273,6 +273,54 @@ class PricePath:
                     int(volumes[i]),
                 )
 
+    def _intraday(
+        self, symbol: str, s: Session, start: datetime, end: datetime, bar_minutes: int
+    ) -> list[Bar]:
+        """Session ``s``'s bars of ``bar_minutes`` starting in ``[start, end)``, aligned to
+        the New York clock: the synthetic minutes bucketed as arrays, then the live ones."""
+        lo = max(int(s.open.timestamp()), int(start.timestamp()))
+        hi = min(int(s.close.timestamp()), int(end.timestamp()))
+        if lo >= hi:
+            return []
+        lo_min, hi_min = (lo + 59) // 60, (hi + 59) // 60
+        midnight = int(datetime.combine(s.day, datetime.min.time(), NEW_YORK).timestamp()) // 60
+        open_min = int(s.open.timestamp()) // 60
+
+        def start_of(key: int) -> datetime:
+            return _at(max(midnight + key * bar_minutes, open_min))
+
+        out: dict[int, Bar] = {}
+        syn = self._synthetic(symbol, s)
+        syn_end = syn.first_minute + len(syn.closes)
+        a, b = max(lo_min, syn.first_minute), min(hi_min, syn_end)
+        if a < b:
+            i0, i1 = a - syn.first_minute, b - syn.first_minute
+            o, c, v = syn.opens[i0:i1], syn.closes[i0:i1], syn.volumes[i0:i1]
+            keys = (np.arange(a, b) - midnight) // bar_minutes
+            firsts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+            lasts = np.concatenate((firsts[1:], [len(keys)])) - 1
+            highs = np.maximum.reduceat(np.maximum(o, c), firsts)
+            lows = np.minimum.reduceat(np.minimum(o, c), firsts)
+            volumes = np.add.reduceat(v, firsts)
+            for j, first in enumerate(firsts):
+                key = int(keys[first])
+                out[key] = Bar(
+                    start_of(key),
+                    float(o[first]),
+                    float(highs[j]),
+                    float(lows[j]),
+                    float(c[lasts[j]]),
+                    int(volumes[j]),
+                )
+        live_lo = max(datetime.fromtimestamp(lo, UTC), _at(syn_end))
+        for bar in self.minute_bars(symbol, s, live_lo, datetime.fromtimestamp(hi, UTC)):
+            key = (int(bar.start.timestamp()) // 60 - midnight) // bar_minutes
+            prev = out.get(key)
+            merged = _aggregate(start_of(key), [bar] if prev is None else [prev, bar])
+            assert merged is not None
+            out[key] = merged
+        return list(out.values())
+
     def bars(self, symbol: str, start: datetime, end: datetime, bar_minutes: int) -> list[Bar]:
         """Bars of ``bar_minutes`` (1440 = daily) starting in ``[start, end)``."""
         start = max(start, self.head(symbol))
@@ -290,22 +338,7 @@ class PricePath:
                 if day is not None:
                     out.append(day)
                 continue
-            minutes = self.minute_bars(symbol, s, start, end)
-            buckets: dict[int, list[Bar]] = {}
-            for b in minutes:
-                local = b.start.astimezone(NEW_YORK)
-                of_day = local.hour * 60 + local.minute
-                buckets.setdefault(of_day // bar_minutes, []).append(b)
-            for key in sorted(buckets):
-                group = buckets[key]
-                local0 = group[0].start.astimezone(NEW_YORK)
-                bucket_start = local0.replace(
-                    hour=key * bar_minutes // 60, minute=key * bar_minutes % 60
-                )
-                bucket_start = max(bucket_start, s.open.astimezone(NEW_YORK))
-                bar = _aggregate(bucket_start.astimezone(UTC), group)
-                if bar is not None:
-                    out.append(bar)
+            out += self._intraday(symbol, s, start, end, bar_minutes)
         return out
 
 
