@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from ib_async import IB, MarketOrder, Stock
-from simharness import connected, run, running_simulator, wait_for
+from ib_async import IB, LimitOrder, MarketOrder, Stock
+from simharness import IbErrorGuard, connected, run, running_simulator, wait_for
 
 from tradingbot.gateway import Brokerage, PriceModel
 from tradingbot.gateway.calendar import calendar
@@ -138,3 +138,39 @@ def test_exchange_calendar_holds_market_orders_until_the_open() -> None:
             await wait_for(lambda: trade.orderStatus.status == "Filled")
 
     run(scenario())
+
+
+def test_day_order_expires_at_the_close_and_gtc_stays(ib_errors: IbErrorGuard) -> None:
+    """With the XNYS calendar a resting DAY order is cancelled at the session close while
+    a GTC order keeps working into the next session."""
+    ib_errors.allow(r"Error 202, reqId \d+: Order Canceled")
+    now = [datetime(2026, 11, 30, 20, 0, tzinfo=UTC)]  # Monday 15:00 New York
+    brokerage = Brokerage(prices=PriceModel(2), clock=lambda: now[0], calendar=calendar("XNYS"))
+
+    async def scenario() -> None:
+        async with running_simulator(brokerage=brokerage) as sim, connected(sim) as ib:
+            aapl = await _aapl(ib)
+            day = ib.placeOrder(aapl, LimitOrder("BUY", 1, 1.0, tif="DAY"))
+            gtc = ib.placeOrder(aapl, LimitOrder("BUY", 1, 1.0, tif="GTC"))
+            await wait_for(lambda: gtc.orderStatus.status == "Submitted")
+            now[0] = datetime(2026, 11, 30, 21, 0, 1, tzinfo=UTC)  # 16:00:01, closed
+            await wait_for(lambda: day.orderStatus.status == "Cancelled")
+            assert gtc.orderStatus.status == "Submitted"
+
+    run(scenario())
+
+
+def test_daily_pnl_resets_at_the_session_boundary() -> None:
+    """Daily P&L counts the day's move; at the next session it starts again from zero."""
+    now = [datetime(2026, 11, 30, 15, 0, tzinfo=UTC)]
+    broker = Brokerage(prices=PriceModel(1), clock=lambda: now[0], calendar=calendar("XNYS"))
+    broker.prices.set_price("IBM", 100.0)
+    broker.seed_position(broker.account_ids[0], "IBM", 10, 90.0)
+    [pos] = broker.account_positions()
+    assert broker.position_pnl(pos)[:2] == (0.0, 100.0)  # daily 0, unrealized 10 x 10
+    broker.prices.set_price("IBM", 101.0)
+    assert broker.position_pnl(pos)[0] == 10.0
+    now[0] = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)  # the next session
+    assert broker.position_pnl(pos)[0] == 0.0
+    broker.prices.set_price("IBM", 99.0)
+    assert broker.pnl(broker.account_ids[0])[0] == -20.0
