@@ -142,7 +142,8 @@ class PricePath:
         if not len(r):
             empty = np.zeros(0)
             return _Minutes(first, empty, empty, empty)
-        tail = np.concatenate((np.cumsum(r[::-1])[::-1][1:], [0.0])) if len(r) else r
+        cs = np.cumsum(r)
+        tail = cs[-1] - cs  # the returns still to come after each minute
         closes = np.round(self._end_price(symbol, s) * np.exp(-tail), 2)
         opens = np.round(np.concatenate((closes[:1] / np.exp(r[:1]), closes[:-1])), 2)
         # Busier minutes move more: volume grows with the size of the move.
@@ -254,19 +255,16 @@ class PricePath:
             if len(set(sigma_n)) > 1 or sigma_n[0] != n:
                 r = normals * np.array([self.daily_vol / math.sqrt(m) for m in sigma_n])[:, None]
             ends = np.array([self._end_price(symbol, s) for s in group])
-            tail = np.cumsum(r[:, ::-1], axis=1)[:, ::-1]
-            tail = np.concatenate((tail[:, 1:], np.zeros((len(group), 1))), axis=1)
-            closes = np.round(ends[:, None] * np.exp(-tail), 2)
-            opens = np.round(
-                np.concatenate((closes[:, :1] / np.exp(r[:, :1]), closes[:, :-1]), axis=1), 2
-            )
-            volumes = ((np.abs(normals) * 15 + 1).astype(int) * 100).sum(axis=1)
-            highs = np.maximum(opens.max(axis=1), closes.max(axis=1))
-            lows = np.minimum(opens.min(axis=1), closes.min(axis=1))
+            cs = np.cumsum(r, axis=1)
+            closes = np.round(ends[:, None] * np.exp(-(cs[:, -1:] - cs)), 2)
+            first = np.round(closes[:, 0] / np.exp(r[:, 0]), 2)  # each session's open
+            volumes = (np.abs(normals) * 15 + 1).astype(int).sum(axis=1) * 100
+            highs = np.maximum(first, closes.max(axis=1))
+            lows = np.minimum(first, closes.min(axis=1))
             for i, s in enumerate(group):
                 self._days[(symbol, s.day)] = Bar(
                     datetime.combine(s.day, datetime.min.time(), UTC),
-                    float(opens[i, 0]),
+                    float(first[i]),
                     float(highs[i]),
                     float(lows[i]),
                     float(closes[i, -1]),

@@ -13,6 +13,7 @@ Anything the simulator cannot serve is error 162 (historical data) or 200 (contr
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -138,17 +139,20 @@ def _date(bar: Bar, minutes: int, format_date: int) -> str:
     return bar.start.astimezone(NEW_YORK).strftime("%Y%m%d %H:%M:%S US/Eastern")
 
 
+@functools.lru_cache(maxsize=100_000)
+def _bar_text(b: Bar, minutes: int, format_date: int, midpoint: bool) -> str:
+    """One bar's fields joined by NUL (cached: history bars repeat across requests)."""
+    volume = -1 if midpoint else b.volume
+    count = -1 if midpoint else max(1, b.volume // 100)
+    return (
+        f"{_date(b, minutes, format_date)}\0{b.open!r}\0{b.high!r}\0{b.low!r}\0"
+        f"{b.close!r}\0{volume}\0{b.wap!r}\0{count}"
+    )
+
+
 def _bars_text(bars: list[Bar], minutes: int, format_date: int, midpoint: bool) -> str:
     """The bars' fields joined by NUL (the framing adds the final one)."""
-    out = []
-    for b in bars:
-        volume = -1 if midpoint else b.volume
-        count = -1 if midpoint else max(1, b.volume // 100)
-        out.append(
-            f"{_date(b, minutes, format_date)}\0{b.open!r}\0{b.high!r}\0{b.low!r}\0"
-            f"{b.close!r}\0{volume}\0{b.wap!r}\0{count}"
-        )
-    return "\0".join(out)
+    return "\0".join([_bar_text(b, minutes, format_date, midpoint) for b in bars])
 
 
 def req_historical_data(s: Session, f: list[str]) -> None:
