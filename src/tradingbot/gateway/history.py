@@ -257,14 +257,14 @@ class PricePath:
             ends = np.array([self._end_price(symbol, s) for s in group])
             cs = np.cumsum(r, axis=1)
             closes = np.round(ends[:, None] * np.exp(-(cs[:, -1:] - cs)), 2)
-            first = np.round(closes[:, 0] / np.exp(r[:, 0]), 2)  # each session's open
+            opening = np.round(closes[:, 0] / np.exp(r[:, 0]), 2)  # each session's open
             volumes = (np.abs(normals) * 15 + 1).astype(int).sum(axis=1) * 100
-            highs = np.maximum(first, closes.max(axis=1))
-            lows = np.minimum(first, closes.min(axis=1))
+            highs = np.maximum(opening, closes.max(axis=1))
+            lows = np.minimum(opening, closes.min(axis=1))
             for i, s in enumerate(group):
                 self._days[(symbol, s.day)] = Bar(
                     datetime.combine(s.day, datetime.min.time(), UTC),
-                    float(first[i]),
+                    float(opening[i]),
                     float(highs[i]),
                     float(lows[i]),
                     float(closes[i, -1]),
