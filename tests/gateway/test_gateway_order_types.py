@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import pytest
 from ib_async import IB, LimitOrder, MarketOrder, Order, Stock, StopOrder
 from simharness import IbErrorGuard, connected, run, running_simulator, wait_for
+
+from tradingbot.gateway.protocol import MAX_SERVER_VERSION, MIN_SERVER_VERSION
 
 CANCELLED = r"Error 202, reqId \d+: Order Canceled"
 
 
-def test_what_if_order_previews_margin_and_never_executes() -> None:
-    """whatIfOrder answers margin before/after and a commission, and nothing is booked."""
+@pytest.mark.parametrize("version", [MIN_SERVER_VERSION, MAX_SERVER_VERSION])
+def test_what_if_order_previews_margin_and_never_executes(version: int) -> None:
+    """whatIfOrder answers margin before/after and a commission, and nothing is booked
+    (at the lowest and highest server version: the placeOrder layout differs)."""
 
     async def scenario() -> None:
-        async with running_simulator() as sim, connected(sim) as ib:
+        async with running_simulator(max_server_version=version) as sim, connected(sim) as ib:
             state = await ib.whatIfOrderAsync(
                 Stock("AAPL", "SMART", "USD"), MarketOrder("BUY", 100)
             )
@@ -95,6 +100,38 @@ def test_oca_group_fill_cancels_the_other_orders(ib_errors: IbErrorGuard) -> Non
             sim.brokerage.prices.set_price("XOM", round(price + 11, 2))
             await wait_for(lambda: b.orderStatus.status == "Filled")
             await wait_for(lambda: a.orderStatus.status == "Cancelled")
+
+    run(scenario())
+
+
+def test_trailing_percent_and_stop_limit_work_at_the_lowest_version() -> None:
+    """At server version 157 a TRAIL by percent and a STP LMT are read correctly: the
+    trail sits 2 % under the price, the stop limit triggers and fills at its limit."""
+
+    async def scenario() -> None:
+        async with (
+            running_simulator(max_server_version=MIN_SERVER_VERSION) as sim,
+            connected(sim) as ib,
+        ):
+            stock = Stock("IBM", "SMART", "USD")
+            sim.brokerage.prices.set_price("IBM", 200.0)
+            trail = Order(action="SELL", totalQuantity=1, orderType="TRAIL", trailingPercent=2.0)
+            trailing = ib.placeOrder(stock, trail)
+            stp_lmt = Order(
+                action="BUY",
+                totalQuantity=1,
+                orderType="STP LMT",
+                auxPrice=205.0,
+                lmtPrice=206.0,
+            )
+            stop_limit = ib.placeOrder(stock, stp_lmt)
+            await wait_for(lambda: stop_limit.orderStatus.status == "Submitted")
+            held = sim.brokerage.orders[trailing.order.permId]
+            assert held.trail_stop_price is not None
+            assert 195.0 < held.trail_stop_price < 197.0
+            sim.brokerage.prices.set_price("IBM", 205.5)
+            await wait_for(lambda: stop_limit.orderStatus.status == "Filled")
+            assert stop_limit.fills[0].execution.price <= 206.0
 
     run(scenario())
 
