@@ -71,7 +71,14 @@ async def _serve(config: Config) -> int:
     runtime.on_run_lock_taken = on_lock_taken
     app = create_app(runtime)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    control = ControlServer(config.control_socket_path, RuntimeCommands(runtime))
+    commands = RuntimeCommands(runtime)
+    control = ControlServer(
+        config.control_socket_path,
+        commands,
+        max_connections=config.control_max_connections,
+        idle_timeout_s=config.control_idle_timeout_s,
+        mutates=commands.mutates,
+    )
     try:
         try:
             await runner.setup()  # starts the runtime (cleanup context)
