@@ -30,8 +30,15 @@ from tradingbot.runtime import Runtime
 from tradingbot.storage import StorageError
 from tradingbot.supervision import StartupError, TreeExit
 from tradingbot.web import create_app
+from tradingbot.web.connections import (
+    ConnectionGuard,
+    GuardedSite,
+    connection_cap,
+    throttle_accept_errors,
+)
 
 log = structlog.get_logger("tradingbot.service")
+_HTTP_BACKLOG = 128  # aiohttp's default listen backlog, which GuardedSite keeps
 
 
 @dataclass(slots=True)
@@ -61,6 +68,7 @@ async def _serve(config: Config) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig.name)
+    throttle_accept_errors(loop)
 
     runtime = Runtime(config)
 
@@ -99,8 +107,9 @@ async def _serve(config: Config) -> int:
                 loop.call_soon_threadsafe(stop_requested.set)
 
         tree.on_exit(on_tree_exit)
+        guard = _connection_guard(config)
         try:
-            site = web.TCPSite(runner, config.http_host, config.http_port)
+            site = GuardedSite(runner, config.http_host, config.http_port, guard=guard)
             await site.start()
         except OSError as exc:
             return _startup_failed(
@@ -140,6 +149,23 @@ async def _serve(config: Config) -> int:
         return exitcodes.TREE_FAILED
     log.info("service_stopped", signal=why.signal, run_id=runtime.run_id)
     return exitcodes.OK
+
+
+def _connection_guard(config: Config) -> ConnectionGuard:
+    """The HTTP connection cap and header timeout; a lowered cap is said once at start."""
+    cap = connection_cap(
+        config.http_max_connections,
+        backlog=_HTTP_BACKLOG,
+        other_connections=config.control_max_connections,
+    )
+    if cap < config.http_max_connections:
+        log.warning(
+            "http_connection_cap_lowered",
+            configured=config.http_max_connections,
+            effective=cap,
+            reason="the open-file limit (LimitNOFILE) leaves room for fewer connections",
+        )
+    return ConnectionGuard(max_connections=cap, header_timeout_s=config.http_header_timeout_s)
 
 
 async def _watchdog(runtime: Runtime) -> None:
