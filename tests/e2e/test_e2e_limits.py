@@ -14,8 +14,6 @@ import selectors
 import shutil
 import socket
 import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -177,19 +175,23 @@ def test_garbled_requests_get_problem_json_without_echo_and_one_warning(bot: Bot
 
 def test_bad_websocket_key_is_400_and_a_plain_get_is_426(bot: Bot) -> None:
     """An upgrade with a malformed Sec-WebSocket-Key is a 400; a plain GET stays a 426."""
-    headers = {
-        "Upgrade": "websocket",
-        "Connection": "Upgrade",
-        "Sec-WebSocket-Version": "13",
-        "Sec-WebSocket-Key": "not-a-key",
-    }
-    request = urllib.request.Request(bot.url("/api/events/stream"), headers=headers)
-    with pytest.raises(urllib.error.HTTPError) as raised:
-        urllib.request.urlopen(request, timeout=10)
-    with raised.value as error:
-        assert error.code == 400
-        assert error.headers["Content-Type"].startswith("application/problem+json")
-        assert b"not-a-key" not in error.read()
+    upgrade = (
+        b"GET /api/events/stream HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Key: not-a-key\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", bot.port), timeout=10) as sock:
+        sock.sendall(upgrade)
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            assert chunk, answer
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), head
+    assert b"application/problem+json" in head
+    assert json.loads(body)["status"] == 400
+    assert b"not-a-key" not in body
     assert bot.get("/api/events/stream").status == 426
 
 
