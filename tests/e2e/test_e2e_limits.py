@@ -145,6 +145,10 @@ def test_flood_of_half_sent_requests_leaves_control_socket_and_health_reachable(
     assert not _log_lines(bot, "socket.accept() out of system resource")
     refused_lines = _log_lines(bot, "http_connections_refused")
     assert 1 <= len(refused_lines) <= 3, refused_lines
+    # The cap was lowered below the open-file limit, keeping the reserve.
+    (lowered,) = _log_lines(bot, "http_connection_cap_lowered")
+    assert isinstance(lowered["effective"], int)
+    assert lowered["effective"] < NOFILE
 
 
 def test_garbled_requests_get_problem_json_without_echo_and_one_warning(bot: Bot) -> None:
