@@ -36,6 +36,7 @@ from tradingbot.web.connections import (
     connection_cap,
     throttle_accept_errors,
 )
+from tradingbot.web.metrics import METRICS_REGISTRY
 
 log = structlog.get_logger("tradingbot.service")
 _HTTP_BACKLOG = 128  # aiohttp's default listen backlog, which GuardedSite keeps
@@ -108,6 +109,7 @@ async def _serve(config: Config) -> int:
 
         tree.on_exit(on_tree_exit)
         guard = _connection_guard(config)
+        app[METRICS_REGISTRY].register(guard)  # tradingbot_http_connections_* on /metrics
         try:
             site = GuardedSite(runner, config.http_host, config.http_port, guard=guard)
             await site.start()

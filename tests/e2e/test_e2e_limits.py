@@ -140,6 +140,12 @@ def test_flood_of_half_sent_requests_leaves_control_socket_and_health_reachable(
     reply = bot.get("/api/health")
     assert reply.headers.get("Content-Type", "").startswith("application/health+json")
     assert reply.status in (200, 503)
+    refused = [
+        line
+        for line in bot.get("/metrics").body.decode().splitlines()
+        if line.startswith("tradingbot_http_connections_refused_total ")
+    ]
+    assert float(refused[0].split()[1]) > 0
     # No flood of log lines: no accept error at all, and nothing with a traceback.
     assert "Traceback" not in bot.stdout()
     assert not _log_lines(bot, "socket.accept() out of system resource")

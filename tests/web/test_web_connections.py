@@ -39,13 +39,17 @@ async def _hello(request: web.Request) -> web.Response:
 
 
 @pytest.fixture
-def port(loop_thread: LoopThread) -> Iterator[int]:
+def guard() -> ConnectionGuard:
+    return ConnectionGuard(max_connections=CAP, header_timeout_s=HEADER_TIMEOUT_S)
+
+
+@pytest.fixture
+def port(loop_thread: LoopThread, guard: ConnectionGuard) -> Iterator[int]:
     """A guarded site (cap 2, short deadlines) serving a tiny app; its port."""
     app = web.Application(middlewares=[problem_middleware, body_timeout_middleware(BODY_TIMEOUT_S)])
     app.router.add_get("/hello", _hello)
     app.router.add_post("/echo", _echo_length)
     runner = web.AppRunner(app, access_log=None)
-    guard = ConnectionGuard(max_connections=CAP, header_timeout_s=HEADER_TIMEOUT_S)
 
     async def start() -> int:
         await runner.setup()
@@ -77,9 +81,11 @@ def _exchange(port: int, data: bytes) -> tuple[int, bytes]:
     return int(head.split()[1]), body
 
 
-def test_connections_beyond_the_cap_get_503_at_once_and_a_freed_slot_serves(port: int) -> None:
-    """With the cap held by idle connections, another gets a 503 problem; once one closes,
-    requests are served again."""
+def test_connections_beyond_the_cap_get_503_at_once_and_a_freed_slot_serves(
+    port: int, guard: ConnectionGuard
+) -> None:
+    """With the cap held by idle connections, another gets a 503 problem (counted for
+    /metrics); once one closes, requests are served again."""
     held = [_connect(port) for _ in range(CAP)]
     try:
         with _connect(port) as extra:
@@ -92,6 +98,9 @@ def test_connections_beyond_the_cap_get_503_at_once_and_a_freed_slot_serves(port
     with _connect(port) as sock:
         sock.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert _read_all(sock).startswith(b"HTTP/1.1 200 ")
+    metrics = {m.name: m.samples[0].value for m in guard.collect()}
+    assert metrics["tradingbot_http_connections_refused"] == 1
+    assert metrics["tradingbot_http_connections_max"] == CAP
 
 
 def test_a_request_head_that_never_ends_is_cut_at_the_header_timeout(port: int) -> None:

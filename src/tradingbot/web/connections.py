@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ import orjson
 import structlog
 from aiohttp import http_exceptions, web
 from aiohttp.web_protocol import RequestHandler
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from tradingbot.web.problems import Handler, problem
 
@@ -113,13 +114,15 @@ class _Refuse(asyncio.Protocol):
         transport.close()
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # hashable by identity: a Prometheus collector
 class ConnectionGuard:
     """Counts open HTTP connections and decides, per new one, to serve or refuse it."""
 
     max_connections: int
     header_timeout_s: float
     open_connections: int = 0
+    refused_total: int = 0
+    bad_requests_total: int = 0
     _refused: Throttle = field(default_factory=Throttle)
     _bad: Throttle = field(default_factory=Throttle)
 
@@ -129,6 +132,7 @@ class ConnectionGuard:
 
         def make() -> asyncio.Protocol:
             if self.open_connections >= self.max_connections:
+                self.refused_total += 1
                 held = self._refused.allow("all")
                 if held is not None:
                     log.warning(
@@ -153,6 +157,7 @@ class ConnectionGuard:
 
     def bad_request(self, remote: str | None, exc: BaseException | None) -> None:
         """Log a garbled request once per client per minute, without its content."""
+        self.bad_requests_total += 1
         held = self._bad.allow(remote)
         if held is not None:
             log.warning(
@@ -161,6 +166,28 @@ class ConnectionGuard:
                 reason=_reason(exc),
                 more_since_last_report=held,
             )
+
+    def collect(self) -> Iterator[Metric]:
+        """Prometheus: open connections, the cap, refusals and bad requests."""
+        yield GaugeMetricFamily(
+            "tradingbot_http_connections_open", "Open HTTP connections.", self.open_connections
+        )
+        yield GaugeMetricFamily(
+            "tradingbot_http_connections_max",
+            "The HTTP connection cap in force (TRADINGBOT_HTTP_MAX_CONNECTIONS, lowered to "
+            "keep a reserve below the open-file limit).",
+            self.max_connections,
+        )
+        yield CounterMetricFamily(
+            "tradingbot_http_connections_refused",
+            "HTTP connections refused with 503 because the cap was reached.",
+            self.refused_total,
+        )
+        yield CounterMetricFamily(
+            "tradingbot_http_bad_requests",
+            "Requests that were not valid HTTP (answered 400 problem+json).",
+            self.bad_requests_total,
+        )
 
 
 class _GuardedHandler(RequestHandler):
