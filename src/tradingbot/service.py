@@ -39,7 +39,6 @@ from tradingbot.web.connections import (
 from tradingbot.web.metrics import METRICS_REGISTRY
 
 log = structlog.get_logger("tradingbot.service")
-_HTTP_BACKLOG = 128  # aiohttp's default listen backlog, which GuardedSite keeps
 
 
 @dataclass(slots=True)
@@ -157,7 +156,7 @@ def _connection_guard(config: Config) -> ConnectionGuard:
     """The HTTP connection cap and header timeout; a lowered cap is said once at start."""
     cap = connection_cap(
         config.http_max_connections,
-        backlog=_HTTP_BACKLOG,
+        backlog=GuardedSite.BACKLOG,
         other_connections=config.control_max_connections,
     )
     if cap < config.http_max_connections:

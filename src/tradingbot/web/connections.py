@@ -250,11 +250,14 @@ class GuardedSite(web.TCPSite):
     """A TCP site whose connections pass through a :class:`ConnectionGuard`."""
 
     __slots__ = ("_guard",)
+    #: The listen backlog (aiohttp's default): accepted in one batch before the cap is
+    #: checked, so part of the descriptor reserve (see :func:`connection_cap`).
+    BACKLOG = 128
 
     def __init__(
         self, runner: web.BaseRunner, host: str, port: int, *, guard: ConnectionGuard
     ) -> None:
-        super().__init__(runner, host, port)
+        super().__init__(runner, host, port, backlog=self.BACKLOG)
         self._guard = guard
 
     async def start(self) -> None:
