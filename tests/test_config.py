@@ -182,6 +182,11 @@ BAD_VALUES = [
     ("HEALTH_CHECK_TIMEOUT_S", "-1", "TRADINGBOT_HEALTH_CHECK_TIMEOUT_S"),
     ("DISK_WARN_FREE_MB", "lots", "TRADINGBOT_DISK_WARN_FREE_MB"),
     ("DISK_FAIL_FREE_MB", "5000", "TRADINGBOT_DISK_FAIL_FREE_MB"),  # above the 1024 warn
+    ("HTTP_MAX_CONNECTIONS", "0", "TRADINGBOT_HTTP_MAX_CONNECTIONS"),
+    ("HTTP_HEADER_TIMEOUT_S", "1e300", "TRADINGBOT_HTTP_HEADER_TIMEOUT_S"),
+    ("HTTP_BODY_TIMEOUT_S", "0", "TRADINGBOT_HTTP_BODY_TIMEOUT_S"),
+    ("CONTROL_MAX_CONNECTIONS", "many", "TRADINGBOT_CONTROL_MAX_CONNECTIONS"),
+    ("CONTROL_IDLE_TIMEOUT_S", "-1", "TRADINGBOT_CONTROL_IDLE_TIMEOUT_S"),
 ]
 
 
@@ -277,6 +282,31 @@ def test_secrets_lists_the_values_to_scrub_from_logs(home: Path) -> None:
     """Config.secrets() returns the token and the password, for the log redactor."""
     assert set(_secret_config(home).secrets()) == {TOKEN, PASSWORD}
     assert load_config(environ=env_with(home)).secrets() == ()
+
+
+def test_secrets_list_a_percent_encoded_password_in_both_forms(home: Path) -> None:
+    """A password written percent-encoded in the URL is scrubbed encoded and decoded."""
+    url = "postgresql+psycopg2://trader:Db%23Pw%2F42x@db.example.com/tb"
+    secrets = load_config(environ=env_with(home, DATABASE_URL=url)).secrets()
+    assert "Db%23Pw%2F42x" in secrets
+    assert "Db#Pw/42x" in secrets
+
+
+def test_connection_limits_are_read(home: Path) -> None:
+    """The HTTP and control-socket limits come from their variables."""
+    config = load_config(
+        environ=env_with(
+            home,
+            HTTP_MAX_CONNECTIONS="50",
+            HTTP_HEADER_TIMEOUT_S="2.5",
+            HTTP_BODY_TIMEOUT_S="7",
+            CONTROL_MAX_CONNECTIONS="3",
+            CONTROL_IDLE_TIMEOUT_S="60",
+        )
+    )
+    assert (config.http_max_connections, config.http_header_timeout_s) == (50, 2.5)
+    assert config.http_body_timeout_s == 7.0
+    assert (config.control_max_connections, config.control_idle_timeout_s) == (3, 60.0)
 
 
 @pytest.mark.parametrize(

@@ -53,6 +53,19 @@ def _parser() -> argparse.ArgumentParser:
     shell = commands.add_parser("shell", help="talk to the running process (control socket)")
     shell.add_argument("-c", dest="shell_command", metavar="COMMAND", help="run one command")
     shell.add_argument("--json", action="store_true", help="print results as JSON")
+    shell.add_argument(
+        "--key",
+        metavar="KEY",
+        help="idempotency key of the -c command: sent again with the same key, it runs once",
+    )
+    shell.add_argument(
+        "--timeout",
+        dest="timeout_s",
+        type=_positive_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long to wait for each answer (default 10)",
+    )
     return parser
 
 
@@ -85,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 stdin=sys.stdin,
                 stdout=sys.stdout,
                 stderr=sys.stderr,
+                key=args.key,
+                timeout_s=args.timeout_s,
             )
     raise AssertionError(args.command)  # argparse allows nothing else
 

@@ -30,6 +30,13 @@ from tradingbot.runtime import Runtime
 from tradingbot.storage import StorageError
 from tradingbot.supervision import StartupError, TreeExit
 from tradingbot.web import create_app
+from tradingbot.web.connections import (
+    ConnectionGuard,
+    GuardedSite,
+    connection_cap,
+    throttle_accept_errors,
+)
+from tradingbot.web.metrics import METRICS_REGISTRY
 
 log = structlog.get_logger("tradingbot.service")
 
@@ -61,6 +68,7 @@ async def _serve(config: Config) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig.name)
+    throttle_accept_errors(loop)
 
     runtime = Runtime(config)
 
@@ -71,7 +79,14 @@ async def _serve(config: Config) -> int:
     runtime.on_run_lock_taken = on_lock_taken
     app = create_app(runtime)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    control = ControlServer(config.control_socket_path, RuntimeCommands(runtime))
+    commands = RuntimeCommands(runtime)
+    control = ControlServer(
+        config.control_socket_path,
+        commands,
+        max_connections=config.control_max_connections,
+        idle_timeout_s=config.control_idle_timeout_s,
+        mutates=commands.mutates,
+    )
     try:
         try:
             await runner.setup()  # starts the runtime (cleanup context)
@@ -92,8 +107,10 @@ async def _serve(config: Config) -> int:
                 loop.call_soon_threadsafe(stop_requested.set)
 
         tree.on_exit(on_tree_exit)
+        guard = _connection_guard(config)
+        app[METRICS_REGISTRY].register(guard)  # tradingbot_http_connections_* on /metrics
         try:
-            site = web.TCPSite(runner, config.http_host, config.http_port)
+            site = GuardedSite(runner, config.http_host, config.http_port, guard=guard)
             await site.start()
         except OSError as exc:
             return _startup_failed(
@@ -133,6 +150,23 @@ async def _serve(config: Config) -> int:
         return exitcodes.TREE_FAILED
     log.info("service_stopped", signal=why.signal, run_id=runtime.run_id)
     return exitcodes.OK
+
+
+def _connection_guard(config: Config) -> ConnectionGuard:
+    """The HTTP connection cap and header timeout; a lowered cap is said once at start."""
+    cap = connection_cap(
+        config.http_max_connections,
+        backlog=GuardedSite.BACKLOG,
+        other_connections=config.control_max_connections,
+    )
+    if cap < config.http_max_connections:
+        log.warning(
+            "http_connection_cap_lowered",
+            configured=config.http_max_connections,
+            effective=cap,
+            reason="the open-file limit (LimitNOFILE) leaves room for fewer connections",
+        )
+    return ConnectionGuard(max_connections=cap, header_timeout_s=config.http_header_timeout_s)
 
 
 async def _watchdog(runtime: Runtime) -> None:

@@ -22,8 +22,8 @@ def socket_path(tmp_path: Path) -> Path:
 def make_server() -> Iterator[Any]:
     started: list[ServerThread] = []
 
-    def make(path: Path, handler: Any = None) -> ServerThread:
-        thread = ServerThread(path, handler or DemoHandler())
+    def make(path: Path, handler: Any = None, **options: Any) -> ServerThread:
+        thread = ServerThread(path, handler or DemoHandler(), **options)
         started.append(thread)
         return thread
 

@@ -42,13 +42,13 @@ class DemoHandler:
 class ServerThread:
     """Runs a ControlServer on its own event loop in a daemon thread."""
 
-    def __init__(self, path: Path, handler: Any) -> None:
+    def __init__(self, path: Path, handler: Any, **options: Any) -> None:
         self.path = path
         self.handler = handler
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
-        self.server = ControlServer(path, handler)
+        self.server = ControlServer(path, handler, **options)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)

@@ -235,11 +235,13 @@ def start_bot(
     extra_env: Mapping[str, str] | None = None,
     *,
     home: Path | None = None,
+    preexec_fn: Callable[[], object] | None = None,
 ) -> Bot:
     """Start ``trading-bot run`` in ``base`` (a short path); return once it is launched.
 
     Its state folder is ``base/home`` unless ``home`` is given (a second run of the same
-    installation); its stdout and stderr go to files in ``base``.
+    installation); its stdout and stderr go to files in ``base``. ``preexec_fn`` runs in
+    the child before it starts (to lower a resource limit, for example).
     """
     home = home or base / "home"
     port = free_port()
@@ -264,6 +266,7 @@ def start_bot(
             stdout=out,
             stderr=err,
             start_new_session=True,  # a Ctrl-C at the test runner is not the bot's signal
+            preexec_fn=preexec_fn,
         )
     return Bot(
         process=process,

@@ -24,6 +24,7 @@ BAD_CONFIGURATIONS = [
     ("home-in-proc", "TRADINGBOT_HOME", {"TRADINGBOT_HOME": "/proc/forbidden"}),
     ("unknown-broker", "TRADINGBOT_BROKER", {"TRADINGBOT_BROKER": "foo"}),
     ("public-without-token", "TRADINGBOT_API_TOKEN", {"TRADINGBOT_HTTP_HOST": "0.0.0.0"}),
+    ("token-with-tab", "TRADINGBOT_API_TOKEN", {"TRADINGBOT_API_TOKEN": "tok\tSECRET"}),
     (
         "database-scheme",
         "TRADINGBOT_DATABASE_URL",
@@ -57,6 +58,7 @@ def test_bad_configuration_exits_2_with_one_line_naming_the_variable(
     assert variable in lines[0]
     assert "Traceback" not in result.stderr
     assert PASSWORD not in result.stderr
+    assert "SECRET" not in result.stderr  # a refused token is not echoed either
     assert result.stdout == ""
 
 

@@ -17,6 +17,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy
@@ -281,10 +282,14 @@ def test_kill_9_during_outage_then_restart_replays_the_spool_exactly_once(
 def test_secrets_appear_nowhere_in_logs_output_or_events(
     bot_factory: BotFactory, fresh_postgres_url: str
 ) -> None:
-    """The API token and the database password never reach logs, output or the events table."""
+    """The API token and the database password (decoded and percent-encoded) never reach
+    logs, output or the events table."""
     token = f"tok{uuid.uuid4().hex}"
-    password = f"pw{uuid.uuid4().hex}"
+    password = f"Db#Pw/{uuid.uuid4().hex}"  # '#' and '/' are percent-encoded in the URL
     url = make_url(fresh_postgres_url).set(password=password).render_as_string(hide_password=False)
+    encoded = urlsplit(url).password
+    assert encoded is not None
+    assert encoded != password
     bot = bot_factory(
         url,
         {"TRADINGBOT_API_TOKEN": token, "TRADINGBOT_LOG_LEVEL": "DEBUG"},  # DEBUG logs args
@@ -315,6 +320,7 @@ def test_secrets_appear_nowhere_in_logs_output_or_events(
     for place, text in places.items():
         assert token not in text, f"the API token leaked into the {place}"
         assert password not in text, f"the database password leaked into the {place}"
+        assert encoded not in text, f"the percent-encoded password leaked into the {place}"
     notes = [row for row in rows if "leak check" in row]
     assert len(notes) == 1
     assert notes[0].count("***") >= 3  # token, password, and the password inside the URL

@@ -149,3 +149,70 @@ def test_other_uid_is_refused_even_if_the_socket_is_opened_up(sqlite_bot: Bot) -
     refused = [e for e in sqlite_bot.log_events() if e.get("event") == "control.peer_refused"]
     assert refused
     assert refused[0]["uid"] == NOBODY
+
+
+def test_bad_numbers_and_drills_on_the_root_are_usage_errors(sqlite_bot: Bot) -> None:
+    """Odd digits, huge ids and `crash root` are refused in one line; the process runs on."""
+    for command, expected in [
+        ("events ²", "LIMIT"),
+        ("mail retry ²", "ID must be"),
+        ("mail retry 99999999999999999999999", "ID must be"),
+        ("mail retry 0", "ID must be"),
+        ("crash root", "root supervisor"),
+        ("hang root 1", "root supervisor"),
+    ]:
+        result = sqlite_bot.shell(command)
+        assert result.returncode == 1, (command, result)
+        line = _one_error_line(result.stderr)
+        assert expected in line, (command, line)
+        assert "internal error" not in line, (command, line)
+    assert sqlite_bot.alive()
+    assert sqlite_bot.node("root")["status"] == "running"
+    assert "Traceback" not in sqlite_bot.stdout()
+    assert not [e for e in sqlite_bot.log_events() if e.get("event") == "control.command_failed"]
+
+
+def test_a_timed_out_note_retried_with_its_key_is_stored_once(sqlite_bot: Bot) -> None:
+    """A note whose answer timed out says the outcome is unknown; a retry with its key
+    returns the first outcome, and the note is stored once."""
+    hang = sqlite_bot.shell("hang event_logger 3")  # the note waits for the event logger
+    assert hang.returncode == 0, hang.stderr
+    note = "note retried after a timeout"
+    first = run_cli(
+        ["shell", "--timeout", "0.5", "--key", "k-4711", "-c", note],
+        sqlite_bot.env,
+        cwd=sqlite_bot.home.parent,
+    )
+    assert first.returncode == 1, first
+    line = _one_error_line(first.stderr)
+    assert "is unknown" in line, line
+    assert "--key k-4711" in line, line
+    assert "failed" not in line, line
+
+    retry = run_cli(
+        ["shell", "--key", "k-4711", "--json", "-c", note],
+        sqlite_bot.env,
+        cwd=sqlite_bot.home.parent,
+    )
+    assert retry.returncode == 0, retry.stderr
+    event_id = json.loads(retry.stdout)["id"]
+    again = run_cli(
+        ["shell", "--key", "k-4711", "--json", "-c", note],
+        sqlite_bot.env,
+        cwd=sqlite_bot.home.parent,
+    )
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["id"] == event_id
+
+    other = run_cli(
+        ["shell", "--key", "k-4711", "-c", "note a different note"],
+        sqlite_bot.env,
+        cwd=sqlite_bot.home.parent,
+    )
+    assert other.returncode == 1
+    assert "already used" in _one_error_line(other.stderr)
+
+    listed = sqlite_bot.shell("events 50 SYSTEM", as_json=True)
+    assert listed.returncode == 0, listed.stderr
+    stored = [e for e in json.loads(listed.stdout) if e["message"] == "retried after a timeout"]
+    assert [e["id"] for e in stored] == [event_id]

@@ -7,7 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlsplit
 
 from tradingbot.config.kinds import redact_url
 from tradingbot.config.settings import SECRET_FIELDS
@@ -29,6 +29,11 @@ class Config:
     http_host: str
     http_port: int
     api_token: str | None
+    http_max_connections: int
+    http_header_timeout_s: float
+    http_body_timeout_s: float
+    control_max_connections: int
+    control_idle_timeout_s: float
     broker: BrokerKind
     ib_host: str
     ib_port: int
@@ -99,10 +104,17 @@ class Config:
         return self.home / "spool"
 
     def secrets(self) -> tuple[str, ...]:
-        """Configured secret values, for redaction wherever text leaves the process."""
-        found = [str(getattr(self, name) or "") for name in sorted(SECRET_FIELDS)]
-        found.append(urlsplit(self.database_url).password or "")
-        return tuple(s for s in found if s)
+        """Configured secret values, for redaction wherever text leaves the process.
+
+        Every form a secret can take is listed: the database password as written in the
+        URL (percent-encoded) and as the driver uses it (decoded), and each secret's
+        URL-encoded forms, so that neither ``Db%23Pw`` nor ``Db#Pw`` ever leaks.
+        """
+        values = [str(getattr(self, name) or "") for name in sorted(SECRET_FIELDS)]
+        password = urlsplit(self.database_url).password or ""
+        values.append(unquote(password))
+        found = [password, *(form for value in values if value for form in _forms(value))]
+        return tuple(dict.fromkeys(s for s in found if s))
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{key}={value!r}" for key, value in self.redacted().items())
@@ -124,3 +136,14 @@ class Config:
             data[field.name] = value
         data["control_socket_path"] = str(self.control_socket_path)
         return data
+
+
+def _forms(secret: str) -> tuple[str, ...]:
+    """A secret as given, percent-decoded, and percent-encoded (path and form style)."""
+    return (
+        secret,
+        unquote(secret),
+        unquote_plus(secret),
+        quote(secret, safe=""),
+        quote_plus(secret),
+    )

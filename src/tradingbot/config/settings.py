@@ -122,6 +122,41 @@ SETTINGS: tuple[Setting, ...] = (
         doc="bearer token of the HTTP API; required when `HTTP_HOST` is not a loopback address",
     ),
     Setting(
+        name="HTTP_MAX_CONNECTIONS",
+        kind=Integer(1, 100_000),
+        default=256,
+        doc="open HTTP connections served at once; one more is answered at once with `503` "
+        "problem+json and closed. Lowered at start (log `http_connection_cap_lowered`) to "
+        "the open-file limit minus a reserve (listen backlog 128 + `CONTROL_MAX_CONNECTIONS` "
+        "+ 128), so the control socket, database and logs keep descriptors under a flood",
+    ),
+    Setting(
+        name="HTTP_HEADER_TIMEOUT_S",
+        kind=_s(0.1, HOUR_S),
+        default=10.0,
+        doc="a connection must deliver a complete request head within this many seconds of "
+        "opening (or of its previous response: the keep-alive idle time), else it is closed",
+    ),
+    Setting(
+        name="HTTP_BODY_TIMEOUT_S",
+        kind=_s(0.1, HOUR_S),
+        default=30.0,
+        doc="a request body must arrive within this many seconds, else `408` problem+json",
+    ),
+    Setting(
+        name="CONTROL_MAX_CONNECTIONS",
+        kind=Integer(1, 1000),
+        default=16,
+        doc="control-socket connections (shells) served at once; one more gets a one-line refusal",
+    ),
+    Setting(
+        name="CONTROL_IDLE_TIMEOUT_S",
+        kind=_s(0.1, DAY_S),
+        default=600.0,
+        doc="a control-socket connection that sends no command for this long is closed; "
+        "`trading-bot shell` reconnects by itself on its next command",
+    ),
+    Setting(
         name="BROKER",
         kind=Choice(("sim", "ibkr")),
         default="sim",

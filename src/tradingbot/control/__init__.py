@@ -5,7 +5,7 @@ The running process serves a :class:`CommandHandler` with :class:`ControlServer`
 Messages are the newline-delimited JSON of :mod:`tradingbot.control.protocol`.
 """
 
-from tradingbot.control.client import ControlClient, ControlUnavailable
+from tradingbot.control.client import ControlClient, ControlTimeout, ControlUnavailable
 from tradingbot.control.protocol import (
     MAX_REQUEST_BYTES,
     MAX_RESPONSE_BYTES,
@@ -39,6 +39,7 @@ __all__ = [
     "ControlServer",
     "ControlServerError",
     "ControlSocketInUse",
+    "ControlTimeout",
     "ControlUnavailable",
     "PeerCredentials",
     "ProtocolError",

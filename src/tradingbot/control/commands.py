@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,15 +30,38 @@ from tradingbot.supervision import (
 )
 
 Command = Callable[["RuntimeCommands", list[str]], Awaitable[CommandResult]]
+Mutates = Callable[[Sequence[str]], bool]
 _COMMANDS: dict[str, tuple[str, str, Command]] = {}
+# Commands that change something, so a retry must not run them twice (idempotency keys).
+_MUTATING: dict[str, Mutates] = {}
+#: Largest id a row can have (a signed 64-bit integer in both databases).
+MAX_ROW_ID = 2**63 - 1
 
 
-def command(name: str, usage: str, summary: str) -> Callable[[Command], Command]:
+def command(
+    name: str, usage: str, summary: str, *, mutating: bool | Mutates = False
+) -> Callable[[Command], Command]:
+    """Register a command; ``mutating`` (or a test of its arguments) marks a change."""
+
     def register(fn: Command) -> Command:
         _COMMANDS[name] = (usage, summary, fn)
+        if mutating is True:
+            _MUTATING[name] = lambda args: True
+        elif callable(mutating):
+            _MUTATING[name] = mutating
         return fn
 
     return register
+
+
+def _positive_int(text: str, name: str, maximum: int) -> int:
+    """``text`` as an integer from 1 to ``maximum``; CommandError naming ``name`` otherwise.
+
+    Only ASCII digits count: ``str.isdigit()`` also accepts ``²``, which ``int()`` refuses.
+    """
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= maximum:
+        raise CommandError(f"{name} must be a whole number from 1 to {maximum}, got {text!r}")
+    return int(text)
 
 
 class RuntimeCommands:
@@ -52,6 +75,12 @@ class RuntimeCommands:
         if entry is None:
             raise CommandError(f"unknown command {command!r}; try 'help'")
         return await entry[2](self, args)
+
+    @staticmethod
+    def mutates(command: str, args: Sequence[str]) -> bool:
+        """Whether ``command ARGS`` changes something (a retry must not run it twice)."""
+        test = _MUTATING.get(command)
+        return test is not None and test(args)
 
     @property
     def runtime(self) -> Runtime:
@@ -88,6 +117,16 @@ class RuntimeCommands:
             raise CommandError(f"unknown actor {actor_id!r}; actors: {known}")
         return actor_id
 
+    def drill_target(self, args: list[str], name: str) -> str:
+        """The actor of a failure drill: never the root (its failure ends the process)."""
+        actor_id = self.actor_arg(args, name)
+        if actor_id == self.tree.root_spec.id:
+            raise CommandError(
+                f"the root supervisor cannot be used for a {name} drill: its failure ends "
+                "the process; stop the process to test a full restart"
+            )
+        return actor_id
+
 
 def _no_args(args: list[str], name: str) -> None:
     if args:
@@ -120,9 +159,11 @@ async def _state(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
     return CommandResult(result=data, text=_render_state(node))
 
 
-@command("crash", "crash ACTOR", "failure drill: make ACTOR raise inside its own thread")
+@command(
+    "crash", "crash ACTOR", "failure drill: make ACTOR raise inside its own thread", mutating=True
+)
 async def _crash(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
-    actor_id = ctx.actor_arg(args, "crash")
+    actor_id = ctx.drill_target(args, "crash")
     try:
         ctx.tree.crash(actor_id)
     except SupervisionError as exc:
@@ -137,7 +178,12 @@ MAX_NOTE_CHARS = 2000
 MAX_EVENTS_SHOWN = 1000
 
 
-@command("note", "note MESSAGE...", "record an operator note (a SYSTEM WARNING event, durable)")
+@command(
+    "note",
+    "note MESSAGE...",
+    "record an operator note (a SYSTEM WARNING event, durable)",
+    mutating=True,
+)
 async def _note(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
     message = " ".join(args).strip()
     if not message:
@@ -157,10 +203,8 @@ async def _note(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
 @command("events", "events [LIMIT] [TYPE...]", "show the latest stored events (default 20)")
 async def _events(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
     limit = 20
-    if args and args[0].isdigit():
-        limit = int(args.pop(0))
-    if not 1 <= limit <= MAX_EVENTS_SHOWN:
-        raise CommandError(f"LIMIT must be from 1 to {MAX_EVENTS_SHOWN}, got {limit}")
+    if args and (args[0].isdigit() or args[0].lstrip("+-").isdecimal()):
+        limit = _positive_int(args.pop(0), "LIMIT", MAX_EVENTS_SHOWN)
     try:
         types = tuple(check_type(value.upper()) for value in args)
     except EventValidationError as exc:
@@ -182,15 +226,20 @@ async def _events(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
 MAX_HANG_S = 3600.0
 
 
-@command("mail", "mail [retry ID]", "show pending and failed e-mail; retry a failed one")
+@command(
+    "mail",
+    "mail [retry ID]",
+    "show pending and failed e-mail; retry a failed one",
+    mutating=lambda args: bool(args) and args[0] == "retry",
+)
 async def _mail(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
     notifier = ctx.runtime.notifier
     if notifier is None:
         raise CommandError("the notifier is not running")
     if args and args[0] == "retry":
-        if len(args) != 2 or not args[1].isdigit():
+        if len(args) != 2:
             raise CommandError(f"usage: {_COMMANDS['mail'][0]}")
-        row_id = int(args[1])
+        row_id = _positive_int(args[1], "ID", MAX_ROW_ID)
         try:
             retried = await asyncio.to_thread(
                 notifier.repository.retry_failed, row_id, datetime.now(UTC)
@@ -235,18 +284,21 @@ async def _mail(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
     return CommandResult(result={"status": status, "mail": rows}, text="\n".join(lines))
 
 
-@command("hang", "hang ACTOR SECONDS", "liveness drill: block ACTOR's thread for SECONDS")
+@command(
+    "hang", "hang ACTOR SECONDS", "liveness drill: block ACTOR's thread for SECONDS", mutating=True
+)
 async def _hang(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
     usage = _COMMANDS["hang"][0]
     if len(args) != 2:
         raise CommandError(f"usage: {usage}")
-    actor_id = ctx.actor_arg(args[:1], "state")
+    ctx.actor_arg(args[:1], "state")  # an unknown actor is named before a bad number
     try:
         seconds = float(args[1])
     except ValueError:
         raise CommandError(f"SECONDS must be a number, got {args[1]!r}") from None
     if not 0 < seconds <= MAX_HANG_S:
         raise CommandError(f"SECONDS must be > 0 and <= {MAX_HANG_S:g}, got {args[1]!r}")
+    actor_id = ctx.drill_target(args[:1], "hang")
     try:
         ctx.tree.hang(actor_id, seconds)
     except SupervisionError as exc:
@@ -257,7 +309,7 @@ async def _hang(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
     )
 
 
-@command("restart", "restart ACTOR", "stop ACTOR and start a replacement")
+@command("restart", "restart ACTOR", "stop ACTOR and start a replacement", mutating=True)
 async def _restart(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
     actor_id = ctx.actor_arg(args, "restart")
     tree = ctx.tree
@@ -303,6 +355,7 @@ RECONCILE_TIMEOUT_S = 120.0
     "reconcile",
     "reconcile [run|accept]",
     "show the latest reconciliations; run one now; accept the open discrepancies",
+    mutating=lambda args: bool(args),
 )
 async def _reconcile(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
     usage = _COMMANDS["reconcile"][0]

@@ -7,8 +7,11 @@ One request or response per line, UTF-8 JSON objects, ``\\n``-terminated::
     {"v": 1, "id": 7, "ok": false, "error": "unknown actor: heartbeat2"}
 
 A connection carries any number of requests, answered in order, each response echoing
-the request ``id``. Id ``0`` is reserved for answers that belong to no request (a line
-whose id could not be read, or a connection refused before any request was read).
+the request ``id``. A request may carry an idempotency ``key`` (a short string chosen by
+the client): a mutating command sent again with the same key is not run again, the
+server answers with the first outcome (``note`` retried after a timeout is stored once).
+Id ``0`` is reserved for answers that belong to no request (a line whose id could not be
+read, or a connection refused before any request was read).
 
 The protocol can grow: a receiver ignores keys it does not know, so a new optional key
 does not need a new version. A change that old peers would misread bumps ``v``, and a
@@ -30,6 +33,8 @@ MAX_REQUEST_BYTES = 1024 * 1024
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 #: The id of a response that answers no particular request.
 NO_REQUEST_ID = 0
+#: Longest idempotency key accepted; keys are compared as given.
+MAX_KEY_CHARS = 128
 
 
 class ProtocolError(ValueError):
@@ -55,10 +60,18 @@ class Request:
     id: int
     command: str
     args: tuple[str, ...] = ()
+    key: str | None = None  # idempotency key; None: the request is not deduplicated
 
     def encode(self) -> bytes:
         """The request as one JSON line, newline included."""
-        message = {"v": PROTOCOL_VERSION, "id": self.id, "command": self.command, "args": self.args}
+        message: dict[str, Any] = {
+            "v": PROTOCOL_VERSION,
+            "id": self.id,
+            "command": self.command,
+            "args": self.args,
+        }
+        if self.key is not None:
+            message["key"] = self.key
         return orjson.dumps(message) + b"\n"
 
     @classmethod
@@ -72,7 +85,15 @@ class Request:
         args = message.get("args", [])
         if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
             raise ProtocolError("request 'args' must be a list of strings", request_id=request_id)
-        return cls(id=request_id, command=command, args=tuple(args))
+        key = message.get("key")
+        if key is not None and (
+            not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_CHARS or not key.isprintable()
+        ):
+            raise ProtocolError(
+                f"request 'key' must be a printable string of 1 to {MAX_KEY_CHARS} characters",
+                request_id=request_id,
+            )
+        return cls(id=request_id, command=command, args=tuple(args), key=key)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,16 +7,26 @@ that runs the server and root may talk to it. There is no TCP listener and no pa
 The server runs on the caller's asyncio loop. Requests on one connection are answered in
 order; connections are served concurrently. What a command does is up to the
 :class:`CommandHandler` the caller supplies.
+
+Limits: at most ``max_connections`` connections are served at once (one more is
+answered with a one-line refusal and closed), and a connection that sends no request
+for ``idle_timeout_s`` is closed. A request with an idempotency ``key`` for a command
+that ``mutates`` runs once: a retry with the same key waits for, and answers with, the
+first outcome (the last :data:`MAX_KEYS` keys are remembered).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import socket
 import stat
 import struct
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,6 +45,9 @@ log = structlog.get_logger(__name__)
 
 _PEERCRED = struct.Struct("3i")  # struct ucred {pid_t pid; uid_t uid; gid_t gid;}
 _PROBE_TIMEOUT_S = 1.0
+#: How many idempotency keys (and their outcomes) are remembered.
+MAX_KEYS = 1000
+_REFUSAL_LOG_INTERVAL_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,13 +102,27 @@ class ControlServer:
     the socket file (only if it is still the one this server created).
     """
 
-    def __init__(self, path: Path, handler: CommandHandler) -> None:
+    def __init__(
+        self,
+        path: Path,
+        handler: CommandHandler,
+        *,
+        max_connections: int = 16,
+        idle_timeout_s: float = 600.0,
+        mutates: Callable[[str, Sequence[str]], bool] | None = None,
+    ) -> None:
         self.path = Path(path)
         self._handler = handler
+        self.max_connections = max_connections
+        self.idle_timeout_s = idle_timeout_s
+        self._mutates = mutates or (lambda command, args: True)
         self._server: asyncio.Server | None = None
         self._inode: tuple[int, int] | None = None
         self._connections: set[asyncio.Task[Any]] = set()
         self._allowed_uids = frozenset({os.getuid(), 0})
+        self._keyed: OrderedDict[str, _Keyed] = OrderedDict()
+        self._refused = 0
+        self._refusal_logged_at = float("-inf")
 
     @property
     def serving(self) -> bool:
@@ -126,6 +153,8 @@ class ControlServer:
         server.close()
         for task in list(self._connections):
             task.cancel()
+        for keyed in self._keyed.values():
+            keyed.task.cancel()
         if self._connections:
             await asyncio.gather(*self._connections, return_exceptions=True)
         await server.wait_closed()
@@ -203,6 +232,14 @@ class ControlServer:
         assert task is not None
         self._connections.add(task)
         try:
+            if len(self._connections) > self.max_connections:
+                self._log_refusal()
+                message = (
+                    f"too many control connections ({self.max_connections} open); "
+                    "close another shell and retry"
+                )
+                await _send(writer, Response.failure(NO_REQUEST_ID, message))
+                return
             peer = _peer_credentials(writer)
             if peer.uid not in self._allowed_uids:
                 log.warning("control.peer_refused", pid=peer.pid, uid=peer.uid, gid=peer.gid)
@@ -225,7 +262,10 @@ class ControlServer:
     ) -> None:
         while True:
             try:
-                line = await reader.readline()
+                line = await asyncio.wait_for(reader.readline(), self.idle_timeout_s)
+            except TimeoutError:
+                log.info("control.idle_closed", pid=peer.pid, idle_timeout_s=self.idle_timeout_s)
+                return
             except ValueError:  # asyncio's LimitOverrunError, re-raised by readline()
                 error = f"request line longer than the {MAX_REQUEST_BYTES} byte limit"
                 await _send(writer, Response.failure(NO_REQUEST_ID, error))
@@ -237,6 +277,19 @@ class ControlServer:
             writer.write(await self._answer(line, peer))
             await writer.drain()
 
+    def _log_refusal(self) -> None:
+        """Say that connections are refused, at most once a minute (with the count)."""
+        self._refused += 1
+        now = time.monotonic()
+        if now - self._refusal_logged_at >= _REFUSAL_LOG_INTERVAL_S:
+            log.warning(
+                "control.connections_refused",
+                refused=self._refused,
+                max_connections=self.max_connections,
+            )
+            self._refusal_logged_at = now
+            self._refused = 0
+
     async def _answer(self, line: bytes, peer: PeerCredentials) -> bytes:
         """The encoded response to one request line; never raises (except cancellation)."""
         try:
@@ -245,24 +298,63 @@ class ControlServer:
             request_id = NO_REQUEST_ID if exc.request_id is None else exc.request_id
             return Response.failure(request_id, f"bad request: {exc}").encode()
         log.debug("control.command", command=request.command, args=request.args, pid=peer.pid)
+        if request.key is None or not self._mutates(request.command, request.args):
+            response = await self._execute(request)
+        else:
+            response = await self._execute_once(request, request.key)
         try:
-            outcome = await self._handler(request.command, list(request.args))
-        except CommandError as exc:
-            return Response.failure(request.id, str(exc)).encode()
-        except Exception as exc:
-            log.exception("control.command_failed", command=request.command, args=request.args)
-            error = f"internal error: {type(exc).__name__}: {exc}"
-            return Response.failure(request.id, error).encode()
-        if not isinstance(outcome, CommandResult):
-            log.error("control.bad_handler_result", command=request.command, got=repr(outcome))
-            error = f"internal error: {request.command!r} returned {type(outcome).__name__}"
-            return Response.failure(request.id, error).encode()
-        try:
-            return Response.success(request.id, outcome.result, outcome.text).encode()
+            return response.encode()
         except TypeError as exc:  # orjson.JSONEncodeError: the result is not JSON data
             log.error("control.result_not_json", command=request.command, error=str(exc))
             error = f"internal error: the result of {request.command!r} is not JSON data: {exc}"
             return Response.failure(request.id, error).encode()
+
+    async def _execute_once(self, request: Request, key: str) -> Response:
+        """Run a keyed request once; a retry with the same key gets the first outcome."""
+        keyed = self._keyed.get(key)
+        if keyed is None:
+            task = asyncio.create_task(self._execute(request))
+            keyed = _Keyed(request.command, request.args, task)
+            self._keyed[key] = keyed
+            while len(self._keyed) > MAX_KEYS:
+                self._keyed.popitem(last=False)  # a running task goes on; only dedup ends
+        elif (keyed.command, keyed.args) != (request.command, request.args):
+            first = " ".join([keyed.command, *keyed.args])
+            return Response.failure(
+                request.id,
+                f"idempotency key {key!r} was already used for a different command: {first!r}",
+            )
+        else:
+            log.info("control.duplicate_request", command=request.command, key=key)
+        # Shielded: a client that gives up (or its connection closing) never cancels the
+        # command itself; its outcome stays for the retry.
+        first_response = await asyncio.shield(keyed.task)
+        return dataclasses.replace(first_response, id=request.id)
+
+    async def _execute(self, request: Request) -> Response:
+        """Run one request through the handler; never raises (except cancellation)."""
+        try:
+            outcome = await self._handler(request.command, list(request.args))
+        except CommandError as exc:
+            return Response.failure(request.id, str(exc))
+        except Exception as exc:
+            log.exception("control.command_failed", command=request.command, args=request.args)
+            error = f"internal error: {type(exc).__name__}: {exc}"
+            return Response.failure(request.id, error)
+        if not isinstance(outcome, CommandResult):
+            log.error("control.bad_handler_result", command=request.command, got=repr(outcome))
+            error = f"internal error: {request.command!r} returned {type(outcome).__name__}"
+            return Response.failure(request.id, error)
+        return Response.success(request.id, outcome.result, outcome.text)
+
+
+@dataclass(frozen=True, slots=True)
+class _Keyed:
+    """A keyed request: what it asked for and the task that runs (or ran) it once."""
+
+    command: str
+    args: tuple[str, ...]
+    task: asyncio.Task[Response]
 
 
 async def _send(writer: asyncio.StreamWriter, response: Response) -> None:

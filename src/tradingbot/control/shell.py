@@ -3,15 +3,20 @@
 ``run_shell`` never lets a traceback reach the operator: every failure is one line on
 stderr and a non-zero exit code (1 for a failed command or an unreachable process, 2 for
 a command line that cannot be parsed, 130 when interrupted).
+
+Each command is sent with an idempotency key (``--key`` with ``-c``, else a fresh one).
+When the answer does not come in time, the message says the outcome is unknown, not
+failed, and shows how to retry with the same key so that the command runs at most once.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Any, TextIO
 
-from tradingbot.control.client import ControlClient, ControlUnavailable
+from tradingbot.control.client import ControlClient, ControlTimeout, ControlUnavailable
 from tradingbot.control.protocol import (
     CommandLineError,
     ProtocolError,
@@ -31,16 +36,21 @@ def run_shell(
     stdin: TextIO,
     stdout: TextIO,
     stderr: TextIO,
+    key: str | None = None,
+    timeout_s: float = 10.0,
 ) -> int:
     """Run ``command`` (``shell -c``), or a line REPL on ``stdin``; return the exit code.
 
     With ``as_json`` a successful command prints its ``result`` as indented, key-sorted
-    JSON instead of its text rendering.
+    JSON instead of its text rendering. ``key`` is the idempotency key of ``command``;
+    ``timeout_s`` how long each command's answer is awaited.
     """
-    with ControlClient(socket_path) as client:
+    with ControlClient(socket_path, timeout_s=timeout_s) as client:
         if command is not None:
             try:
-                return _run_one(client, command, as_json=as_json, stdout=stdout, stderr=stderr)
+                return _run_one(
+                    client, command, as_json=as_json, stdout=stdout, stderr=stderr, key=key
+                )
             except KeyboardInterrupt:
                 _error(stderr, "interrupted")
                 return 130
@@ -48,7 +58,13 @@ def run_shell(
 
 
 def _run_one(
-    client: ControlClient, line: str, *, as_json: bool, stdout: TextIO, stderr: TextIO
+    client: ControlClient,
+    line: str,
+    *,
+    as_json: bool,
+    stdout: TextIO,
+    stderr: TextIO,
+    key: str | None = None,
 ) -> int:
     try:
         command, args = parse_command_line(line)
@@ -56,7 +72,11 @@ def _run_one(
         _error(stderr, str(exc))
         return 2
     try:
-        response = client.request(command, args)
+        response = client.request(command, args, key=key)
+    except ControlTimeout as exc:
+        retry = f"trading-bot shell --key {shlex.quote(exc.key)} -c {shlex.quote(line)}"
+        _error(stderr, f"{exc}; to retry without running it twice: {retry}")
+        return 1
     except (ControlUnavailable, ProtocolError) as exc:
         _error(stderr, str(exc))
         return 1

@@ -21,6 +21,7 @@ from aiohttp.typedefs import Middleware
 from tradingbot import __version__
 from tradingbot.runtime import Runtime
 from tradingbot.web.auth import bearer_auth
+from tradingbot.web.connections import body_timeout_middleware
 from tradingbot.web.events_api import add_routes as add_event_routes
 from tradingbot.web.health import add_health_routes
 from tradingbot.web.metrics import add_metrics, http_metrics_middleware
@@ -42,6 +43,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> web.Applicat
     middlewares: list[Middleware] = [http_metrics_middleware, problem_middleware]
     if runtime.config.api_token:  # without a token the API is open: no per-request layer
         middlewares.append(bearer_auth(runtime.config.api_token))
+    middlewares.append(body_timeout_middleware(runtime.config.http_body_timeout_s))
     app = web.Application(middlewares=middlewares)
     app[RUNTIME] = runtime
     app[LOOP_LAG] = [0.0]

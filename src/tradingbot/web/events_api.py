@@ -273,6 +273,12 @@ class _EventsApi:
             timeout=STREAM_CLOSE_TIMEOUT_S,  # wait for the client's close frame at most this
         )
         if not ws.can_prepare(request).ok:
+            if _asks_for_websocket(request):  # an upgrade, but its handshake is wrong
+                return problem(
+                    400,
+                    "invalid WebSocket handshake: Sec-WebSocket-Version must be 13 and "
+                    "Sec-WebSocket-Key 16 bytes in base64",
+                )
             response = problem(426, "this endpoint is a WebSocket; send an Upgrade request")
             response.headers["Upgrade"] = "websocket"
             response.headers["Connection"] = "Upgrade"
@@ -300,6 +306,13 @@ class _EventsApi:
             streams.discard(stream)
             subscription.close()
         return ws
+
+
+def _asks_for_websocket(request: web.Request) -> bool:
+    """Whether the request is a WebSocket upgrade (valid or not): then a bad one is a 400."""
+    tokens = request.headers.get("Connection", "").lower().split(",")
+    upgrade = request.headers.get("Upgrade", "").strip().lower()
+    return upgrade == "websocket" and "upgrade" in {token.strip() for token in tokens}
 
 
 @dataclass(frozen=True, slots=True)
