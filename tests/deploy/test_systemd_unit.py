@@ -13,6 +13,9 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 UNIT = DEPLOY / "trading-bot.service"
 WATCHDOG_SERVICE = DEPLOY / "trading-bot-watchdog.service"
 WATCHDOG_TIMER = DEPLOY / "trading-bot-watchdog.timer"
+BACKUP_SERVICE = DEPLOY / "trading-bot-backup.service"
+BACKUP_TIMER = DEPLOY / "trading-bot-backup.timer"
+ALL_UNITS = (UNIT, WATCHDOG_SERVICE, WATCHDOG_TIMER, BACKUP_SERVICE, BACKUP_TIMER)
 ANALYZE = shutil.which("systemd-analyze")
 
 pytestmark = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed")
@@ -20,7 +23,7 @@ pytestmark = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not 
 
 @pytest.mark.parametrize(
     "name",
-    [UNIT.name, WATCHDOG_SERVICE.name, WATCHDOG_TIMER.name],
+    [unit.name for unit in ALL_UNITS],
 )
 def test_unit_verifies_without_warnings(tmp_path: Path, name: str) -> None:
     """`systemd-analyze verify` prints nothing for the unit (it exits 0 even on typos)."""
@@ -28,7 +31,7 @@ def test_unit_verifies_without_warnings(tmp_path: Path, name: str) -> None:
     script = Path(sys.executable).with_name("trading-bot")
     if not script.exists():
         pytest.skip("the trading-bot console script is not installed next to the interpreter")
-    for source in (UNIT, WATCHDOG_SERVICE, WATCHDOG_TIMER):  # a timer needs its service
+    for source in ALL_UNITS:  # a timer needs its service
         text = source.read_text().replace("/opt/trading-bot/.venv/bin/trading-bot", str(script))
         (tmp_path / source.name).write_text(text)
     result = subprocess.run(
@@ -38,7 +41,7 @@ def test_unit_verifies_without_warnings(tmp_path: Path, name: str) -> None:
     assert result.stderr.strip() == ""
 
 
-@pytest.mark.parametrize("unit", [UNIT, WATCHDOG_SERVICE], ids=lambda p: p.name)
+@pytest.mark.parametrize("unit", [UNIT, WATCHDOG_SERVICE, BACKUP_SERVICE], ids=lambda p: p.name)
 def test_unit_exposure_is_at_most_2(unit: Path) -> None:
     """The unit's offline security exposure score is <= 2.0 (threshold 20 = 2.0)."""
     assert ANALYZE is not None
@@ -73,8 +76,10 @@ def test_watchdog_timer_runs_the_check_every_minute() -> None:
     # The same state folder and environment as the bot, so it checks the same database.
     for line in (
         "Environment=TRADINGBOT_HOME=/var/lib/trading-bot",
-        "EnvironmentFile=-/etc/trading-bot/env",
+        "Environment=TRADINGBOT_LOG_DIR=/var/log/trading-bot",
+        "EnvironmentFile=-/etc/trading-bot/trading-bot.env",
         "User=trading-bot",
     ):
         assert line in service
         assert line in UNIT.read_text()
+        assert line in BACKUP_SERVICE.read_text()
