@@ -80,6 +80,8 @@ def load_config(environ: Mapping[str, str] | None = None, *, prepare_home: bool 
             value = _default(setting, values, inputs, env, prepare_home=prepare_home)
         elif setting.name == "HOME":
             value = _home(str(value), prepare_home=prepare_home)
+        elif setting.name == "LOG_DIR":
+            value = _log_dir(str(value), prepare=prepare_home)
         values[setting.attribute] = value
     _check_relations(values)
     return Config(**values)  # type: ignore[arg-type]  # one value per field, typed by its kind
@@ -199,16 +201,29 @@ class _Reader:
             raise ConfigError(variable, exc.expected, shown) from None
 
 
+def _log_dir(raw: str, *, prepare: bool) -> Path:
+    """``TRADINGBOT_LOG_DIR``: an absolute folder, created and proven writable when used."""
+    path = Path(raw).expanduser()
+    if not path.is_absolute():
+        raise ConfigError(PREFIX + "LOG_DIR", "an absolute path", raw)
+    if prepare:
+        _prepare_dir(path, PREFIX + "LOG_DIR")
+    return path
+
+
 def _prepare_home(home: Path) -> None:
-    variable = PREFIX + "HOME"
+    _prepare_dir(home, PREFIX + "HOME")
+
+
+def _prepare_dir(folder: Path, variable: str) -> None:
     expected = "a writable directory"
     try:
         # Private by default: the database, logs and socket are the operator's alone.
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tempfile.NamedTemporaryFile(dir=home, prefix=".write-test-").close()
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-").close()
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise ConfigError(variable, f"{expected} ({reason})", str(home)) from None
+        raise ConfigError(variable, f"{expected} ({reason})", str(folder)) from None
 
 
 def _is_loopback(host: str) -> bool:

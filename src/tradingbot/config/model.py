@@ -53,6 +53,7 @@ class Config:
     liveness_probe_interval_s: float
     liveness_deadline_s: float
     log_level: str
+    log_dir_setting: Path | None  # TRADINGBOT_LOG_DIR; None: HOME/logs (see log_dir)
     events_persist_types: tuple[str, ...]
     events_min_severity: str
     event_retention_days: float
@@ -96,7 +97,8 @@ class Config:
 
     @property
     def log_dir(self) -> Path:
-        return self.home / "logs"
+        """The JSON log and the errors-only log: ``TRADINGBOT_LOG_DIR`` or ``HOME/logs``."""
+        return self.log_dir_setting or self.home / "logs"
 
     @property
     def spool_dir(self) -> Path:
@@ -135,6 +137,8 @@ class Config:
                 value = list(value)
             data[field.name] = value
         data["control_socket_path"] = str(self.control_socket_path)
+        del data["log_dir_setting"]
+        data["log_dir"] = str(self.log_dir)
         return data
 
 

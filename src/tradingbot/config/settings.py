@@ -273,6 +273,15 @@ SETTINGS: tuple[Setting, ...] = (
         doc="the lowest level written to the log",
     ),
     Setting(
+        name="LOG_DIR",
+        kind=Text("an absolute path"),
+        field="log_dir_setting",
+        shown_default="`$TRADINGBOT_HOME/logs`",
+        doc="absolute folder for `trading-bot.log` (every JSON line) and "
+        "`trading-bot.errors.log` (ERROR and CRITICAL only); created if missing, must be "
+        "writable. The systemd units set `/var/log/trading-bot`",
+    ),
+    Setting(
         name="EVENTS_PERSIST_TYPES",
         kind=EventTypes(),
         default=DEFAULT_PERSIST_TYPES,
