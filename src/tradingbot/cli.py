@@ -11,6 +11,7 @@ import json
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tradingbot import __version__, exitcodes
@@ -33,6 +34,15 @@ def _parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", metavar="DB_COMMAND", required=True)
     db_commands.add_parser("upgrade", help="apply the database migrations (idempotent)")
+    backup = db_commands.add_parser("backup", help="write a compressed backup while the bot runs")
+    backup.add_argument("file", nargs="?", type=Path, metavar="FILE", help="default: HOME/backups/")
+    backup.add_argument(
+        "--keep", type=_positive_int, metavar="N", help="then keep only the N newest in its folder"
+    )
+    verify = db_commands.add_parser("verify", help="check a backup file completely")
+    verify.add_argument("file", type=Path, metavar="FILE")
+    restore = db_commands.add_parser("restore", help="replace the database with a backup")
+    restore.add_argument("file", type=Path, metavar="FILE")
     from tradingbot.gateway import add_arguments as add_gateway_arguments
 
     add_gateway_arguments(
@@ -84,8 +94,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(config)
         case "check":
             return _check(config, as_json=args.json)
-        case "db":
+        case "db" if args.db_command == "upgrade":
             return _db_upgrade(config)
+        case "db":
+            from tradingbot import dbcli
+
+            if args.db_command == "backup":
+                return dbcli.backup(config, args.file, args.keep)
+            if args.db_command == "verify":
+                return dbcli.verify(args.file)
+            return dbcli.restore(config, args.file)
         case "watchdog-check":
             return _watchdog_check(config, args.max_age_s)
         case "shell":
@@ -140,6 +158,12 @@ def _positive_seconds(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
 
 
 def _watchdog_check(config: Config, max_age_s: float | None) -> int:

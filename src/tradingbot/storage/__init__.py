@@ -7,6 +7,18 @@ timezone-aware UTC timestamps, and raise only :class:`StorageError` subclasses.
 """
 
 from tradingbot.storage.advisory_lock import AdvisoryLock, LockHolder
+from tradingbot.storage.backup import (
+    BackupError,
+    BackupManifest,
+    RestoreResult,
+    backup_database,
+    default_backup_path,
+    pre_restore_path,
+    prune_backups,
+    read_manifest,
+    restore_database,
+    verify_backup,
+)
 from tradingbot.storage.database import Database
 from tradingbot.storage.engine import create_engine_for
 from tradingbot.storage.errors import (
@@ -25,6 +37,8 @@ from tradingbot.storage.system_state import RunRecord, SystemStateRepository
 
 __all__ = [
     "AdvisoryLock",
+    "BackupError",
+    "BackupManifest",
     "Database",
     "DuplicateRecord",
     "EventPage",
@@ -38,10 +52,18 @@ __all__ = [
     "RecordNotFound",
     "RecoveryEvent",
     "RecoveryRepository",
+    "RestoreResult",
     "RunRecord",
     "SchemaOutOfDate",
     "StorageError",
     "StorageUnavailable",
     "SystemStateRepository",
+    "backup_database",
     "create_engine_for",
+    "default_backup_path",
+    "pre_restore_path",
+    "prune_backups",
+    "read_manifest",
+    "restore_database",
+    "verify_backup",
 ]
