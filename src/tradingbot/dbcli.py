@@ -65,6 +65,7 @@ def verify(file: Path) -> int:
 
 
 def restore(config: Config, file: Path) -> int:
+    from tradingbot.logconfig import configure_logging
     from tradingbot.recovery import AlreadyRunning, acquire_run_lock
     from tradingbot.storage import (
         BackupError,
@@ -77,6 +78,8 @@ def restore(config: Config, file: Path) -> int:
     )
     from tradingbot.storage.backup import check_restorable
 
+    # stdout is the outcome; library log lines (warnings and up) go to stderr and the log.
+    configure_logging(level="WARNING", log_dir=config.log_dir, stream=sys.stderr)
     try:
         with Database.open(config.database_url) as database:
             check_restorable(database, read_manifest(file), file)
