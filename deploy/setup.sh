@@ -93,6 +93,10 @@ if [ -n "$ROOT" ]; then
     [ -d "$ROOT" ] || die 2 "--root $ROOT is not a directory"
     ROOT="$(cd "$ROOT" && pwd)"
 fi
+if [ -n "$USE_VENV" ]; then
+    [ -d "$USE_VENV" ] || die 2 "--use-venv $USE_VENV is not a directory"
+    USE_VENV="$(cd "$USE_VENV" && pwd)"
+fi
 [[ "$SERVICE_USER" =~ ^[a-z_][a-z0-9_-]{0,31}$ ]] || die 2 "--user: not a valid user name: $SERVICE_USER"
 
 # Paths as the service sees them (in the units) and as this script writes them (under ROOT).
@@ -174,7 +178,9 @@ source_digest() { # what is installed into the venv: the lock and the project's 
         cd "$SOURCE"
         {
             sha256sum deploy/requirements.lock pyproject.toml
-            find src -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum
+            # Not what a build writes into the tree (egg-info) or Python's caches.
+            find src -type f ! -path '*/__pycache__/*' ! -path '*.egg-info/*' ! -name '*.pyc' -print0 |
+                sort -z | xargs -0 sha256sum
         } | sha256sum | cut -d' ' -f1
     )
 }

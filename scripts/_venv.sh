@@ -17,12 +17,20 @@ ensure_venv() {
         "$PYTHON" -m venv "$VENV"
     fi
     local stamp="$VENV/.trading-bot-installed"
+    local lock="$ROOT/deploy/requirements.lock"
     local want
-    want="$extras $(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
+    want="$extras $(cat "$ROOT/pyproject.toml" "$lock" 2>/dev/null | sha256sum | cut -d' ' -f1)"
     if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
         echo "==> installing trading-bot${extras:+[$extras]} into $VENV" >&2
         "$VENV/bin/python" -m pip install --quiet --upgrade pip
-        "$VENV/bin/python" -m pip install --quiet -e "$ROOT${extras:+[$extras]}"
+        # The runtime dependencies at the exact versions deploy/setup.sh installs (the lock
+        # without its hashes, as constraints: pip refuses hashes next to an editable install).
+        local constraints="$VENV/constraints.txt"
+        : > "$constraints"
+        if [ -f "$lock" ]; then
+            sed -n -e 's/^\([A-Za-z0-9][^ ]*==[^ ]*\)\( ;[^\\]*\)\{0,1\} *\\\{0,1\}$/\1\2/p' "$lock" > "$constraints"
+        fi
+        "$VENV/bin/python" -m pip install --quiet -c "$constraints" -e "$ROOT${extras:+[$extras]}"
         echo "$want" > "$stamp"
     fi
 }

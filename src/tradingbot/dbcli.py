@@ -89,7 +89,6 @@ def restore(config: Config, file: Path) -> int:
                 pid=os.getpid(),
                 host=socket.gethostname(),
                 run_id="db-restore",
-                grace_s=0.0,
             )
             try:
                 saved = None
