@@ -91,6 +91,7 @@ def restore(config: Config, file: Path) -> int:
                 run_id="db-restore",
             )
             try:
+                _refuse_other_sqlite_runs(database.sqlite_path, config.ib_account or "")
                 saved = None
                 if database.current_revision() is not None:
                     saved = pre_restore_path(backups_dir(config))
@@ -115,3 +116,22 @@ def restore(config: Config, file: Path) -> int:
         f"now at revision {result.revision}"
     )
     return exitcodes.OK
+
+
+def _refuse_other_sqlite_runs(database_file: Path | None, account: str) -> None:
+    """Raise AlreadyRunning when a run of another account holds a lock on this SQLite file."""
+    from tradingbot.recovery import AlreadyRunning
+    from tradingbot.recovery.runlock import lock_file_path, probe_file_lock
+
+    if database_file is None:
+        return
+    database_file = database_file.resolve()
+    own = lock_file_path(database_file, account)
+    for path in sorted(database_file.parent.glob(database_file.name + "*.lock")):
+        holder = None if path == own else probe_file_lock(path)
+        if holder is not None:
+            raise AlreadyRunning(
+                f"{holder.describe()} holds the run lock of another account on this "
+                f"database ({path})",
+                holder,
+            )
