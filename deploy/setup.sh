@@ -12,7 +12,8 @@
 #   itself; /etc/trading-bot/trading-bot.env (0600, from deploy/trading-bot.env.template,
 #   never overwritten); /var/lib/trading-bot (state), /var/log/trading-bot (logs);
 #   `trading-bot check` and `trading-bot db upgrade` as the service user; the units
-#   (service, watchdog and backup timers); systemctl daemon-reload and enable. It does not
+#   (service, watchdog and backup timers); /etc/logrotate.d/trading-bot; systemctl
+#   daemon-reload and enable. It does not
 #   start the service: edit the environment file first, then `systemctl start trading-bot`.
 #
 # Options:
@@ -107,6 +108,7 @@ STATE_DIR=/var/lib/trading-bot
 LOG_DIR=/var/log/trading-bot
 UNIT_DIR=/etc/systemd/system
 DROPIN="$UNIT_DIR/trading-bot.service.d/10-local-postgresql.conf"
+LOGROTATE=/etc/logrotate.d/trading-bot
 LOCK="$SOURCE/deploy/requirements.lock"
 r() { printf '%s%s' "$ROOT" "$1"; } # a path under ROOT
 
@@ -320,6 +322,14 @@ ensure_units() {
     [ "$CHANGES" = "$before" ] || UNITS_CHANGED=1
 }
 
+ensure_logrotate() {
+    local tmp
+    tmp="$(mktemp)"
+    sed -e "s#/var/log/trading-bot/#$LOG_DIR/#" "$SOURCE/deploy/trading-bot.logrotate" >"$tmp"
+    ensure_file "$LOGROTATE" 0644 "$tmp"
+    rm -f "$tmp"
+}
+
 systemd_running() { [ -z "$ROOT" ] && [ -d /run/systemd/system ]; }
 
 daemon_reload() {
@@ -360,6 +370,7 @@ install_all() {
     ensure_dir "$LOG_DIR" 0750 "$owner"
     check_configuration
     ensure_units
+    ensure_logrotate
     [ "$UNITS_CHANGED" = 1 ] && daemon_reload
     ensure_enabled
     if [ "$CHANGES" = 0 ]; then
@@ -395,6 +406,7 @@ uninstall_all() {
     local before=$CHANGES
     for unit in "${UNITS[@]}"; do remove_path "$UNIT_DIR/$unit"; done
     remove_path "$UNIT_DIR/trading-bot.service.d"
+    remove_path "$LOGROTATE"
     [ "$CHANGES" = "$before" ] || daemon_reload
     remove_path "$VENV"
     if [ "$PURGE" = 1 ]; then

@@ -132,6 +132,8 @@ def test_units_installed_and_enabled(installed: tuple[Path, ...]) -> None:
     for timer in ("trading-bot-watchdog.timer", "trading-bot-backup.timer"):
         assert (system / "timers.target.wants" / timer).is_symlink()
     assert not (system / "trading-bot.service.d").exists()  # SQLite: no PostgreSQL drop-in
+    logrotate = root / "etc" / "logrotate.d" / "trading-bot"
+    assert logrotate.read_text() == (REPO / "deploy" / "trading-bot.logrotate").read_text()
 
 
 @pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed")
@@ -250,6 +252,7 @@ def test_uninstall_keeps_data_and_purge_removes_it(root: Path) -> None:
     assert removed.returncode == 0, removed.stderr
     assert not (root / "etc/systemd/system/trading-bot.service").exists()
     assert not (root / "opt/trading-bot/.venv").exists()
+    assert not (root / "etc/logrotate.d/trading-bot").exists()
     assert (root / "var/lib/trading-bot/trading-bot.db").exists()
     assert (root / "etc/trading-bot/trading-bot.env").exists()
     assert setup(root, "--uninstall").stdout.startswith("setup.sh: no change")
