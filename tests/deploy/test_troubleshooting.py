@@ -53,6 +53,15 @@ def _stderr_prints() -> Iterator[tuple[str, str]]:
                     yield f"{path.name}:{node.lineno}", text
 
 
+def _is_message(node: ast.AST) -> bool:
+    """``return f"..."`` or ``message = ...``: a message built for an exception."""
+    if isinstance(node, ast.Return):
+        return isinstance(node.value, ast.JoinedStr)
+    return isinstance(node, ast.Assign) and [
+        getattr(target, "id", None) for target in node.targets
+    ] == ["message"]
+
+
 def _raised_or_returned(path: Path, exceptions: set[str]) -> Iterator[tuple[str, str]]:
     """Messages given to ``raise E(...)`` for E in ``exceptions``, and returned f-strings."""
     for node in ast.walk(ast.parse(path.read_text())):
@@ -65,11 +74,27 @@ def _raised_or_returned(path: Path, exceptions: set[str]) -> Iterator[tuple[str,
             and node.exc.args
         ):
             value = node.exc.args[0]
-        elif isinstance(node, ast.Return) and isinstance(node.value, ast.JoinedStr):
+        elif _is_message(node):
+            assert isinstance(node, ast.Return | ast.Assign)
             value = node.value
         text = None if value is None else _template(value)
         if text is not None:
             yield f"{path.name}:{node.lineno}", text
+
+
+def _shell_errors() -> Iterator[tuple[str, str]]:
+    """The shell's own ``_error(stderr, ...)`` lines."""
+    path = SRC / "control" / "shell.py"
+    for node in ast.walk(ast.parse(path.read_text())):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "_error"
+            and len(node.args) == 2
+        ):
+            text = _template(node.args[1])
+            if text is not None:
+                yield f"{path.name}:{node.lineno}", "error: " + text
 
 
 def _setup_errors() -> Iterator[tuple[str, str]]:
@@ -88,6 +113,7 @@ def _messages() -> list[tuple[str, str]]:
             SRC / "control" / "client.py", {"ControlUnavailable", "ProtocolError"}
         ),
         *_raised_or_returned(SRC / "storage" / "backup.py", {"BackupError"}),
+        *_shell_errors(),
         *_setup_errors(),
     ]
 
