@@ -42,14 +42,16 @@ from typing import Any
 from ib_async import IB, MarketOrder, Stock
 
 from benchlib import fmt_met, gateway_process, machine, percentile, rotated
-from tradingbot.actors.broker import (
+from tradingbot.broker import (
     BrokerActor,
     BrokerSettings,
+    BrokerStatus,
+    ConnectionState,
+    LoopThread,
     OrderRequest,
     place_order,
     subscribe_market_data,
 )
-from tradingbot.broker import BrokerStatus, ConnectionState, LoopThread
 from tradingbot.broker.market import MarketData, Quote
 from tradingbot.events.event_logger import EventLoggerActor, EventLoggerSettings
 from tradingbot.events.hub import EventHub

@@ -35,8 +35,14 @@ from typing import Any
 from ib_async import IB
 
 from benchlib import fmt_met, gateway_process, machine, percentile
-from tradingbot.actors.broker import BrokerActor, BrokerSettings, trade_event_id
-from tradingbot.broker import BrokerStatus, ConnectionState, LoopThread
+from tradingbot.broker import (
+    BrokerActor,
+    BrokerSettings,
+    BrokerStatus,
+    ConnectionState,
+    LoopThread,
+    trade_event_id,
+)
 from tradingbot.events import ORDER, TRADE, Event
 from tradingbot.events.recorder import EventRecorder, RecordEvents
 from tradingbot.logconfig import configure_logging

@@ -16,9 +16,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 
 from tradingbot import __version__
-from tradingbot.actors.broker import BrokerActor, BrokerSettings
-from tradingbot.broker import BrokerStatus
-from tradingbot.broker.market import MarketData
+from tradingbot.broker import BrokerActor, BrokerSettings, BrokerStatus, MarketData
 from tradingbot.config import Config
 from tradingbot.events.event_logger import EventLoggerActor, EventLoggerSettings
 from tradingbot.events.hub import EventHub, Listener

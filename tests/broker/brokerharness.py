@@ -6,8 +6,7 @@ import threading
 from typing import Any, TypeVar
 
 from support.waiting import wait_until
-from tradingbot.actors.broker import BrokerActor, BrokerSettings
-from tradingbot.broker import BrokerStatus, ConnectionState
+from tradingbot.broker import BrokerActor, BrokerSettings, BrokerStatus, ConnectionState
 from tradingbot.broker.market import MarketData
 from tradingbot.events import Event
 from tradingbot.events.recorder import EventRecorder, RecordEvents

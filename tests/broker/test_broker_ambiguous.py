@@ -6,8 +6,14 @@ import pytest
 from brokerharness import BrokerHarness, wait_until
 
 from support.ib_errors import IbErrorGuard
-from tradingbot.actors.broker import OrderRequest, cancel_order, place_order
-from tradingbot.broker import BrokerNotReady, ConnectionState, UnknownOrder
+from tradingbot.broker import (
+    BrokerNotReady,
+    ConnectionState,
+    OrderRequest,
+    UnknownOrder,
+    cancel_order,
+    place_order,
+)
 from tradingbot.events import ORDER, TRADE, Event
 from tradingbot.gateway import SimulatorThread
 

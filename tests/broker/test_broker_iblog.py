@@ -8,8 +8,7 @@ from collections.abc import Iterator
 import pytest
 from brokerharness import BrokerHarness, wait_until
 
-from tradingbot.actors.broker import OrderRequest, cancel_order, place_order
-from tradingbot.broker import ConnectionState
+from tradingbot.broker import ConnectionState, OrderRequest, cancel_order, place_order
 from tradingbot.broker.iblog import corrected_level
 from tradingbot.gateway import SimulatorThread
 

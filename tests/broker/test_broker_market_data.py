@@ -10,12 +10,13 @@ import pytest
 from brokerharness import BrokerHarness, wait_until
 
 from support.ib_errors import IbErrorGuard
-from tradingbot.actors.broker import (
+from tradingbot.broker import (
+    BrokerNotReady,
+    ConnectionState,
     UnknownSymbol,
     subscribe_market_data,
     unsubscribe_market_data,
 )
-from tradingbot.broker import BrokerNotReady, ConnectionState
 from tradingbot.broker.market import Quote
 from tradingbot.gateway import SimulatorThread
 

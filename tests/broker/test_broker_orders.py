@@ -11,8 +11,8 @@ import pytest
 from brokerharness import BrokerHarness, wait_until
 
 from support.ib_errors import IbErrorGuard
-from tradingbot.actors.broker import OrderRequest, PlaceOrder, place_order
-from tradingbot.broker import BrokerNotReady, ConnectionState
+from tradingbot.broker import BrokerNotReady, ConnectionState, OrderRequest, place_order
+from tradingbot.broker.messages import PlaceOrder
 from tradingbot.config import Config, load_config
 from tradingbot.events import ORDER, TRADE, Event
 from tradingbot.gateway import SimulatorThread

@@ -13,9 +13,10 @@ import pytest
 from brokerharness import BrokerHarness, wait_until
 
 from support.ib_errors import IbErrorGuard
-from tradingbot.actors.broker import (
+from tradingbot.broker import (
+    BrokerNotReady,
+    ConnectionState,
     OrderRequest,
-    Query,
     account_values,
     cancel_order,
     executions,
@@ -23,7 +24,7 @@ from tradingbot.actors.broker import (
     place_order,
     positions,
 )
-from tradingbot.broker import BrokerNotReady, ConnectionState
+from tradingbot.broker.messages import Query
 from tradingbot.gateway import SimulatorThread
 
 

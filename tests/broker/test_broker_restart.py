@@ -17,8 +17,7 @@ from brokerharness import wait_until
 from prometheus_client import CollectorRegistry
 
 from support.ib_errors import IbErrorGuard
-from tradingbot.actors.broker import OrderRequest, place_order
-from tradingbot.broker import ConnectionState
+from tradingbot.broker import ConnectionState, OrderRequest, place_order
 from tradingbot.config import Config, load_config
 from tradingbot.events import TRADE, Event
 from tradingbot.gateway import SimulatorThread

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tradingbot.broker.queries import Execution, GatewayOrder, Position
+from tradingbot.broker.answers import Execution, GatewayOrder, Position
 from tradingbot.gateway.brokerage import DEFAULT_ACCOUNT, Brokerage, OrderRequest
 from tradingbot.gateway.prices import PriceModel
 from tradingbot.recovery.reconcile import (

@@ -17,8 +17,7 @@ import pytest
 
 from support.ports import free_port
 from support.waiting import wait_until
-from tradingbot.actors.broker import OrderRequest, place_order
-from tradingbot.broker import ConnectionState, TradingBlocked
+from tradingbot.broker import ConnectionState, OrderRequest, TradingBlocked, place_order
 from tradingbot.config import Config, load_config
 from tradingbot.events import ORDER, TRADE, Event
 from tradingbot.events.recorder import EventRecorder, RecordEvents

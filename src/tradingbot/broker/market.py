@@ -12,13 +12,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
 
-
-class QuoteSink(Protocol):
-    """Anything with ``tell``: an actor handle, an actor ref, a queue adapter."""
-
-    def tell(self, message: Any) -> None: ...
+from tradingbot.tellable import Tellable
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -42,11 +37,11 @@ class MarketData:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._sinks: dict[str, list[QuoteSink]] = {}
+        self._sinks: dict[str, list[Tellable]] = {}
         self._quotes: dict[str, Quote] = {}
         self._updates = 0
 
-    def add(self, symbol: str, sink: QuoteSink) -> bool:
+    def add(self, symbol: str, sink: Tellable) -> bool:
         """Subscribe ``sink``; True when ``symbol`` had no subscriber before."""
         with self._lock:
             sinks = self._sinks.setdefault(symbol, [])
@@ -55,7 +50,7 @@ class MarketData:
                 sinks.append(sink)
             return first
 
-    def remove(self, symbol: str, sink: QuoteSink) -> bool:
+    def remove(self, symbol: str, sink: Tellable) -> bool:
         """Unsubscribe ``sink``; True when ``symbol`` has no subscriber left."""
         with self._lock:
             sinks = [s for s in self._sinks.get(symbol, []) if s is not sink]
@@ -70,11 +65,11 @@ class MarketData:
         with self._lock:
             return sorted(self._sinks)
 
-    def sinks(self, symbol: str) -> list[QuoteSink]:
+    def sinks(self, symbol: str) -> list[Tellable]:
         with self._lock:
             return list(self._sinks.get(symbol, ()))
 
-    def update(self, quotes: Iterable[Quote]) -> list[tuple[Quote, list[QuoteSink]]]:
+    def update(self, quotes: Iterable[Quote]) -> list[tuple[Quote, list[Tellable]]]:
         """Store new quotes of subscribed symbols; return each with its subscribers."""
         delivered = []
         with self._lock:

@@ -1,113 +1,33 @@
-"""What strategies and reconciliation ask the gateway: positions, account values, executions.
+"""What strategies and reconciliation ask the gateway: positions, account values, executions,
+open and completed orders.
 
-The answers are plain frozen dataclasses built on the ``ib_async`` loop thread, so they
-cross to any other thread without sharing a client object. Each query is a fresh request
-to the gateway (never the client's cache alone) with a timeout: a failed or timed-out
-query raises, and is never read as "flat" or "no executions".
+Each query is a fresh request to the gateway (never the client's cache alone, except
+account values, which the gateway streams) with a timeout: a failed or timed-out query
+raises, and is never read as "flat" or "no executions". :func:`submit_query` runs one on
+the client's loop without blocking the actor; the answer goes straight to the caller's
+reply future.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+import asyncio
+import concurrent.futures
 from datetime import UTC, datetime
 from typing import Any
 
 from ib_async import IB, ExecutionFilter
 
-UNSET_DOUBLE = 1e300  # ib_async reports unset numbers as 1.7976931348623157e308
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Position:
-    """One position at the gateway: ``quantity`` is signed (negative = short)."""
-
-    account: str
-    symbol: str
-    con_id: int
-    quantity: float
-    avg_cost: float
-    currency: str = "USD"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AccountValue:
-    """One account value (``NetLiquidation``, ``TotalCashValue``, ...) as the gateway sent it."""
-
-    account: str
-    tag: str
-    value: str
-    currency: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Execution:
-    """One execution (fill) with its commission report, when the gateway sent one."""
-
-    exec_id: str
-    order_ref: str
-    account: str
-    symbol: str
-    side: str  # BUY or SELL
-    quantity: float
-    price: float
-    time: datetime | None
-    order_id: int
-    perm_id: int
-    commission: float | None
-    currency: str
-    realized_pnl: float | None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GatewayOrder:
-    """An order as the gateway reports it, open or completed (ours by ``order_ref``)."""
-
-    order_ref: str
-    account: str
-    symbol: str
-    side: str
-    quantity: float
-    order_type: str
-    limit_price: float | None
-    status: str
-    filled: float
-    order_id: int
-    perm_id: int
-    client_id: int
-
-
-def number(value: Any) -> float | None:
-    """A float, or None for ib_async's unset values (huge sentinel, NaN, None, text)."""
-    try:
-        result = float(value)
-    except (TypeError, ValueError):
-        return None
-    if math.isnan(result) or abs(result) >= UNSET_DOUBLE:
-        return None
-    return result
-
-
-def side_of(execution_side: str) -> str:
-    """The gateway's ``BOT``/``SLD`` as ``BUY``/``SELL``."""
-    return {"BOT": "BUY", "SLD": "SELL"}.get(execution_side, execution_side)
+from tradingbot.broker.answers import AccountValue, Execution, GatewayOrder, Position
+from tradingbot.broker.errors import BrokerConnectionError
+from tradingbot.broker.loop import LoopThread
+from tradingbot.broker.messages import Query
+from tradingbot.broker.parsing import account_value, execution, gateway_order, position
 
 
 async def fetch_positions(ib: IB, account: str | None) -> list[Position]:
     """Every position at the gateway (of ``account`` when given), freshly requested."""
     found = await ib.reqPositionsAsync()
-    return [
-        Position(
-            account=p.account,
-            symbol=p.contract.symbol,
-            con_id=int(p.contract.conId),
-            quantity=float(p.position),
-            avg_cost=float(p.avgCost),
-            currency=p.contract.currency or "USD",
-        )
-        for p in found
-        if not account or p.account == account
-    ]
+    return [position(p) for p in found if not account or p.account == account]
 
 
 async def fetch_executions(
@@ -125,73 +45,79 @@ async def fetch_executions(
     known = {f.execution.execId: f.commissionReport for f in ib.fills()}
     result = []
     for fill in fills:
-        ex = fill.execution
-        found = known.get(ex.execId) or fill.commissionReport
+        found = known.get(fill.execution.execId) or fill.commissionReport
         report = found if found.execId else None  # none seen: unknown, not zero
-        if account and ex.acctNumber != account:
+        if account and fill.execution.acctNumber != account:
             continue
-        result.append(
-            Execution(
-                exec_id=ex.execId,
-                order_ref=ex.orderRef or "",
-                account=ex.acctNumber,
-                symbol=fill.contract.symbol,
-                side=side_of(ex.side),
-                quantity=float(ex.shares),
-                price=float(ex.price),
-                time=fill.time if isinstance(fill.time, datetime) else None,
-                order_id=int(ex.orderId),
-                perm_id=int(ex.permId),
-                commission=None if report is None else number(report.commission),
-                currency="" if report is None else report.currency or "",
-                realized_pnl=None if report is None else number(report.realizedPNL),
-            )
-        )
+        result.append(execution(fill, report))
     return result
 
 
 async def fetch_open_orders(ib: IB, account: str | None) -> list[GatewayOrder]:
     """Every open order at the gateway, of every client (``reqAllOpenOrders``)."""
-    return _gateway_orders(await ib.reqAllOpenOrdersAsync(), account)
+    return _of_account(await ib.reqAllOpenOrdersAsync(), account)
 
 
 async def fetch_completed_orders(ib: IB, account: str | None) -> list[GatewayOrder]:
     """Orders the gateway completed (filled, cancelled, inactive), of every client."""
-    return _gateway_orders(await ib.reqCompletedOrdersAsync(apiOnly=False), account)
+    return _of_account(await ib.reqCompletedOrdersAsync(apiOnly=False), account)
 
 
-def _gateway_orders(trades: list[Any], account: str | None) -> list[GatewayOrder]:
-    result = []
-    for trade in trades:
-        order, status = trade.order, trade.orderStatus
-        if account and order.account != account:
-            continue
-        result.append(
-            GatewayOrder(
-                order_ref=order.orderRef or "",
-                account=order.account,
-                symbol=trade.contract.symbol,
-                side=order.action,
-                quantity=float(order.totalQuantity),
-                order_type=order.orderType,
-                limit_price=number(order.lmtPrice) if order.orderType == "LMT" else None,
-                status=status.status,
-                filled=float(status.filled),
-                order_id=int(order.orderId),
-                perm_id=int(order.permId),
-                client_id=int(order.clientId),
-            )
-        )
-    return result
+def _of_account(trades: list[Any], account: str | None) -> list[GatewayOrder]:
+    return [gateway_order(t) for t in trades if not account or t.order.account == account]
 
 
 def cached_account_values(ib: IB, account: str | None) -> list[AccountValue]:
     """Account values as streamed by the account-updates subscription made at connect.
 
     The gateway pushes every change on that subscription, so the client's copy is the
-    gateway's current state while the connection is synced (the caller checks that).
+    gateway's current state while the connection is synced (the caller checks that;
+    after a 1101 "data lost" notice the broker subscribes again).
     """
-    return [
-        AccountValue(account=v.account, tag=v.tag, value=v.value, currency=v.currency)
-        for v in ib.accountValues(account or "")
-    ]
+    return [account_value(v) for v in ib.accountValues(account or "")]
+
+
+async def answer(ib: IB, account: str | None, what: str, since: datetime | None) -> Any:
+    """The gateway's answer to query ``what`` (one of ``messages.QUERIES``)."""
+    if what == "positions":
+        return await fetch_positions(ib, account)
+    if what == "executions":
+        return await fetch_executions(ib, account, since)
+    if what == "open_orders":
+        return await fetch_open_orders(ib, account)
+    if what == "completed_orders":
+        return await fetch_completed_orders(ib, account)
+    return cached_account_values(ib, account)
+
+
+def submit_query(
+    loop: LoopThread, ib: IB, account: str | None, message: Query, timeout_s: float
+) -> None:
+    """Run ``message`` on the client's loop; its reply gets the answer or the error.
+
+    Returns at once (the actor does not wait for the gateway). The caller checked that
+    ``message.what`` is one of :data:`~tradingbot.broker.messages.QUERIES`.
+    """
+    reply, what, since = message.reply, message.what, message.since
+
+    async def ask_in_time() -> Any:
+        try:
+            return await asyncio.wait_for(answer(ib, account, what, since), timeout_s)
+        except TimeoutError:
+            text = f"{what}: no answer from the gateway within {timeout_s:g} s"
+            raise TimeoutError(text) from None
+
+    def done(future: concurrent.futures.Future[Any]) -> None:
+        if reply.done():
+            return
+        if future.cancelled():
+            reply.set_exception(BrokerConnectionError(f"{what}: the connection closed"))
+        elif (exc := future.exception()) is not None:
+            reply.set_exception(exc)
+        else:
+            reply.set_result(future.result())
+
+    try:
+        loop.submit(ask_in_time()).add_done_callback(done)
+    except RuntimeError as exc:  # the loop stopped meanwhile
+        reply.set_exception(BrokerConnectionError(f"{what}: {exc}"))

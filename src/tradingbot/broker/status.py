@@ -26,22 +26,11 @@ class ConnectionState(enum.StrEnum):
     DEGRADED = "degraded"
 
 
-class BrokerNotReady(RuntimeError):
-    """The broker is not synced with the gateway: the request is refused, not queued."""
-
-
-class TradingBlocked(RuntimeError):
-    """New orders are refused until reconciliation passes (or an operator accepts it)."""
-
-
-class UnknownOrder(LookupError):
-    """No order with this id (``orderRef``) was placed through this broker."""
-
-
 UNRESOLVED = "Unresolved"
 """Status of an order sent before the connection dropped, until the gateway answers."""
 
-TERMINAL_STATUSES = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
+FINAL_STATUSES = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
+"""Gateway order statuses after which an order never changes again (the one list of them)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -191,8 +180,8 @@ class BrokerStatus:
             before = self._orders.get(order_ref)
             if before is None:
                 return None
-            if before.status in TERMINAL_STATUSES and (
-                status not in TERMINAL_STATUSES or filled < before.filled
+            if before.status in FINAL_STATUSES and (
+                status not in FINAL_STATUSES or filled < before.filled
             ):
                 return None
             after = self._orders[order_ref] = replace(
@@ -226,7 +215,7 @@ class BrokerStatus:
             refs = [
                 ref
                 for ref, record in self._orders.items()
-                if record.status not in TERMINAL_STATUSES and record.status != UNRESOLVED
+                if record.status not in FINAL_STATUSES and record.status != UNRESOLVED
             ]
             for ref in refs:
                 self._orders[ref] = replace(self._orders[ref], status=UNRESOLVED)

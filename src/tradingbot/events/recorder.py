@@ -21,11 +21,12 @@ import dataclasses
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
 from tradingbot.events.model import Event, Severity
+from tradingbot.tellable import Tellable
 
 log = structlog.get_logger("tradingbot.events")
 
@@ -44,12 +45,6 @@ class RecordEvents:
     ack: concurrent.futures.Future[None] | None = None
 
 
-class EventSink(Protocol):
-    """Where recorded events go: the event logger's handle (``tell`` by name)."""
-
-    def tell(self, message: Any) -> None: ...
-
-
 Scrubber = Callable[[dict[str, Any]], None]  # redacts a mapping in place
 
 
@@ -62,7 +57,7 @@ class EventRecorder:
 
     def __init__(
         self,
-        sink: EventSink,
+        sink: Tellable,  # where recorded events go: the event logger's handle (by name)
         *,
         source: str = "",
         defaults: Mapping[str, str | None] | None = None,

@@ -21,11 +21,11 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tradingbot.broker.queries import Execution, GatewayOrder, Position
+from tradingbot.broker.answers import Execution, GatewayOrder, Position
+from tradingbot.broker.ids import is_bot_order
+from tradingbot.broker.status import FINAL_STATUSES
 
-ORDER_REF_PREFIX = "TB-"
 QUANTITY_EPSILON = 1e-9
-FINAL_STATUSES = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
 
 # kind -> (blocking, what it means)
 KINDS: dict[str, tuple[bool, str]] = {
@@ -288,7 +288,7 @@ def reconcile(
     ]
     to_import = [e for e in broker_new if e.exec_id not in in_flight]
     for e in broker_new:
-        ours = e.order_ref.startswith(ORDER_REF_PREFIX)
+        ours = is_bot_order(e.order_ref)
         kind = "fill_while_down" if e.exec_id in in_flight else "missing_fill"
         found.append(
             Discrepancy(
@@ -430,7 +430,7 @@ def _compare_orders(
         ref = theirs.order_ref
         if ref in ours or theirs.perm_id in accepted:
             continue
-        kind = "unknown_bot_order" if ref.startswith(ORDER_REF_PREFIX) else "external_order"
+        kind = "unknown_bot_order" if is_bot_order(ref) else "external_order"
         found.append(
             Discrepancy(
                 kind=kind,

@@ -27,16 +27,9 @@ from typing import Any
 
 import structlog
 
-from tradingbot.actors.broker import (
-    ORDER_REF_PREFIX,
-    Sink,
-    completed_orders,
-    executions,
-    open_orders,
-    positions,
-    trade_event_id,
-)
 from tradingbot.broker import BrokerNotReady, BrokerStatus, ConnectionState
+from tradingbot.broker.api import completed_orders, executions, open_orders, positions
+from tradingbot.broker.ids import is_bot_order, trade_event_id
 from tradingbot.config import Config
 from tradingbot.config.settings import default
 from tradingbot.events import ORDER, RISK, SYSTEM, TRADE, Severity
@@ -54,6 +47,7 @@ from tradingbot.recovery.reconcile import (
 from tradingbot.storage import Database, ReconciliationRecord, StorageError
 from tradingbot.storage.reconciliations import ACCEPTED, CLEAN, DISCREPANCIES, FAILED
 from tradingbot.supervision import SupervisedActor
+from tradingbot.tellable import Tellable
 
 log = structlog.get_logger(__name__)
 
@@ -149,7 +143,7 @@ class ReconcilerActor(SupervisedActor):
         self,
         *,
         database: Database,
-        broker: Sink,
+        broker: Tellable,
         status: BrokerStatus,
         recorder: EventRecorder | None,
         settings: ReconcileSettings,
@@ -346,7 +340,7 @@ class ReconcilerActor(SupervisedActor):
         if self._recorder is None:
             return 0
         for e in outcome.to_import:
-            ours = e.order_ref.startswith(ORDER_REF_PREFIX)
+            ours = is_bot_order(e.order_ref)
             self._recorder.record_durable(
                 TRADE,
                 f"{e.side} {e.quantity:g} {e.symbol} @ {e.price:g} (reconciled)",

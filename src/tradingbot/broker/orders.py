@@ -1,0 +1,308 @@
+"""How an order is placed and cancelled, and how its reports become ORDER and TRADE events.
+
+Placing: refuse while trading is blocked (a retry of a known key still gets its order),
+answer a known key with its order and send nothing, record a durable ORDER event, and
+only then send the order with ``orderRef`` = our id; the caller's reply resolves on the
+loop thread the moment ``placeOrder`` returned. A send that fails or is cut off leaves
+the order ``Unresolved`` (whether the gateway got it is unknown) until the gateway reports
+it again. Cancelling: look the order up in the client (on the loop), record a durable
+ORDER event, send the cancel. Status reports keep :class:`BrokerStatus` current; an
+order's end is an ORDER event; each fill's commission report is one TRADE event with an
+id derived from the execution id (stored once, however often reported).
+
+Everything here runs on the actor's thread except :func:`applied` and the callbacks
+named as such, which run on the client's loop thread.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from ib_async import LimitOrder, MarketOrder, Stock
+
+from tradingbot.broker.errors import BrokerConnectionError, TradingBlocked, UnknownOrder
+from tradingbot.broker.ids import order_ref_for, trade_event_id
+from tradingbot.broker.messages import (
+    CancelChecked,
+    CancelOrder,
+    FillReported,
+    OrderStatusChanged,
+    PlaceOrder,
+    SendFailed,
+)
+from tradingbot.broker.settings import BrokerSettings
+from tradingbot.broker.status import FINAL_STATUSES, UNRESOLVED, BrokerStatus, OrderRecord
+from tradingbot.events import ORDER, TRADE
+from tradingbot.events.recorder import EventNotDurable, EventRecorder
+
+if TYPE_CHECKING:
+    from tradingbot.broker.client import Client
+
+log = structlog.get_logger("tradingbot.broker")
+
+
+def applied(status: BrokerStatus, report: OrderStatusChanged) -> OrderStatusChanged:
+    """Apply a status report to the shared status (any thread); return it marked
+    ``applied``, with whether it settled an unresolved order and made the order final."""
+    change = status.apply_order_status(
+        report.order_ref,
+        report.status,
+        report.filled,
+        avg_fill_price=report.avg_fill_price,
+        order_id=report.order_id,
+        perm_id=report.perm_id,
+    )
+    if change is None:
+        return replace(report, applied=True)
+    before, after = change
+    final = after.status in FINAL_STATUSES and before.status not in FINAL_STATUSES
+    resolved = before.unresolved and not after.unresolved
+    return replace(report, applied=True, resolved=resolved, final=final)
+
+
+def send_failed(status: BrokerStatus, order_ref: str, error: BaseException) -> None:
+    """The send raised or was cut off: whether the gateway got the order is unknown."""
+    log.warning("broker_order_send_failed", order_ref=order_ref, error=str(error))
+    status.update_order(order_ref, status=UNRESOLVED)
+
+
+class Orders:
+    """Our orders at the gateway, for one actor incarnation (see the module docstring)."""
+
+    def __init__(
+        self, settings: BrokerSettings, status: BrokerStatus, recorder: EventRecorder | None
+    ) -> None:
+        self._settings = settings
+        self._status = status
+        self._recorder = recorder
+
+    def place(self, message: PlaceOrder, client: Client) -> bool:
+        """Handle :class:`PlaceOrder`; True when the snapshot changed (publish it)."""
+        reply, request = message.reply, message.request
+        key = request.client_order_id
+        blocked = self._status.trading_blocked()
+        if blocked is not None and (key is None or self._status.order(order_ref_for(key)) is None):
+            reply.set_exception(TradingBlocked(f"order refused: trading is blocked ({blocked})"))
+            return False
+        order_ref = order_ref_for(key)
+        known = self._status.order(order_ref)
+        if known is not None:  # a retry: the order exists (live, unresolved or final)
+            log.info("broker_order_known", order_ref=order_ref, status=known.status)
+            reply.set_result(order_ref)
+            return False
+        price = "" if request.limit_price is None else f" {request.limit_price:g}"
+        text = f"{request.side} {request.quantity:g} {request.symbol} {request.order_type}{price}"
+        context = {
+            "order_ref": order_ref,
+            "symbol": request.symbol,
+            "side": request.side,
+            "quantity": request.quantity,
+            "order_type": request.order_type,
+            "limit_price": request.limit_price,
+            "client_order_id": key,
+            "action": "place",
+            "account": self._settings.account or "",
+        }
+        try:
+            if self._recorder is not None:
+                self._recorder.record_durable(ORDER, text, trade_id=order_ref, context=context)
+        except EventNotDurable as exc:
+            reply.set_exception(exc)
+            return False
+        self._status.put_order(
+            OrderRecord(
+                order_ref=order_ref,
+                symbol=request.symbol,
+                side=request.side,
+                quantity=request.quantity,
+                order_type=request.order_type,
+                limit_price=request.limit_price,
+                client_order_id=key,
+            )
+        )
+        ib, status, tell = client.ib, self._status, client.tell
+        account = self._settings.account or ""
+
+        async def send() -> int:
+            contract = Stock(request.symbol, request.exchange, request.currency)
+            order: Any
+            if request.order_type == "LMT":
+                order = LimitOrder(request.side, request.quantity, request.limit_price or 0.0)
+            else:
+                order = MarketOrder(request.side, request.quantity)
+            order.orderRef = order_ref
+            order.account = account
+            trade = ib.placeOrder(contract, order)
+            return int(trade.order.orderId)
+
+        def sent(future: concurrent.futures.Future[int]) -> None:
+            # On the loop thread, right after placeOrder: the caller gets its answer
+            # without waiting for the actor (which is free for the next message).
+            error: BaseException | None = (
+                BrokerConnectionError("the connection closed while sending")
+                if future.cancelled()
+                else future.exception()
+            )
+            if error is None:
+                order_id = future.result()
+                status.update_order(order_ref, order_id=order_id)
+                log.info("broker_order_sent", order_ref=order_ref, order_id=order_id, order=text)
+                reply.set_result(order_ref)
+                return
+            send_failed(status, order_ref, error)
+            tell(SendFailed(order_ref))
+            reply.set_exception(error)
+
+        try:
+            client.loop.submit(send()).add_done_callback(sent)
+        except RuntimeError as exc:  # the loop stopped meanwhile: outcome unknown
+            send_failed(status, order_ref, exc)
+            reply.set_exception(exc)
+            return True
+        return False
+
+    def cancel(self, message: CancelOrder, client: Client) -> None:
+        """Handle :class:`CancelOrder`: refuse what cannot be cancelled, else look the
+        order up in the client (on the loop); :meth:`cancel_checked` goes on from there."""
+        reply, order_ref = message.reply, message.order_ref
+        record = self._status.order(order_ref)
+        if record is None:
+            reply.set_exception(UnknownOrder(f"unknown order id {order_ref!r}"))
+            return
+        if record.status in FINAL_STATUSES:
+            reply.set_exception(ValueError(f"order {order_ref} is {record.status}: not open"))
+            return
+        ib, epoch, tell = client.ib, client.epoch, client.tell
+
+        async def look_up() -> CancelChecked:
+            for trade in ib.openTrades():
+                if trade.order.orderRef == order_ref:
+                    return CancelChecked(epoch, message, True, int(trade.order.orderId))
+            return CancelChecked(epoch, message, False)
+
+        def checked(future: concurrent.futures.Future[CancelChecked]) -> None:  # loop thread
+            if future.cancelled() or future.exception() is not None:
+                error = future.exception() if not future.cancelled() else None
+                reply.set_exception(error or BrokerConnectionError("the connection closed"))
+            elif not tell(future.result()):
+                reply.set_exception(BrokerConnectionError("the broker stopped meanwhile"))
+
+        try:
+            client.loop.submit(look_up()).add_done_callback(checked)
+        except RuntimeError as exc:  # the loop stopped meanwhile
+            reply.set_exception(exc)
+
+    def cancel_checked(self, message: CancelChecked, client: Client | None) -> None:
+        """Handle :class:`CancelChecked`: record the cancel durably, then send it."""
+        reply, order_ref = message.cancel.reply, message.cancel.order_ref
+        if client is None or client.epoch != message.epoch:
+            reply.set_exception(BrokerConnectionError("the connection was lost meanwhile"))
+            return
+        record = self._status.order(order_ref)
+        if not message.open or record is None:
+            reply.set_exception(ValueError(f"order {order_ref} is not open at the gateway"))
+            return
+        text = f"CANCEL {record.side} {record.quantity:g} {record.symbol} ({order_ref})"
+        context = {"order_ref": order_ref, "action": "cancel", "order_id": message.order_id}
+        try:
+            if self._recorder is not None:
+                self._recorder.record_durable(ORDER, text, trade_id=order_ref, context=context)
+        except EventNotDurable as exc:
+            reply.set_exception(exc)
+            return
+        ib = client.ib
+
+        async def send() -> None:
+            for trade in ib.openTrades():
+                if trade.order.orderRef == order_ref:
+                    ib.cancelOrder(trade.order)
+                    return
+            raise ValueError(f"order {order_ref} is not open at the gateway")
+
+        def sent(future: concurrent.futures.Future[None]) -> None:  # loop thread
+            error: BaseException | None = (
+                BrokerConnectionError("the connection closed while sending")
+                if future.cancelled()
+                else future.exception()
+            )
+            if error is None:
+                log.info("broker_cancel_sent", order_ref=order_ref)
+                reply.set_result(order_ref)
+                return
+            log.warning("broker_cancel_send_failed", order_ref=order_ref, error=str(error))
+            reply.set_exception(error)
+
+        try:
+            client.loop.submit(send()).add_done_callback(sent)
+        except RuntimeError as exc:  # the loop stopped meanwhile
+            log.warning("broker_cancel_send_failed", order_ref=order_ref, error=str(exc))
+            reply.set_exception(exc)
+
+    def status_changed(self, message: OrderStatusChanged) -> bool:
+        """Handle :class:`OrderStatusChanged`; True when it settled an unresolved order."""
+        if not message.applied:
+            message = applied(self._status, message)
+        if message.resolved:
+            log.info("broker_order_resolved", order_ref=message.order_ref, status=message.status)
+        if message.final and self._recorder is not None:
+            # The order's end in our books: reconciliation knows from it that the order
+            # is no longer open (a fill alone does not say so for a partial fill).
+            self._recorder.record(
+                ORDER,
+                f"order {message.order_ref} {message.status}",
+                trade_id=message.order_ref,
+                context={
+                    "order_ref": message.order_ref,
+                    "action": "final",
+                    "status": message.status,
+                    "filled": message.filled,
+                    "avg_fill_price": message.avg_fill_price,
+                    "account": self._settings.account or "",
+                },
+            )
+        return message.resolved
+
+    def fill(self, fill: FillReported) -> None:
+        """Handle :class:`FillReported`: one durable TRADE event per execution id."""
+        if not self._status.first_fill(fill.exec_id):
+            return
+        text = f"{fill.side} {fill.quantity:g} {fill.symbol} @ {fill.price:g}"
+        context: dict[str, Any] = {
+            "symbol": fill.symbol,
+            "side": fill.side,
+            "quantity": fill.quantity,
+            "price": fill.price,
+            "commission": fill.commission,
+            "currency": fill.currency,
+            "realized_pnl": fill.realized_pnl,
+            "order_ref": fill.order_ref,
+            "order_id": fill.order_id,
+            "perm_id": fill.perm_id,
+            "exec_id": fill.exec_id,
+            "account": self._settings.account or "",
+        }
+        if fill.time is not None:
+            context["exec_time"] = fill.time
+        if fill.reconciled:
+            context["reconciled"] = True
+        if self._recorder is None:
+            return
+        try:
+            self._recorder.record_durable(
+                TRADE,
+                text,
+                trade_id=fill.order_ref or None,
+                context=context,
+                event_id=trade_event_id(fill.exec_id),
+            )
+        except EventNotDurable as exc:
+            log.error("broker_fill_not_recorded", exec_id=fill.exec_id, error=str(exc))
+
+    def mark_unresolved(self, why: str) -> None:
+        """Orders sent but not known to be final stay unresolved until the gateway answers."""
+        refs = self._status.mark_unresolved()
+        if refs:
+            log.warning("broker_orders_unresolved", order_refs=refs, why=why)
