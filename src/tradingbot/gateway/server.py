@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from datetime import time as dt_time
 from zoneinfo import ZoneInfo
@@ -67,6 +68,9 @@ class GatewaySimulator:
         self._reopen: asyncio.Task[None] | None = None
         self._restarts: asyncio.Task[None] | None = None
         self._handlers: set[asyncio.Task[None]] = set()
+        # Request messages received, by TWS message id (7 reqExecutions, 5 reqOpenOrders,
+        # 1 reqMktData, ...): lets a test see what a client asked for, not only the answers.
+        self.requests_received: Counter[int] = Counter()
 
     # -- lifecycle -----------------------------------------------------------------------
 

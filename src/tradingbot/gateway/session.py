@@ -177,6 +177,7 @@ class Session:
     def dispatch(self, f: list[str]) -> None:
         """Answer one request message."""
         msg_id = _int(f[0])
+        self.sim.requests_received[msg_id] += 1
         handler = self._handlers.get(msg_id)
         if handler is None:
             self._unsupported(msg_id, f)
