@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import threading
 import time
 from typing import Any
 
@@ -11,6 +12,7 @@ from brokerharness import BrokerHarness, wait_until
 
 from support.ib_errors import IbErrorGuard
 from tradingbot.broker import (
+    BrokerConnectionError,
     BrokerNotReady,
     ConnectionState,
     UnknownSymbol,
@@ -160,3 +162,35 @@ def test_subscribing_while_disconnected_is_refused_at_once(
     broker.wait_state(ConnectionState.DISCONNECTED, ConnectionState.CONNECTING)
     with pytest.raises(BrokerNotReady, match="subscribe refused"):
         subscribe_market_data(broker.tree.handle("broker"), broker.status, "AAPL", QuoteQueue())
+
+
+def test_a_subscription_waiting_on_a_frozen_gateway_does_not_stall_the_broker(
+    sim: SimulatorThread, ib_errors: IbErrorGuard
+) -> None:
+    """While a subscription waits for a frozen gateway's answer, the broker still probes:
+    it reports the freeze as usual, and the waiting subscriber is refused when the
+    connection is given up instead of hanging."""
+    ib_errors.allow(r"TimeoutError|timed out|Peer closed connection")
+    harness = BrokerHarness(sim.port, request_timeout_s=120.0)  # the answer never comes
+    harness.start()
+    try:
+        harness.wait_state(ConnectionState.SYNCED)
+        handle = harness.tree.handle("broker")
+        sim.call(lambda s: s.freeze())
+        outcome: list[BaseException] = []
+
+        def subscribe() -> None:
+            try:
+                subscribe_market_data(handle, harness.status, "AAPL", QuoteQueue(), 120.0)
+            except (BrokerConnectionError, TimeoutError) as exc:
+                outcome.append(exc)
+
+        waiter = threading.Thread(target=subscribe, daemon=True)
+        waiter.start()
+        wait_until(lambda: harness.market.symbols() == ["AAPL"], message="the subscribe handled")
+        harness.wait_state(ConnectionState.DEGRADED, ConnectionState.DISCONNECTED)
+        waiter.join(30.0)
+        assert [type(e) for e in outcome] == [BrokerConnectionError]
+    finally:
+        sim.call(lambda s: s.unfreeze())
+        harness.stop()

@@ -19,8 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from tradingbot.broker.answers import AccountValue, Execution, GatewayOrder, Position
-from tradingbot.broker.errors import BrokerNotReady, TradingBlocked, UnknownOrder
-from tradingbot.broker.ids import order_ref_for
+from tradingbot.broker.errors import BrokerNotReady, UnknownOrder
 from tradingbot.broker.messages import (
     CancelOrder,
     OrderRequest,
@@ -35,13 +34,17 @@ from tradingbot.tellable import Tellable
 SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9 ._-]{0,19}")
 
 
+def _refuse_unless_synced(status: BrokerStatus, what: str) -> None:
+    state = status.view().state
+    if state != ConnectionState.SYNCED:
+        raise BrokerNotReady(f"{what} refused: the broker is {state.value}, not synced")
+
+
 def _request(
     broker: Tellable, status: BrokerStatus, message: Any, what: str, timeout_s: float
 ) -> Any:
     """Tell the actor ``message`` unless the broker is not synced; wait for its reply."""
-    state = status.view().state
-    if state != ConnectionState.SYNCED:
-        raise BrokerNotReady(f"{what} refused: the broker is {state.value}, not synced")
+    _refuse_unless_synced(status, what)
     broker.tell(message)
     # Not reply.result(timeout): a TimeoutError *answered* by the actor (the gateway did
     # not answer a query) must not be mistaken for the actor not answering.
@@ -63,10 +66,9 @@ def place_order(
     answer in time (the outcome is then unknown; look the order up by reference before
     retrying).
     """
-    blocked = status.trading_blocked()
-    key = request.client_order_id
-    if blocked is not None and (key is None or status.order(order_ref_for(key)) is None):
-        raise TradingBlocked(f"order refused: trading is blocked ({blocked})")
+    refusal = status.order_refusal(request.client_order_id)
+    if refusal is not None:
+        raise refusal
     result: str = _request(broker, status, PlaceOrder(request), "order", timeout_s)
     return result
 
@@ -83,9 +85,7 @@ def cancel_order(
     sent), ``TimeoutError`` when the actor did not answer in time. The outcome arrives as
     an order status (``Cancelled``) in ``status.order(order_id)``.
     """
-    state = status.view().state
-    if state != ConnectionState.SYNCED:
-        raise BrokerNotReady(f"cancel refused: the broker is {state.value}, not synced")
+    _refuse_unless_synced(status, "cancel")
     if status.order(order_id) is None:
         raise UnknownOrder(f"unknown order id {order_id!r}")
     result: str = _request(broker, status, CancelOrder(order_id), "cancel", timeout_s)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from ib_async import LimitOrder, MarketOrder, Stock
 
-from tradingbot.broker.errors import BrokerConnectionError, TradingBlocked, UnknownOrder
+from tradingbot.broker.errors import BrokerConnectionError, UnknownOrder
 from tradingbot.broker.ids import order_ref_for, trade_event_id
 from tradingbot.broker.messages import (
     CancelChecked,
@@ -83,9 +83,9 @@ class Orders:
         """Handle :class:`PlaceOrder`; True when the snapshot changed (publish it)."""
         reply, request = message.reply, message.request
         key = request.client_order_id
-        blocked = self._status.trading_blocked()
-        if blocked is not None and (key is None or self._status.order(order_ref_for(key)) is None):
-            reply.set_exception(TradingBlocked(f"order refused: trading is blocked ({blocked})"))
+        refusal = self._status.order_refusal(key)
+        if refusal is not None:
+            reply.set_exception(refusal)
             return False
         order_ref = order_ref_for(key)
         known = self._status.order(order_ref)

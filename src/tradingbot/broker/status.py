@@ -16,6 +16,9 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from typing import Any
 
+from tradingbot.broker.errors import TradingBlocked
+from tradingbot.broker.ids import order_ref_for
+
 
 class ConnectionState(enum.StrEnum):
     """disconnected → connecting → synced (→ degraded on 1100 or a missed probe)."""
@@ -139,6 +142,16 @@ class BrokerStatus:
         """Why new orders are refused, or ``None`` when trading is allowed."""
         with self._lock:
             return self._blocked
+
+    def order_refusal(self, client_order_id: str | None) -> TradingBlocked | None:
+        """The refusal of a new order while trading is blocked, else ``None``; a retry of
+        a known idempotency key is no new order (it gets its order back)."""
+        blocked = self.trading_blocked()
+        if blocked is None:
+            return None
+        if client_order_id is not None and self.order(order_ref_for(client_order_id)) is not None:
+            return None
+        return TradingBlocked(f"order refused: trading is blocked ({blocked})")
 
     def fill_seen(self, exec_id: str) -> bool:
         """True when ``exec_id`` was already taken as a fill (being, or already, recorded)."""
