@@ -22,7 +22,7 @@ GATEWAY_CODE_LEVELS: dict[int, int] = {
     201: logging.WARNING,  # order rejected: recorded as the order's final ORDER event
     202: logging.INFO,  # order cancelled: the confirmation of a cancel
     1100: logging.WARNING,  # connectivity to IB lost: the broker turns degraded
-    1101: logging.WARNING,  # restored, data lost: the broker re-requests executions
+    1101: logging.WARNING,  # restored, data lost: the broker asks for orders, fills again
     1102: logging.INFO,  # restored, data kept: the broker is synced again
 }
 # ib_async.client's messages about the connection itself: the broker reconnects.
