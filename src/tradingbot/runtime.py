@@ -194,21 +194,8 @@ class Runtime:
 
     def broker_settings(self) -> BrokerSettings:
         """Where the broker connects: the in-process simulator, or the configured gateway."""
-        config = self.config
-        host, port = config.ib_host, config.ib_port
-        if self.simulator is not None:
-            host, port = "127.0.0.1", self.simulator.port
-        return BrokerSettings(
-            host=host,
-            port=port,
-            client_id=config.ib_client_id,
-            account=config.ib_account,
-            connect_timeout_s=config.ib_connect_timeout_s,
-            request_timeout_s=config.ib_request_timeout_s,
-            probe_interval_s=config.ib_probe_interval_s,
-            probe_timeout_s=config.ib_probe_timeout_s,
-            max_probe_misses=config.ib_probe_misses,
-        )
+        port = None if self.simulator is None else self.simulator.port
+        return BrokerSettings.from_config(self.config, simulator_port=port)
 
     def start(self) -> None:
         """Open and migrate the database, record this run, start the tree (blocking)."""
