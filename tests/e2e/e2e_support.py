@@ -83,6 +83,7 @@ def run_cli(
 _AS_OTHER_UID = """
 import os, sys
 import tradingbot.cli, tradingbot.control.shell
+tradingbot.cli._parser()  # its lazy imports too (the gateway-sim options), while still root
 uid = int(sys.argv[1])
 os.setgroups([])
 os.setgid(uid)
