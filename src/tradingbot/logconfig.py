@@ -11,18 +11,16 @@ structlog lines take a direct path (level filter first, the processors, orjson, 
 write to each output) because the standard library's handler machinery costs several
 times more per line (see docs/PERFORMANCE.md). Standard-library records go through
 ``ProcessorFormatter`` once and are written to the same outputs. The log file is
-reopened when logrotate moves it (checked at most once a second).
+reopened when logrotate moves it (checked at most once a second); a log file that cannot
+be written never breaks a log call (see :mod:`tradingbot.logsink`).
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import os
 import re
 import sys
-import threading
-import time
 from collections.abc import Iterable, MutableMapping
 from pathlib import Path
 from typing import Any, TextIO
@@ -31,13 +29,14 @@ import orjson
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from tradingbot.logsink import LogFileListener, LogFileState, LogSink
+
 LOG_FILE_NAME = "trading-bot.log"
 ERRORS_FILE_NAME = "trading-bot.errors.log"  # ERROR and CRITICAL lines only
 REDACTED = "***"
 _SECRET_KEY = re.compile(
     r"passw(or)?d|passphrase|token|api_?key|secret|authorization|credential", re.I
 )
-_REOPEN_CHECK_S = 1.0
 
 
 class Redactor:
@@ -85,69 +84,12 @@ def _dumps(obj: Any, **_: Any) -> str:
     return orjson.dumps(obj, default=str).decode()
 
 
-class LogSink:
-    """Writes finished JSON lines to stdout and the log file, one write each, thread-safe."""
-
-    def __init__(self, stream: TextIO, log_file: Path | None) -> None:
-        self._lock = threading.Lock()
-        self._stream = stream
-        try:
-            self._stream_fd: int | None = stream.fileno()
-        except (AttributeError, OSError, ValueError):
-            self._stream_fd = None  # a StringIO in tests
-        self._path = log_file
-        self._fd: int | None = None
-        self._identity: tuple[int, int] | None = None
-        self._next_check = 0.0
-        if log_file is not None:
-            self._open()
-
-    def _open(self) -> None:
-        assert self._path is not None
-        self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        stat = os.fstat(self._fd)
-        self._identity = (stat.st_dev, stat.st_ino)
-
-    def _reopen_if_rotated(self, now: float) -> None:
-        self._next_check = now + _REOPEN_CHECK_S
-        assert self._path is not None
-        try:
-            stat = os.stat(self._path)
-            current: tuple[int, int] | None = (stat.st_dev, stat.st_ino)
-        except FileNotFoundError:
-            current = None
-        if current != self._identity:
-            if self._fd is not None:
-                os.close(self._fd)
-            self._open()
-
-    def write(self, line: bytes) -> None:
-        data = line + b"\n"
-        with self._lock:
-            if self._path is not None:
-                now = time.monotonic()
-                if now >= self._next_check:
-                    self._reopen_if_rotated(now)
-                assert self._fd is not None
-                os.write(self._fd, data)
-            if self._stream_fd is not None:
-                os.write(self._stream_fd, data)
-            else:
-                self._stream.write(data.decode())
-
-    def close(self) -> None:
-        with self._lock:
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
-            self._path = None
-
-
 class _CurrentSink:
     """The sinks of the latest configuration; loggers cached by structlog follow them."""
 
     sink: LogSink | None = None
     errors: LogSink | None = None  # the errors-only file (no stream)
+    listener: LogFileListener | None = None
 
 
 class _NoStream(io.StringIO):
@@ -162,6 +104,19 @@ def _error_msg(self: _DirectLogger, message: bytes) -> None:
     errors = _CurrentSink.errors
     if errors is not None:
         errors.write(message)
+
+
+def log_file_state() -> LogFileState | None:
+    """Whether the log file is written (``None``: no log file is configured)."""
+    sink = _CurrentSink.sink
+    return None if sink is None else sink.file_state()
+
+
+def set_log_file_listener(listener: LogFileListener | None) -> None:
+    """Be told (once per episode) when the log file fails and when it works again."""
+    _CurrentSink.listener = listener
+    if _CurrentSink.sink is not None:
+        _CurrentSink.sink.set_listener(listener)
 
 
 class _DirectLogger:
@@ -217,10 +172,9 @@ def configure_logging(
     """Configure structlog and the standard library once; safe to call again (tests)."""
     redact = Redactor(secrets)
     numeric_level = logging.getLevelName(level.upper())
-    if log_dir is not None:
-        log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     sink = LogSink(stream or sys.stdout, None if log_dir is None else log_dir / LOG_FILE_NAME)
     errors = None if log_dir is None else LogSink(_NoStream(), log_dir / ERRORS_FILE_NAME)
+    sink.set_listener(_CurrentSink.listener)
     previous, _CurrentSink.sink = _CurrentSink.sink, sink
     previous_errors, _CurrentSink.errors = _CurrentSink.errors, errors
     timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)

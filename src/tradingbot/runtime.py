@@ -28,7 +28,9 @@ from tradingbot.health import HealthState
 from tradingbot.health.actor import HealthActor
 from tradingbot.health.checks import NamedCheck
 from tradingbot.health.components import HealthSources, component_checks
-from tradingbot.logconfig import Redactor
+from tradingbot.logconfig import Redactor, log_file_state, set_log_file_listener
+from tradingbot.logevents import record_log_file_change
+from tradingbot.logsink import LogFileState
 from tradingbot.metrics import NO_EVENT_COUNTERS, EventCounters, RuntimeMetrics
 from tradingbot.notify import (
     Notifier,
@@ -315,6 +317,10 @@ class Runtime:
             tree.handle("event_logger"), scrub=Redactor(config.secrets()).redact
         )
         tree.add_listener(SystemEventRecorder(self.recorder))
+        set_log_file_listener(self._log_file_changed)
+        failing = log_file_state()
+        if failing is not None and not failing.ok:
+            self._log_file_changed(failing)  # it failed before anyone listened
         # Durable events reach the notifier by name: parked across its restarts.
         notifier_handle = tree.handle("notifier")
         self._event_listener = self.hub.listen(
@@ -351,6 +357,11 @@ class Runtime:
         if self.recorder is not None:
             record_mail_failed(self.recorder, record, error)
 
+    def _log_file_changed(self, state: LogFileState) -> None:
+        """The log file failed or works again (said once per episode, any thread)."""
+        if self.recorder is not None:
+            record_log_file_change(self.recorder, state)
+
     def _run_lock_taken(self) -> None:
         if self.on_run_lock_taken is not None:
             self.on_run_lock_taken()
@@ -361,6 +372,7 @@ class Runtime:
         The run lock is released last, after the clean stop is stored: a process that
         starts as soon as it is free must not take this run for a crash.
         """
+        set_log_file_listener(None)
         if self.lock_monitor is not None:
             self.lock_monitor.stop()
             self.lock_monitor = None

@@ -18,6 +18,7 @@ import psutil
 from tradingbot.broker import BrokerStatus, ConnectionState
 from tradingbot.events.spool import EventSpool
 from tradingbot.health.model import FAIL, PASS, WARN, Check, Status
+from tradingbot.logsink import LogFileState
 from tradingbot.notify import NotifyStatus
 from tradingbot.storage import Database, StorageError
 from tradingbot.supervision import ActorSnapshot, SupervisionTree
@@ -230,6 +231,44 @@ def spool_check(spool: EventSpool) -> CheckFn:
                 observed_value=round(max(0.0, age), 3),
                 observed_unit="s",
             ),
+        ]
+
+    return check
+
+
+def log_file_check(state: Callable[[], LogFileState | None]) -> CheckFn:
+    """The log file: ``warn`` while it cannot be written (lines go to stdout only and the
+    file is retried with a backoff), ``pass`` while it is, or when none is configured."""
+
+    def check() -> list[Check]:
+        current = state()
+        if current is None:
+            return [
+                Check(
+                    component="logs",
+                    measurement="file",
+                    component_type="system",
+                    status=PASS,
+                    output="no log file configured: lines go to stdout",
+                )
+            ]
+        output = None
+        if not current.ok:
+            output = (
+                f"{current.path} cannot be written ({current.error}); log lines go to stdout"
+                " only, and the file is retried with a backoff"
+            )
+        return [
+            Check(
+                component="logs",
+                measurement="file",
+                component_type="system",
+                component_id=str(current.path),
+                status=PASS if current.ok else WARN,
+                observed_value=current.lines_missed,
+                observed_unit="lines not in the file",
+                output=output,
+            )
         ]
 
     return check

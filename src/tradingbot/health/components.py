@@ -22,6 +22,7 @@ from tradingbot.health.checks import (
     database_check,
     database_stats_check,
     disk_check,
+    log_file_check,
     not_configured_check,
     notifier_check,
     process_check,
@@ -30,6 +31,8 @@ from tradingbot.health.checks import (
     trading_check,
 )
 from tradingbot.health.model import Check
+from tradingbot.logconfig import log_file_state
+from tradingbot.logsink import LogFileState
 from tradingbot.notify import NotifyStatus
 from tradingbot.recovery.runlock import run_lock_check
 from tradingbot.storage import Database
@@ -48,6 +51,7 @@ class HealthSources:
     notify_status: NotifyStatus
     broker_status: BrokerStatus
     lock_lost: Callable[[], str | None]
+    log_file: Callable[[], LogFileState | None] = log_file_state
 
 
 def component_checks(config: Config, sources: HealthSources) -> list[NamedCheck]:
@@ -91,6 +95,7 @@ def component_checks(config: Config, sources: HealthSources) -> list[NamedCheck]
             measurement="status",
             run=not_configured_check("scheduler", "status", "the scheduler is not built yet"),
         ),
+        NamedCheck(component="logs", measurement="file", run=log_file_check(sources.log_file)),
         NamedCheck(component="process", measurement="metrics", run=process_check(time.monotonic())),
         NamedCheck(component="runLock", measurement="held", run=run_lock_check(sources.lock_lost)),
         NamedCheck(
