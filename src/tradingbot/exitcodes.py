@@ -8,3 +8,5 @@ SHUTDOWN_DEADLINE = 4  # an orderly shutdown did not finish within its hard dead
 ALREADY_RUNNING = 5  # run: another process holds the run lock of this database and account
 WATCHDOG_DEAD = 6  # watchdog-check: heartbeat stale and no process holds the run lock
 WATCHDOG_HUNG = 7  # watchdog-check: a process holds the run lock but its heartbeat is stale
+UNCLEAN_STOP = 8  # run: stopped on request, but the clean stop could not be stored (database
+#   unreachable until the shutdown deadline): the next start reports this run as a crash

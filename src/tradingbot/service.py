@@ -148,6 +148,15 @@ async def _serve(config: Config) -> int:
     if why.tree_exit is not None:
         log.critical("tree_gave_up", reason=why.tree_exit.reason, exit_code=exitcodes.TREE_FAILED)
         return exitcodes.TREE_FAILED
+    if runtime.clean_stop_recorded is False:
+        log.critical(
+            "service_stopped_unclean",
+            signal=why.signal,
+            run_id=runtime.run_id,
+            reason="the clean stop could not be stored: the next start reports a crash",
+            exit_code=exitcodes.UNCLEAN_STOP,
+        )
+        return exitcodes.UNCLEAN_STOP
     log.info("service_stopped", signal=why.signal, run_id=runtime.run_id)
     return exitcodes.OK
 

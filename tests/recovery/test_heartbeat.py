@@ -90,16 +90,16 @@ def test_snapshot_shows_last_heartbeat(heartbeat_tree: tuple[SupervisionTree, st
     assert node.details["last_error"] is None
 
 
-def test_shutdown_records_a_clean_stop(
+def test_stopping_the_heartbeat_leaves_the_clean_stop_to_the_runtime(
     database: Database, heartbeat_tree: tuple[SupervisionTree, str]
 ) -> None:
-    """An orderly stop of the tree marks the run as cleanly stopped."""
+    """Stopping the tree does not record the clean stop from the heartbeat actor: the runtime's
+    shutdown path does, so a hung heartbeat cannot withhold it (tests/e2e/test_e2e_clean_stop)."""
     tree, run_id = heartbeat_tree
     tree.stop()
     record = database.system_state.get(run_id)
     assert record is not None
-    assert record.clean_stop is True
-    assert record.stopped_at is not None
+    assert record.clean_stop is False
 
 
 def test_restart_and_crash_are_not_clean_stops(

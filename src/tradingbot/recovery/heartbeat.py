@@ -1,10 +1,11 @@
 """The heartbeat actor: proves to the database, every interval, that this run is alive.
 
 Each beat writes ``last_heartbeat`` of this run's ``system_state`` row (pid, host,
-version and started_at were written when the run began). On an orderly shutdown of the
-process it records a clean stop, which crash detection relies on: a run without one, or
-with a stale heartbeat, ended in a crash. A restart of this actor (drill or failure) is
-not a stop of the run and records nothing.
+version and started_at were written when the run began). The clean stop that crash
+detection relies on is recorded by the runtime's shutdown path after the tree stopped
+(:meth:`tradingbot.runtime.Runtime.stop`), not here: a hung heartbeat actor, abandoned
+at shutdown, must not turn an orderly stop into a crash. Stopping or restarting this
+actor records nothing.
 
 A database outage does not crash the actor — crashing would only burn the supervisor's
 restart intensity on an external fault. The failure is logged, counted and shown in the
@@ -21,7 +22,7 @@ from typing import Any
 import structlog
 
 from tradingbot.storage import Database, StorageError
-from tradingbot.supervision import SHUTDOWN, SupervisedActor
+from tradingbot.supervision import SupervisedActor
 
 log = structlog.get_logger(__name__)
 
@@ -63,16 +64,6 @@ class HeartbeatActor(SupervisedActor):
                 return self._beat()
             case _:
                 return super().on_receive(message)
-
-    def teardown(self, reason: str) -> None:
-        if reason != SHUTDOWN:
-            return
-        try:
-            self._db.system_state.record_clean_stop(self._run_id, self._now())
-        except StorageError as exc:
-            log.error("clean_stop_not_recorded", run_id=self._run_id, error=str(exc))
-        else:
-            log.info("clean_stop_recorded", run_id=self._run_id)
 
     def _beat(self) -> bool:
         at = self._now()
