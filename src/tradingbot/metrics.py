@@ -150,14 +150,16 @@ class RuntimeStateCollector(Collector):
         self._runtime = runtime
 
     def describe(self) -> Iterable[Metric]:
-        return (*self._families(), _mails_sent())
+        return (*self._families(), _mails_sent(), _spool_write_failures())
 
     def collect(self) -> Iterable[Metric]:
         families = self._families()
         self._fill(*families)
         sent = _mails_sent()
         sent.add_metric([], self._runtime.notify_status.snapshot()["sent_total"])
-        return (*families, sent)
+        spool_failures = _spool_write_failures()
+        spool_failures.add_metric([], self._runtime.spool.stats().write_failures)
+        return (*families, sent, spool_failures)
 
     @staticmethod
     def _families() -> tuple[GaugeMetricFamily, ...]:
@@ -258,6 +260,14 @@ class RuntimeStateCollector(Collector):
         if mail["server"] != "unknown":
             mail_server_up.add_metric([], 1 if mail["server"] == "up" else 0)
         trading_blocked.add_metric([], 0 if runtime.broker_status.trading_blocked() is None else 1)
+
+
+def _spool_write_failures() -> CounterMetricFamily:
+    return CounterMetricFamily(
+        "tradingbot_event_spool_write_failures",
+        "Appends to the event spool that failed (disk full, I/O error, read-only, size"
+        " limit): their events waited in memory and durable records were refused.",
+    )
 
 
 def _mails_sent() -> CounterMetricFamily:

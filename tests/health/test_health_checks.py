@@ -271,7 +271,11 @@ def test_spool_passes_when_empty_and_warns_with_depth_and_age(tmp_path: Path) ->
     spool = EventSpool(tmp_path / "spool")
     check = spool_check(spool)
     empty = {c.key: (c.status, c.observed_value) for c in check()}
-    assert empty == {"events:spoolDepth": (PASS, 0), "events:spoolOldestAge": (PASS, 0.0)}
+    assert empty == {
+        "events:spoolDepth": (PASS, 0),
+        "events:spoolOldestAge": (PASS, 0.0),
+        "events:spoolWrite": (PASS, 0),
+    }
 
     oldest = datetime.now(UTC) - timedelta(minutes=10)
     spool.append(
@@ -282,7 +286,8 @@ def test_spool_passes_when_empty_and_warns_with_depth_and_age(tmp_path: Path) ->
         ]
     )
 
-    depth, age = check()
+    depth, age, write = check()
+    assert (write.key, write.status) == ("events:spoolWrite", PASS)
     assert (depth.key, depth.status, depth.observed_value) == ("events:spoolDepth", WARN, 3)
     assert depth.output == "3 events spooled while the database is unavailable"
     assert (age.key, age.status, age.observed_unit) == ("events:spoolOldestAge", WARN, "s")

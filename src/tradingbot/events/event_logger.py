@@ -12,9 +12,14 @@ Every ``retry_interval_s`` the spool is replayed in order; the events' UUIDs mak
 replay that overlaps an earlier partial one harmless. A new start replays whatever a
 ``kill -9`` left in the spool before accepting anything else.
 
-If even the spool fails (disk full), events stay in memory (bounded by
-``max_buffered``), their acknowledgements fail (the caller knows they are not
-durable), and anything beyond the bound is counted and logged as dropped.
+If even the spool fails (disk full, I/O error, read-only file system, its size limit),
+events stay in memory (bounded by ``max_buffered``), their acknowledgements fail (the
+caller knows they are not durable), and anything beyond the bound is counted and logged
+as dropped. That is said once per episode (CRITICAL ``spool_write_failed``); the
+``events:spoolWrite`` health check fails and
+``tradingbot_event_spool_write_failures_total`` counts the failed appends. Buffered
+events retry the spool every ``retry_interval_s`` (a durable record tries at once); once
+the database or the spool takes them, the episode ends (``spool_write_recovered``).
 """
 
 from __future__ import annotations
@@ -115,6 +120,8 @@ class EventLoggerActor(SupervisedActor):
         self._spooled = 0
         self._dropped = 0
         self._last_error: str | None = None
+        self._spool_failing = False  # the last spool append failed
+        self._spool_retry_at = 0.0
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -181,6 +188,9 @@ class EventLoggerActor(SupervisedActor):
             self._resolve(self._acks, None)
             self._acks = []
             return
+        waiting = self._outage and self._spool_failing and not self._acks
+        if waiting and self.clock.monotonic() < self._spool_retry_at:
+            return  # kept in memory until the spool is retried (a durable record: now)
         batch, acks = self._buffer, self._acks
         self._buffer, self._acks = [], []
         if not self._outage:
@@ -197,6 +207,7 @@ class EventLoggerActor(SupervisedActor):
             else:
                 self._stored += len(batch)
                 self._metrics.stored(len(batch))
+                self._spool_recovered("database")
                 self._done(batch, acks)
                 return
         self._to_spool(batch, acks)
@@ -205,14 +216,36 @@ class EventLoggerActor(SupervisedActor):
         try:
             self._spool.append(batch)
         except SpoolError as exc:
-            self._last_error = str(exc)
-            log.critical("events_not_durable", error=str(exc), events=len(batch))
+            self._spool_failed(exc, len(batch))
             self._resolve(acks, EventNotDurable(f"database and spool both failed: {exc}"))
             self._keep_in_memory(batch)
             return
+        self._spool_recovered("spool")
         self._spooled += len(batch)
         self._metrics.spooled(len(batch))
         self._done(batch, acks)
+
+    def _spool_failed(self, exc: SpoolError, events: int) -> None:
+        """The spool refused a batch: said once per episode, retried after a pause."""
+        self._last_error = str(exc)
+        self._spool_retry_at = self.clock.monotonic() + self._settings.retry_interval_s
+        if not self._spool_failing:
+            self._spool_failing = True
+            log.critical(
+                "spool_write_failed",
+                error=str(exc),
+                events=events,
+                buffered=len(self._buffer) + events,
+                max_buffered=self._settings.max_buffered,
+                effect="events kept in memory; durable records are refused to their callers",
+            )
+
+    def _spool_recovered(self, where: str) -> None:
+        if self._spool_failing:
+            self._spool_failing = False
+            log.warning("spool_write_recovered", events_now_go_to=where)
+        if self._spool.stats().write_error is not None:
+            self._spool.clear_write_error()
 
     def _keep_in_memory(self, batch: list[Event]) -> None:
         self._buffer = batch + self._buffer
@@ -313,6 +346,7 @@ class EventLoggerActor(SupervisedActor):
             "spool_depth": self._spool.depth(),
             "spool_bytes": self._spool.size_bytes(),
             "spool_oldest": None if oldest is None else oldest.isoformat(),
+            "spool_write_failing": self._spool_failing,
             "last_error": self._last_error,
         }
 

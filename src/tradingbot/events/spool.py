@@ -71,6 +71,8 @@ class SpoolStats:
     oldest: datetime | None
     torn_tail: int
     corrupt_records: int
+    write_error: str | None = None  # why the last append failed (None once one succeeds)
+    write_failures: int = 0  # appends that failed (disk full, I/O error, read-only, limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +182,8 @@ class EventSpool:
         self._torn_tail = 0
         self._corrupt_records = 0
         self._stale = False  # a failed write left the file in an unknown state
+        self._write_error: str | None = None
+        self._write_failures = 0
         self._last_read: list[Event] = []  # what read() returned, minus what was committed
         self._stats = SpoolStats(depth=0, size_bytes=0, oldest=None, torn_tail=0, corrupt_records=0)
         with self._lock:
@@ -228,22 +232,38 @@ class EventSpool:
         data = b"".join(encode_record(event) for event in events)
         with self._lock:
             if self._stale:
-                self._load()
+                try:
+                    self._load()
+                except SpoolError as exc:
+                    self._write_failed(str(exc))
+                    raise
             if self._end + len(data) > self.max_bytes:
-                raise SpoolFull(
+                full = SpoolFull(
                     f"event spool {self.path} is full: {self._end} bytes spooled,"
                     f" {len(data)} more would exceed the limit of {self.max_bytes} bytes"
                 )
+                self._write_failed(str(full))
+                raise full
             try:
                 self._write(data)
             except OSError as exc:
                 self._stale = True
-                raise SpoolError(f"cannot append to event spool {self.path}: {exc}") from exc
+                error = SpoolError(f"cannot append to event spool {self.path}: {exc}")
+                self._write_failed(str(error))
+                raise error from exc
+            self._write_error = None
             self._end += len(data)
             self._depth += len(events)
             if self._oldest is None:
                 self._oldest = events[0].timestamp
             self._publish()
+
+    def clear_write_error(self) -> None:
+        """Forget the last append's failure: events reach the database directly again."""
+        with self._lock:
+            if self._write_error is not None:
+                self._write_error = None
+                self._publish()
 
     def read(self) -> list[Event]:
         """Every spooled event, in append order; bad lines are skipped (see module doc)."""
@@ -278,6 +298,11 @@ class EventSpool:
 
     # -- internals (lock held) ---------------------------------------------------------
 
+    def _write_failed(self, error: str) -> None:
+        self._write_error = error
+        self._write_failures += 1
+        self._publish()
+
     def _publish(self) -> None:
         self._stats = SpoolStats(
             depth=self._depth,
@@ -285,6 +310,8 @@ class EventSpool:
             oldest=self._oldest,
             torn_tail=self._torn_tail,
             corrupt_records=self._corrupt_records,
+            write_error=self._write_error,
+            write_failures=self._write_failures,
         )
 
     def _open_for_read(self) -> BinaryIO | None:

@@ -231,6 +231,7 @@ def spool_check(spool: EventSpool) -> CheckFn:
                 observed_value=round(max(0.0, age), 3),
                 observed_unit="s",
             ),
+            _spool_write_check(spool),
         ]
 
     return check
@@ -272,6 +273,27 @@ def log_file_check(state: Callable[[], LogFileState | None]) -> CheckFn:
         ]
 
     return check
+
+
+def _spool_write_check(spool: EventSpool) -> Check:
+    """``fail`` while the spool cannot be appended to: events wait in memory only (bounded)
+    and durable records are refused; a crash now would lose the ones in memory."""
+    stats = spool.stats()
+    output = None
+    if stats.write_error is not None:
+        output = (
+            f"{stats.write_error}; events are held in memory only (bounded) and durable"
+            " records are refused until the database or the spool takes them"
+        )
+    return Check(
+        component="events",
+        measurement="spoolWrite",
+        component_type="component",
+        status=PASS if stats.write_error is None else FAIL,
+        observed_value=stats.write_failures,
+        observed_unit="failed appends",
+        output=output,
+    )
 
 
 OUTBOX_STALE_S = 900.0  # pending mail older than this warns even with the server up
