@@ -104,3 +104,24 @@ def test_a_full_disk_on_the_log_file_never_raises(tmp_path: Path) -> None:
     assert "No space left" in str(state.error)
     assert stdout.getvalue() == '{"n":1}\n'
     sink.close()
+
+
+def test_a_quiet_process_recreates_a_removed_log_folder_when_asked_for_its_state(
+    tmp_path: Path,
+) -> None:
+    """With no log line written, the health check's state query alone recreates a removed log
+    folder and file, so the disk check never sees it missing for long."""
+    folder = tmp_path / "logs"
+    sink = LogSink(io.StringIO(), folder / "trading-bot.log")
+    sink.write(b'{"n":0}')
+    shutil.rmtree(folder)
+
+    def recreated() -> bool:
+        sink.file_state()  # what the logs:file health check calls every few seconds
+        return (folder / "trading-bot.log").exists()
+
+    wait_until(recreated, message="the folder and file to be recreated")
+    state = sink.file_state()
+    assert state is not None
+    assert state.ok
+    sink.close()

@@ -82,15 +82,22 @@ class LogSink:
     def file_state(self) -> LogFileState | None:
         """The log file's state, or ``None`` when this sink writes no file.
 
-        A failed file whose retry is due is retried now (with a line saying so), so a
-        quiet process recovers as soon as the file can be written again.
+        A failed file whose retry is due is retried now (with a line saying so), and a
+        removed or rotated one is reopened, so a quiet process (the health check asks
+        every few seconds) recovers as soon as the file can be written again.
         """
         changed: LogFileState | None = None
         with self._lock:
             if self._path is None:
                 return None
-            if self._error is not None and time.monotonic() >= self._next_check:
+            now = time.monotonic()
+            if self._error is not None and now >= self._next_check:
                 changed = self._write_file(_retry_line())
+            elif now >= self._next_check:  # a quiet process notices a removed file too
+                try:
+                    self._reopen_if_needed(now)
+                except OSError as exc:
+                    changed = self._fail(exc, now)
             state = self._state()
         if changed is not None:
             self._notify(changed)

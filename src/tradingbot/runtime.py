@@ -214,7 +214,10 @@ class Runtime:
         config = self.config
         # The folders the health checks watch exist from the start (the CLI's logging
         # setup creates logs/ too; an embedded runtime may not have it).
-        config.log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            config.log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:  # logs:file says so; stdout still gets every line
+            log.warning("log_folder_unusable", path=str(config.log_dir), error=str(exc))
         database = self.database = Database.open(config.database_url)
         # The run lock first: a live process's run is not a crash (AlreadyRunning leaves).
         self.run_lock = acquire_run_lock(

@@ -19,7 +19,7 @@ from tradingbot import exitcodes
 
 pytestmark = pytest.mark.slow
 
-SHUTDOWN_ENV = {"TRADINGBOT_SHUTDOWN_TIMEOUT_S": "8"}
+SHUTDOWN_ENV = {"TRADINGBOT_SHUTDOWN_TIMEOUT_S": "5"}
 
 
 def _logged(bot: Bot, event: str) -> list[dict[str, object]]:

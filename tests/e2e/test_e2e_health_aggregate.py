@@ -24,7 +24,7 @@ ENV = {
     "TRADINGBOT_HEALTH_CHECK_TIMEOUT_S": "2",
     # The lock monitor re-checks every heartbeat interval: the lost lock stays lost for
     # one interval before it is taken again, long enough for a few health refreshes.
-    "TRADINGBOT_HEARTBEAT_INTERVAL_S": "3",
+    "TRADINGBOT_HEARTBEAT_INTERVAL_S": "2",
 }
 
 

@@ -251,7 +251,11 @@ SETTINGS: tuple[Setting, ...] = (
         name="SHUTDOWN_TIMEOUT_S",
         kind=_s(1, HOUR_S),
         default=30.0,
-        doc="hard deadline of an orderly shutdown; past it the process exits with code 4",
+        doc=(
+            "hard deadline of an orderly shutdown; past it the process exits with code 4."
+            " The clean stop is retried while the database is down until shortly before it"
+            " (then exit 8), see [recovery](recovery.md)"
+        ),
     ),
     Setting(
         name="LIVENESS_PROBE_INTERVAL_S",
