@@ -47,6 +47,7 @@ from tradingbot.recovery import (
     detect_crashes,
     report_crash,
 )
+from tradingbot.recovery.cleanstop import clean_stop_deadline, record_clean_stop
 from tradingbot.recovery.followup import CrashFollowUp, release_dead_claims
 from tradingbot.recovery.heartbeat import HeartbeatActor
 from tradingbot.recovery.lock_events import watch_run_lock
@@ -373,13 +374,13 @@ class Runtime:
             self.on_run_lock_taken()
 
     def stop(self) -> None:
-        """Stop the tree in reverse order, then record the clean stop (see
-        :meth:`_record_clean_stop`) unless the tree had failed.
+        """Stop the tree in reverse order, then record the clean stop unless the tree had
+        failed (retried while the database is down: :mod:`tradingbot.recovery.cleanstop`).
 
         The run lock is released last, after the clean stop is stored: a process that
         starts as soon as it is free must not take this run for a crash.
         """
-        deadline = time.monotonic() + _clean_stop_budget_s(self.config.shutdown_timeout_s)
+        deadline = clean_stop_deadline(self.config.shutdown_timeout_s)
         set_log_file_listener(None)
         if self.lock_monitor is not None:
             self.lock_monitor.stop()
@@ -395,45 +396,9 @@ class Runtime:
             self.simulator = None
         if self.database is not None:
             if self.run is not None and self.tree is not None and not failed:
-                self.clean_stop_recorded = self._record_clean_stop(self.database, deadline)
+                self.clean_stop_recorded = record_clean_stop(self.database, self.run_id, deadline)
             self.database.dispose()
             self.database = None
         if self.run_lock is not None:
             self.run_lock.release()
             self.run_lock = None
-
-    def _record_clean_stop(self, database: Database, deadline: float) -> bool:
-        """Mark this run stopped cleanly, by the shutdown path itself (a hung heartbeat
-        actor cannot withhold it); while the database is unreachable, retry with a
-        backoff until ``deadline``. False if it could not be stored: the service then
-        exits with :data:`~tradingbot.exitcodes.UNCLEAN_STOP`."""
-        delay = 0.1
-        attempts = 0
-        while True:
-            attempts += 1
-            try:
-                database.system_state.record_clean_stop(self.run_id, datetime.now(UTC))
-            except StorageError as exc:
-                left = deadline - time.monotonic()
-                if attempts == 1:
-                    log.warning(
-                        "clean_stop_retrying", run_id=self.run_id, error=str(exc), left_s=left
-                    )
-                if left <= delay:
-                    log.critical(
-                        "clean_stop_not_recorded",
-                        run_id=self.run_id,
-                        error=str(exc),
-                        attempts=attempts,
-                    )
-                    return False
-                time.sleep(delay)  # the database may come back before the deadline
-                delay = min(delay * 2, 1.0)
-            else:
-                log.info("clean_stop_recorded", run_id=self.run_id, attempts=attempts)
-                return True
-
-
-def _clean_stop_budget_s(shutdown_timeout_s: float) -> float:
-    """How long a shutdown may retry the clean stop: the hard deadline less a margin."""
-    return max(0.5, shutdown_timeout_s - max(1.0, shutdown_timeout_s * 0.1))
