@@ -1,6 +1,6 @@
 """``/api/health`` is the worst of every component check (issue #11, item 3).
 
-The checks are enumerated from the runtime's own list (``health_checks``), so a check
+The checks are enumerated from the product's one list (``component_checks``), so a check
 added later without reaching the summary fails here.
 """
 
@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from support.web_server import LoopThread, Server, web_config
-from tradingbot.actors.health import NamedCheck
 from tradingbot.health import FAIL, PASS, WARN, Check, HealthReport, Status
-from tradingbot.runtime import Runtime, health_checks
+from tradingbot.health.checks import NamedCheck
+from tradingbot.health.components import HealthSources, component_checks
+from tradingbot.runtime import Runtime
 from tradingbot.storage import Database
 from tradingbot.web import create_app
 from tradingbot.web.health import INFORMATIONAL, INFORMATIONAL_COMPONENTS
@@ -28,10 +29,18 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Runtime:
 
 @pytest.fixture(scope="module")
 def named_checks(runtime: Runtime, tmp_path_factory: pytest.TempPathFactory) -> list[NamedCheck]:
-    """Every check the real runtime registers (the database is only used when they run)."""
+    """Every check the real runtime registers (the sources are only read when they run)."""
     path = tmp_path_factory.mktemp("summary-db") / "t.db"
     with Database.open(f"sqlite:///{path}") as database:
-        return health_checks(runtime.config, runtime, database)
+        sources = HealthSources(
+            database=database,
+            tree=lambda: runtime.tree,
+            spool=runtime.spool,
+            notify_status=runtime.notify_status,
+            broker_status=runtime.broker_status,
+            lock_lost=lambda: runtime.lock_lost,
+        )
+        return component_checks(runtime.config, sources)
 
 
 @pytest.fixture(scope="module")
