@@ -113,11 +113,27 @@ class LogSink:
     def write(self, line: bytes) -> None:
         """Write one line to the file (if it works) and to stdout; never raises."""
         data = line + b"\n"
+        size = len(data)
         changed: LogFileState | None = None
         with self._lock:
-            if self._path is not None:
+            fd = self._fd
+            if fd is not None and self._error is None and time.monotonic() < self._next_check:
+                try:  # the fast path: a healthy file, no reopen check due
+                    written = os.write(fd, data)
+                    if written != size:
+                        _write_all(fd, data[written:])
+                except OSError as exc:
+                    changed = self._fail(exc, time.monotonic())
+            elif self._path is not None:
                 changed = self._write_file(data)
-            self._write_stream(data)
+            stream_fd = self._stream_fd
+            try:
+                if stream_fd is None:
+                    self._stream.write(data.decode())
+                elif (written := os.write(stream_fd, data)) != size:
+                    _write_all(stream_fd, data[written:])
+            except (OSError, ValueError):
+                pass  # stdout closed or full: there is nowhere left to say it
         if changed is not None:
             self._notify(changed)
 
@@ -209,15 +225,6 @@ class LogSink:
             self._retry_s = min(self._retry_s * 2, RETRY_MAX_S)
         self._next_check = now + self._retry_s
         return self._state() if first else None
-
-    def _write_stream(self, data: bytes) -> None:
-        try:
-            if self._stream_fd is not None:
-                _write_all(self._stream_fd, data)
-            else:
-                self._stream.write(data.decode())
-        except (OSError, ValueError):
-            pass  # stdout closed or full: there is nowhere left to say it
 
     def _notify(self, state: LogFileState) -> None:
         listener = self._listener
