@@ -46,12 +46,12 @@ def record_clean_stop(database: Database, run_id: str, deadline: float) -> bool:
             left = deadline - time.monotonic()
             if attempts == 1:
                 log.warning("clean_stop_retrying", run_id=run_id, error=str(exc), left_s=left)
-            if left <= delay:
+            if left <= 0:
                 log.critical(
                     "clean_stop_not_recorded", run_id=run_id, error=str(exc), attempts=attempts
                 )
                 return False
-            time.sleep(delay)  # the database may come back before the deadline
+            time.sleep(min(delay, left))  # the database may come back; a last try at the end
             delay = min(delay * 2, _MAX_DELAY_S)
         else:
             log.info("clean_stop_recorded", run_id=run_id, attempts=attempts)
