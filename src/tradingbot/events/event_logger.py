@@ -135,7 +135,7 @@ class EventLoggerActor(SupervisedActor):
         self._publish()
 
     def teardown(self, reason: str) -> None:
-        self._flush()
+        self._flush(force=True)  # a last try, even while the spool is failing
         self._publish()
 
     def on_crash(self, failure: Failure) -> None:
@@ -143,7 +143,7 @@ class EventLoggerActor(SupervisedActor):
         # replacement replays it at start.
         if self._buffer:
             self._outage = True
-            self._flush()
+            self._flush(force=True)
 
     # -- messages -------------------------------------------------------------------------
 
@@ -158,7 +158,7 @@ class EventLoggerActor(SupervisedActor):
                     self._replay()
                 self._publish()
             case FlushEvents():
-                self._flush()
+                self._flush(force=True)
                 self._publish()
                 return self.stats()
             case PruneEvents():
@@ -183,12 +183,12 @@ class EventLoggerActor(SupervisedActor):
 
     # -- writing --------------------------------------------------------------------------
 
-    def _flush(self) -> None:
+    def _flush(self, *, force: bool = False) -> None:
         if not self._buffer:
             self._resolve(self._acks, None)
             self._acks = []
             return
-        waiting = self._outage and self._spool_failing and not self._acks
+        waiting = self._outage and self._spool_failing and not self._acks and not force
         if waiting and self.clock.monotonic() < self._spool_retry_at:
             return  # kept in memory until the spool is retried (a durable record: now)
         batch, acks = self._buffer, self._acks
