@@ -26,6 +26,7 @@ RUN_FAILURES = {
     "TREE_FAILED": exitcodes.TREE_FAILED,
     "SHUTDOWN_DEADLINE": exitcodes.SHUTDOWN_DEADLINE,
     "ALREADY_RUNNING": exitcodes.ALREADY_RUNNING,
+    "UNCLEAN_STOP": exitcodes.UNCLEAN_STOP,  # `systemctl stop` is never restarted anyway
 }
 
 
@@ -74,7 +75,7 @@ def test_bad_configuration_is_not_restarted() -> None:
 
 @pytest.mark.parametrize("name", sorted(RUN_FAILURES))
 def test_runtime_failures_are_restarted(name: str) -> None:
-    """Every other failure exit of `trading-bot run` (1, 3, 4, 5) is restarted."""
+    """Every other failure exit of `trading-bot run` (1, 3, 4, 5, 8) is restarted."""
     assert restarts(exit_code=RUN_FAILURES[name])
 
 
