@@ -241,6 +241,19 @@ class SmtpServer:
         with self._lock:
             return Counter(r.message_id for r in self.received)
 
+    def event_ids(self) -> Counter[str]:
+        """How many mails were accepted for each event (``X-Trading-Bot-Event``).
+
+        Unlike :meth:`message_ids` this also counts a duplicate sent under a new
+        Message-ID: what a reader would see twice.
+        """
+        with self._lock:
+            return Counter(
+                str(r.message["X-Trading-Bot-Event"])
+                for r in self.received
+                if r.message["X-Trading-Bot-Event"] is not None
+            )
+
     def wait_for(self, count: int, timeout_s: float = 30.0) -> list[Received]:
         """Wait until at least ``count`` messages were accepted; return them."""
         deadline = time.monotonic() + timeout_s

@@ -271,7 +271,9 @@ class Notifier:
         ``recovery_report``. ``context`` is the template's input (JSON-able).
         ``dedup_key`` groups identical alerts for storm coalescing. ``token`` makes the
         Message-ID, hence the enqueue, idempotent (pass something derived from the
-        source, e.g. an event id); ``event_id`` names the event a mail is made from.
+        source, e.g. an event id); ``event_id`` names the event a mail is made from: an
+        event gets at most one mail of each kind (``duplicate`` otherwise, even with
+        another sender address, hence another Message-ID).
         ``at`` is when the notification arose (default: now); the catch-up passes the
         event's time, so storm windows count a late mail where it belongs.
         Raises ``ValueError`` for an unknown kind or a bad recipient and
@@ -281,6 +283,8 @@ class Notifier:
             raise ValueError(f"unknown notification kind {kind!r}")
         if kind not in self.settings.types:
             return Enqueued(disabled=True)
+        if event_id is not None and (event_id, kind) in self.repository.mailed_events([event_id]):
+            return Enqueued(duplicate=True)  # not even counted into a storm: one occurrence
         level = Severity.parse(severity)
         to = self.settings.recipients if recipients is None else _checked(recipients)
         now = self._now() if at is None else at
@@ -582,6 +586,7 @@ class Notifier:
             date=self._now(),
             kind=row.kind,
             severity=level.name,
+            event_id=row.event_id,
         )
         data = to_wire(message)
         self.repository.freeze(row.id, rendered.subject, data)

@@ -201,8 +201,13 @@ def build_message(
     date: datetime,
     kind: str,
     severity: str,
+    event_id: str | None = None,
 ) -> EmailMessage:
-    """The multipart/alternative message (text first, HTML preferred by mail readers)."""
+    """The multipart/alternative message (text first, HTML preferred by mail readers).
+
+    ``event_id`` (the event the mail was made from) goes into ``X-Trading-Bot-Event``, so
+    a mail filter, or a test counting mails per event, can tell which event it reports.
+    """
     message = EmailMessage(policy=email.policy.SMTP)
     message["From"] = sender
     message["To"] = ", ".join(recipients)
@@ -212,6 +217,8 @@ def build_message(
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to this
     message["X-Trading-Bot-Kind"] = clean_header(kind, 64)
     message["X-Trading-Bot-Severity"] = clean_header(severity, 16)
+    if event_id is not None:
+        message["X-Trading-Bot-Event"] = clean_header(event_id, 64)
     message.set_content(rendered.text, cte="quoted-printable")
     message.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
     return message

@@ -154,7 +154,8 @@ class OutboxRow(Base):
     a short claim: a sender moves it forward before an attempt, so two processes never
     send the same row at once; ``claimed_by`` names the claiming run, so the next start
     after a crash can free that run's claims at once instead of waiting for them to expire.
-    ``event_id`` is the event a mail was made from (trade mails, alerts), if any.
+    ``event_id`` is the event a mail was made from (trade mails, alerts), if any; an
+    event has at most one mail of each kind, whatever its Message-ID (a unique index).
     """
 
     __tablename__ = "outbox"
@@ -177,8 +178,10 @@ class OutboxRow(Base):
         ),
         Index("ix_outbox_sent_at", "sent_at"),
         Index(
-            "ix_outbox_event_id",
+            "ux_outbox_event_id_kind",
             "event_id",
+            "kind",
+            unique=True,
             postgresql_where=text("event_id IS NOT NULL"),
             sqlite_where=text("event_id IS NOT NULL"),
         ),

@@ -104,10 +104,11 @@ class OutboxRepository:
     # -- writing --------------------------------------------------------------------------
 
     def add(self, mail: NewMail) -> OutboxRecord | None:
-        """Store ``mail`` as pending; ``None`` if its Message-ID is already stored.
+        """Store ``mail`` as pending; ``None`` if it is already stored.
 
-        The Message-ID makes enqueueing idempotent: a mail derived from an event carries
-        an id derived from the event's, so enqueueing it twice stores it once.
+        Already stored means: the same Message-ID, or a mail of the same kind made from
+        the same event (``event_id``), whatever its Message-ID. Enqueueing an event's mail
+        twice (the live path and a catch-up, two catch-ups, two processes) stores it once.
         """
         created = require_utc(mail.created_at, "created_at")
         due = require_utc(mail.next_attempt_at or created, "next_attempt_at")
