@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy
 from sqlalchemy.engine import make_url
 
 from support.tcp_proxy import TcpProxy
@@ -230,5 +231,67 @@ def test_retention_deletes_old_routine_events_but_never_trades(
         deleted = started.tree.ask("event_logger", PruneEvents(), 30)
         assert deleted == 1
         assert set(started.stored_ids()) == {trade.id, warning.id, fresh.id}
+    finally:
+        started.tree.stop()
+
+
+BLOCKED = "blocked by the database"
+
+REFUSE_TRIGGER = {
+    "sqlite": [
+        "CREATE TRIGGER refuse_blocked BEFORE INSERT ON events"
+        f" WHEN NEW.message = '{BLOCKED}' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_blocked() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        f" IF NEW.message = '{BLOCKED}' THEN RAISE EXCEPTION 'refused'; END IF;"
+        " RETURN NEW; END $$",
+        "CREATE TRIGGER refuse_blocked BEFORE INSERT ON events"
+        " FOR EACH ROW EXECUTE FUNCTION refuse_blocked()",
+    ],
+}
+ALLOW = {
+    "sqlite": ["DROP TRIGGER refuse_blocked"],
+    "postgresql": [
+        "DROP TRIGGER refuse_blocked ON events",
+        "DROP FUNCTION refuse_blocked()",
+    ],
+}
+
+
+def run_sql(database_url: str, statements: dict[str, list[str]]) -> None:
+    """Run the dialect's ``statements`` in one transaction on a connection of its own."""
+    engine = sqlalchemy.create_engine(database_url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.begin() as connection:
+            for statement in statements[engine.dialect.name]:
+                connection.exec_driver_sql(statement)
+    finally:
+        engine.dispose()
+
+
+def test_a_replay_the_database_fails_part_way_stores_every_event_once_when_it_returns(
+    database: Database, database_url: str, tmp_path: Path
+) -> None:
+    """The database refuses a spooled event in the middle of a replay: the events stored
+    before it leave the spool, the rest stay spooled, and once the database takes them all
+    again every event is stored exactly once."""
+    spool = EventSpool(tmp_path / "spool")
+    spooled = [Event(type=ORDER, message=f"order {i}") for i in range(20)]
+    spooled[12] = Event(type=ORDER, message=BLOCKED)
+    spool.append(spooled)
+    run_sql(database_url, REFUSE_TRIGGER)  # the third batch of five fails at its 3rd event
+    started = start_logger(database, tmp_path / "spool", batch_size=5)
+    try:
+        wait_until(lambda: len(started.stored_ids()) == 10)
+        assert sorted(started.stored_ids()) == sorted(e.id for e in spooled[:10])
+        assert started.spool.depth() == 10  # the ten not stored are still spooled
+        assert started.details()["mode"] == "outage"
+        run_sql(database_url, ALLOW)
+        wait_until(lambda: started.details()["mode"] == "normal")
+        stored = started.stored_ids()
+        assert sorted(stored) == sorted(e.id for e in spooled)
+        assert len(stored) == len(set(stored)) == 20
+        assert started.spool.depth() == 0
     finally:
         started.tree.stop()
