@@ -3,17 +3,21 @@
 A fault test takes the ``postgres_server`` fixture (import ``postgres_server_fixture``
 into the test module): the cluster behind ``postgres_url`` that the test may stop and
 start, and that is always running again (and awaited) at teardown, whatever happened.
+Without such a cluster the test is skipped with the reason — except under ``CI=true``,
+where it fails: these are the strongest durability tests and CI must not pass without them.
 """
 
 from __future__ import annotations
 
 import gc
+import os
 import shutil
 import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 import sqlalchemy
@@ -87,18 +91,37 @@ class PostgresServer:
             self.start()
 
 
+def unusable_reason(
+    ctl: str | None, versions: list[str], host: str | None, port: int | None
+) -> str | None:
+    """Why this cluster cannot be stopped and started by the tests, or ``None``."""
+    if ctl is None:
+        return "pg_ctlcluster is not installed"
+    if len(versions) != 1:
+        found = ", ".join(versions) or "none"
+        return f"expected one cluster named {PG_CLUSTER!r} under {PG_ETC}, found: {found}"
+    if host not in ("127.0.0.1", "localhost") or (port or 5432) != 5432:
+        return f"the test database is on {host}:{port or 5432}, not the local cluster"
+    return None
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip — or, under ``CI=true``, fail: CI must never pass by skipping fault tests."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(
+            f"the PostgreSQL fault tests are required when CI=true: {reason}", pytrace=False
+        )
+    pytest.skip(reason)
+
+
 @pytest.fixture(name="postgres_server")
 def postgres_server_fixture(postgres_url: str) -> Iterator[PostgresServer]:
     """The local cluster behind ``postgres_url``; always running again at teardown."""
     url = make_url(postgres_url)
     versions = sorted({p.parent.name for p in PG_ETC.glob(f"*/{PG_CLUSTER}")})
-    if (
-        shutil.which("pg_ctlcluster") is None
-        or len(versions) != 1
-        or url.host not in ("127.0.0.1", "localhost")
-        or (url.port or 5432) != 5432
-    ):
-        pytest.skip("needs the local pg_ctlcluster-managed server on 127.0.0.1:5432")
+    problem = unusable_reason(shutil.which("pg_ctlcluster"), versions, url.host, url.port)
+    if problem is not None:
+        unavailable(f"needs the local pg_ctlcluster-managed server on 127.0.0.1:5432: {problem}")
     server = PostgresServer(versions[0])
     try:
         yield server
