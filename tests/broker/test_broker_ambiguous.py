@@ -134,7 +134,9 @@ def _frozen_scenario(broker: BrokerHarness, sim: SimulatorThread) -> None:
     settle(broker, "marker-3")
     assert status_of(broker, ref) == "Unresolved"
     assert place(broker, request) == ref
+    settle(broker, "marker-5")  # a retry that did send would be at the gateway by now
     assert at_gateway(sim, ref) == []
+    assert status_of(broker, ref) == "Unresolved"
     assert events(broker, TRADE, ref) == []
 
 
