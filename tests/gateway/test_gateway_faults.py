@@ -11,7 +11,7 @@ from ib_async import IB, MarketOrder, Stock
 from simharness import IbErrorGuard, connected, run, running_simulator, wait_for
 
 from support.ib_errors import REFUSED
-from tradingbot.gateway import SimulatorThread, apply_command, build_simulator
+from tradingbot.gateway import GatewaySimulator, SimulatorThread, apply_command, build_simulator
 from tradingbot.gateway.server import seconds_until
 
 
@@ -124,6 +124,22 @@ def test_duplicate_client_id_is_refused_with_326(ib_errors: IbErrorGuard) -> Non
     run(scenario())
 
 
+async def accepted_again(sim: GatewaySimulator, timeout_s: float) -> IB:
+    """Connect as soon as the simulator accepts connections again (each refusal retried)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        ib = IB()
+        try:
+            await ib.connectAsync("127.0.0.1", sim.port, clientId=1, timeout=2)
+        except ConnectionRefusedError:
+            ib.disconnect()
+            if asyncio.get_running_loop().time() > deadline:
+                pytest.fail(f"the simulator refused connections for over {timeout_s:g} s")
+            await asyncio.sleep(0.05)  # poll interval of the wait, not a synchronisation
+            continue
+        return ib
+
+
 def test_restart_window_refuses_then_accepts(ib_errors: IbErrorGuard) -> None:
     """During the restart window connections are refused; afterwards the client reconnects."""
     ib_errors.allow(r"^Peer closed connection\.$")
@@ -141,9 +157,11 @@ def test_restart_window_refuses_then_accepts(ib_errors: IbErrorGuard) -> None:
             with pytest.raises(ConnectionRefusedError):
                 await refused.connectAsync("127.0.0.1", sim.port, clientId=1, timeout=2)
             refused.disconnect()
-            await asyncio.sleep(0.7)
-            async with connected(sim) as ib:
+            ib = await accepted_again(sim, timeout_s=10)
+            try:
                 assert ib.isConnected()
+            finally:
+                ib.disconnect()
 
     run(scenario())
 
