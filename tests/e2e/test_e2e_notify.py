@@ -79,9 +79,16 @@ def test_kill_9_with_mail_pending_then_restart_delivers_every_mail_once(
     assert note_subjects(smtp_server, "before-kill") == [
         f"[trading-bot] WARNING SYSTEM: before-kill {n}" for n in range(3)
     ]
-    assert len(note_subjects(smtp_server, "pending-at-kill")) == 5
+    assert note_subjects(smtp_server, "pending-at-kill") == [
+        f"[trading-bot] WARNING SYSTEM: pending-at-kill {n}" for n in range(5)
+    ]
     counts = smtp_server.message_ids()
     assert set(counts.values()) == {1}, counts  # no Message-ID accepted twice
+    notes = [m for m in smtp_server.messages() if "-kill " in str(m.message["Subject"])]
+    per_event = smtp_server.event_ids()
+    events = {str(m.message["X-Trading-Bot-Event"]) for m in notes}
+    assert len(events) == 8  # each note is its own event
+    assert {per_event[event] for event in events} == {1}, per_event  # none mailed twice
 
 
 def test_mail_claimed_by_a_killed_run_goes_out_at_the_restart_not_when_its_claim_expires(
