@@ -31,7 +31,6 @@ HEALTH_ENV = {"TRADINGBOT_HEALTH_INTERVAL_S": "0.5", "TRADINGBOT_HEALTH_CHECK_TI
 HEALTH_PATHS = ("/api/health", "/api/health/ready", "/api/health/database")
 WAIT_S = 30.0  # generous: polling ends as soon as the condition holds
 HANG_WINDOW_S = 6.0  # > psycopg2's 5 s connect_timeout: one whole hung connection attempt
-MAX_STALL_S = 2.5
 
 
 def header(reply: HttpReply, name: str) -> str | None:
@@ -256,8 +255,10 @@ def proxy(fresh_postgres_url: str) -> Iterator[TcpProxy]:
 def test_event_loop_stays_responsive_while_the_database_check_hangs(
     bot_factory: BotFactory, fresh_postgres_url: str, proxy: TcpProxy
 ) -> None:
-    """While the database check hangs on a connection that is never answered, every request is
-    answered promptly and /api/health/database is fail "did not finish within"; it then recovers.
+    """While the database check hangs on a connection that is never answered, requests are
+    answered during the hung connect (not after it), every request is answered, and
+    /api/health/database is fail "did not finish within"; it then recovers. (The largest gap
+    between answers is printed, not asserted: a figure, not a pass/fail on a shared box.)
     """
     url = make_url(fresh_postgres_url).set(host="127.0.0.1", port=proxy.port)
     bot = bot_factory(url.render_as_string(hide_password=False), HEALTH_ENV)
@@ -275,8 +276,19 @@ def test_event_loop_stays_responsive_while_the_database_check_hangs(
         assert check_of(body, "database:responseTime", "postgresql")["output"] == (
             "check did not finish within 1 s"
         )
+
+        def answered_during_a_hung_connect() -> bool:
+            # A hung connection attempt open before and after an answer: the answer came
+            # while the database check was stuck in it, so the check does not block the loop.
+            before = proxy.hung_clients()
+            reply = bot.get("/api/health/live")
+            return bool(before) and reply.status == 200 and bool(before & proxy.hung_clients())
+
         window_start = time.monotonic()
-        while time.monotonic() - window_start < HANG_WINDOW_S:  # measure a whole hang
+        wait_until(
+            answered_during_a_hung_connect, WAIT_S, "an answer while a database connect hangs"
+        )
+        while time.monotonic() - window_start < HANG_WINDOW_S:  # watch a whole hang
             reply, body = health(bot, "/api/health/database")
             assert failing(reply.status, body), body
         window_end = time.monotonic()
@@ -293,7 +305,6 @@ def test_event_loop_stays_responsive_while_the_database_check_hangs(
     assert {path for _, path, _ in in_window} == {"/api/health/live", "/api/health"}
     assert {status for _, path, status in in_window if path == "/api/health/live"} == {200}
     assert {status for _, path, status in in_window if path == "/api/health"} == {503}
-    assert stall < MAX_STALL_S, f"the event loop stalled {stall:.2f} s while a check hung"
 
     proxy.restore()
     wait_health(bot, "/api/health/database", passing, "to pass again")

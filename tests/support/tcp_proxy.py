@@ -113,6 +113,25 @@ class TcpProxy:
         if self._listener is None:
             self.start()
 
+    def hung_clients(self) -> set[int]:
+        """The black-holed connections whose client is still waiting (not yet given up).
+
+        Identified by ``id()`` of the proxy's socket, so a caller can tell that one
+        particular hung connection was still open at two moments.
+        """
+        with self._lock:
+            swallowed = list(self._swallowed)
+        waiting: set[int] = set()
+        for sock in swallowed:
+            try:
+                while sock.recv(65536, socket.MSG_DONTWAIT):
+                    pass  # what the client sent: nobody will ever answer it
+            except BlockingIOError:
+                waiting.add(id(sock))  # open, nothing more to read: the client waits
+            except OSError:
+                continue  # reset or closed here: not waiting
+        return waiting
+
     def _kill_open_connections(self, *, pairs: bool = True, swallowed: bool = True) -> None:
         with self._lock:
             victims: list[socket.socket] = []
