@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
@@ -15,7 +16,12 @@ import tradingbot.storage
 from tradingbot.storage import Database, SchemaOutOfDate
 from tradingbot.storage.engine import create_engine_for
 from tradingbot.storage.models import Base
-from tradingbot.storage.schema import MIGRATIONS_DIR, head_revision, known_revisions
+from tradingbot.storage.schema import (
+    MIGRATIONS_DIR,
+    alembic_config,
+    head_revision,
+    known_revisions,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -140,7 +146,40 @@ def test_migration_files_are_shipped_as_package_data() -> None:
         "0004_recovery.py",
         "0005_reconciliations.py",
         "0006_outbox_claims_and_events.py",
+        "0007_outbox_one_mail_per_event.py",
     }
     for path in shipped:
         relative = path.relative_to(package_root)
         assert any(relative.match(pattern) for pattern in globs), f"{relative} is not shipped"
+
+
+def test_upgrade_keeps_mails_an_older_version_doubled_and_unlinks_the_later_one(
+    database_url: str,
+) -> None:
+    """Migration 0007 on a database holding two mails of one event: both mails stay (nothing
+    is deleted), the later one no longer names the event, and the index can be built."""
+    engine = create_engine_for(database_url)
+    try:
+        with engine.begin() as connection:
+            command.upgrade(alembic_config(connection), "0006")
+            for row_id, message_id, kind in (
+                (1, "<a@desk-a.example>", "alert"),
+                (2, "<a@desk-b.example>", "alert"),
+                (3, "<t@desk-a.example>", "trade_execution"),
+            ):
+                connection.execute(
+                    sqlalchemy.text(
+                        "INSERT INTO outbox (id, message_id, kind, severity, subject, sender,"
+                        " recipients, context, status, attempts, next_attempt_at, created_at,"
+                        " coalesced, event_id) VALUES (:id, :mid, :kind, 40, 's', 'b@x',"
+                        " '[\"o@x\"]', '{}', 'pending', 0, :at, :at, 1, 'ev-1')"
+                    ),
+                    {"id": row_id, "mid": message_id, "kind": kind, "at": "2025-01-06 14:30:00"},
+                )
+            command.upgrade(alembic_config(connection), "head")
+            rows = connection.execute(
+                sqlalchemy.text("SELECT id, event_id FROM outbox ORDER BY id")
+            ).all()
+        assert [tuple(row) for row in rows] == [(1, "ev-1"), (2, None), (3, "ev-1")]
+    finally:
+        engine.dispose()

@@ -38,6 +38,24 @@ def test_add_is_idempotent_by_message_id(database: Database) -> None:
     assert len(repo.rows()) == 1
 
 
+def test_an_event_has_one_mail_of_each_kind_whatever_its_message_id(database: Database) -> None:
+    """A second mail of the same kind for the same event is refused even under another
+    Message-ID; another kind, or mail made from no event, is not affected."""
+    repo = OutboxRepository(database)
+    event = "8b7f6c0e-2f7a-4d55-9a0e-6f1c2b3d4e5f"
+    assert repo.add(mail("<a@desk-a.example>", event_id=event)) is not None
+    assert repo.add(mail("<a@desk-b.example>", event_id=event)) is None
+    assert repo.add(mail("<t@desk-a.example>", event_id=event, kind="trade_execution"))
+    assert repo.add(mail("<n1@x>")) is not None
+    assert repo.add(mail("<n2@x>")) is not None
+    assert sorted(r.message_id for r in repo.rows()) == [
+        "<a@desk-a.example>",
+        "<n1@x>",
+        "<n2@x>",
+        "<t@desk-a.example>",
+    ]
+
+
 def test_claim_takes_due_rows_once_until_the_lease_ends(database: Database) -> None:
     """A claimed row is not claimed again before its lease ends, and is after."""
     repo = OutboxRepository(database)
