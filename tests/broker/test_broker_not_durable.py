@@ -11,8 +11,8 @@ from sqlalchemy.engine import make_url
 
 from support.tcp_proxy import TcpProxy
 from tradingbot.actors.broker import OrderRequest, place_order
-from tradingbot.actors.event_logger import EventLoggerActor, EventLoggerSettings
 from tradingbot.broker import ConnectionState
+from tradingbot.events.event_logger import EventLoggerActor, EventLoggerSettings
 from tradingbot.events.hub import EventHub
 from tradingbot.events.recorder import EventNotDurable, EventRecorder
 from tradingbot.events.spool import EventSpool
