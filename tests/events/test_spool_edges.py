@@ -90,3 +90,36 @@ def test_a_last_line_with_a_malformed_header_is_a_torn_tail_not_a_corrupt_record
     assert (again.torn_tail, again.corrupt_records) == (0, 1)
     again.commit(4)
     assert len(list(tmp_path.glob(f"{SPOOL_FILE_NAME}.corrupt-*"))) == 1
+
+
+def test_commit_of_nothing_still_quarantines_corrupt_records_all_of_them(tmp_path: Path) -> None:
+    """commit(0) after a read that met two corrupt records moves both, byte for byte, to one
+    quarantine file, and the spool keeps every good event."""
+    written = events(4)
+    spool = EventSpool(tmp_path)
+    spool.append(written)
+    lines = lines_of(spool.path)
+    lines[1] = lines[1].replace(b"fill 1", b"fill 8")
+    lines[2] = lines[2].replace(b"fill 2", b"fill 9")
+    bad = lines[1] + lines[2]
+    spool.path.write_bytes(b"".join(lines))
+    reopened = EventSpool(tmp_path)
+    assert reopened.read() == [written[0], written[3]]
+    reopened.commit(0)
+    [quarantine] = tmp_path.glob(f"{SPOOL_FILE_NAME}.corrupt-*")
+    assert quarantine.read_bytes() == bad
+    assert b"fill 8" not in reopened.path.read_bytes()
+    assert reopened.read() == [written[0], written[3]]
+
+
+def test_every_torn_tail_is_counted(tmp_path: Path) -> None:
+    """Two crashes during an append, one after the other, are two torn tails."""
+    spool = EventSpool(tmp_path)
+    spool.append(events(1))
+    for n in range(2):
+        with spool.path.open("ab") as stream:
+            stream.write(b"0123abcd {half a rec")  # no newline: the append was cut short
+        spool.read()
+        spool.append(events(3)[n + 1 : n + 2])  # cuts the torn tail off first
+    assert spool.torn_tail == 2
+    assert len(spool.read()) == 3
