@@ -6,7 +6,20 @@ field of a stored TRADE or ORDER event went unnoticed there.
 
 from __future__ import annotations
 
-from tradingbot.recovery.reconcile import Discrepancy, OurFill, OurOrder, Outcome, our_orders
+from datetime import UTC, datetime
+
+from tradingbot.broker.queries import Execution, GatewayOrder, Position
+from tradingbot.recovery.reconcile import (
+    Baseline,
+    BrokerBooks,
+    Discrepancy,
+    OurFill,
+    OurOrder,
+    Outcome,
+    our_orders,
+    reconcile,
+    snapshot_cutoff,
+)
 
 FILL = {
     "exec_id": "0001f4e8.65.01.01",
@@ -122,3 +135,173 @@ def test_accepting_an_outcome_adds_only_the_broker_orders_it_reported() -> None:
         carried_orders=frozenset({5}),
     )
     assert outcome.acceptable_orders() == frozenset({5, 11, 12})
+
+
+T0 = 1_800_000_000.0
+
+
+def _execution(exec_id: str, symbol: str, side: str, qty: float, ref: str, t: float) -> Execution:
+    return Execution(
+        exec_id=exec_id,
+        order_ref=ref,
+        account="DU1",
+        symbol=symbol,
+        side=side,
+        quantity=qty,
+        price=99.5,
+        time=datetime.fromtimestamp(t, UTC),
+        order_id=4,
+        perm_id=40,
+        commission=1.0,
+        currency="USD",
+        realized_pnl=0.0,
+    )
+
+
+def _order(
+    ref: str, perm_id: int, *, status: str = "Submitted", client_id: int = 1
+) -> GatewayOrder:
+    return GatewayOrder(
+        order_ref=ref,
+        account="DU1",
+        symbol="MSFT",
+        side="BUY",
+        quantity=2,
+        order_type="LMT",
+        limit_price=100.0,
+        status=status,
+        filled=2.0 if status == "Filled" else 0.0,
+        order_id=perm_id // 10,
+        perm_id=perm_id,
+        client_id=client_id,
+    )
+
+
+def _position(symbol: str, qty: float, cost: float) -> Position:
+    return Position(account="DU1", symbol=symbol, con_id=1, quantity=qty, avg_cost=cost)
+
+
+def test_the_report_names_every_discrepancy_with_its_figures() -> None:
+    """Each kind of difference reaches the operator's report with its symbol, order, execution,
+    permId and both quantities or costs; an acceptance would carry the broker's orders."""
+    baseline = Baseline(
+        positions={"AAPL": (10.0, 150.0), "IBM": (4.0, 100.0), "GE": (5.0, 100.0)},
+        cutoff=snapshot_cutoff(T0),
+        accepted_orders=frozenset({31}),
+    )
+    broker = BrokerBooks(
+        positions=[
+            _position("AAPL", 13, 150.0),
+            _position("GE", 5, 110.0),
+            _position("TSLA", 1, 200.0),
+        ],
+        open_orders=[
+            _order("TB-unknown", 21),
+            _order("", 22, client_id=0),
+            _order("TB-carried", 31),
+        ],
+        completed_orders=[_order("TB-done", 23, status="Filled")],
+        executions=[
+            _execution("ext-1", "NVDA", "SELL", 3, "", T0 + 20),
+            _execution("mine-1", "AAPL", "BUY", 1, "TB-9", T0 + 30),
+            _execution("wip-1", "AAPL", "BUY", 1, "TB-8", T0 + 31),
+        ],
+    )
+    fill = OurFill.from_context({**FILL, "exec_time": T0 + 5, "quantity": 2}, recorded_at=T0)
+    assert fill is not None
+    outcome = reconcile(
+        baseline=baseline,
+        fills=[fill],
+        in_flight={"wip-1"},
+        orders=[
+            OurOrder(order_ref="TB-done", symbol="MSFT", side="BUY", quantity=2.0),
+            OurOrder(order_ref="TB-gone", symbol="AMD", side="SELL", quantity=7.0),
+        ],
+        broker=broker,
+        cost_tolerance=0.001,
+    )
+    found = [
+        (d.kind, d.detail, d.symbol, d.order_ref, d.exec_id, d.perm_id, d.ours, d.broker)
+        for d in outcome.discrepancies
+    ]
+    print(found)
+    assert found == EXPECTED
+    assert outcome.carried_orders == frozenset({31})
+    assert outcome.acceptable_orders() == frozenset({21, 22, 31})
+    assert dict(outcome.broker_positions) == {
+        "AAPL": (13, 150.0),
+        "GE": (5, 110.0),
+        "TSLA": (1, 200.0),
+    }
+    assert [e.exec_id for e in outcome.to_import] == ["ext-1", "mine-1"]
+
+
+EXPECTED: list[object] = [
+    (
+        "external_fill",
+        "SELL 3 NVDA @ 99.5 (order 4, not the bot's)",
+        "NVDA",
+        "",
+        "ext-1",
+        0,
+        None,
+        3,
+    ),
+    ("missing_fill", "BUY 1 AAPL @ 99.5", "AAPL", "TB-9", "mine-1", 0, None, 1),
+    ("fill_while_down", "BUY 1 AAPL @ 99.5", "AAPL", "TB-8", "wip-1", 0, None, 1),
+    ("fill_while_down", "BUY 2 AAPL @ 189.2", "AAPL", "TB-7", "0001f4e8.65.01.01", 0, 2.0, None),
+    ("position_mismatch", "AAPL: ours 14, broker 13", "AAPL", "", "", 0, 14.0, 13),
+    (
+        "cost_mismatch",
+        "GE: average cost ours 100.0000, broker 110.0000",
+        "GE",
+        "",
+        "",
+        0,
+        100.0,
+        110.0,
+    ),
+    ("position_missing", "IBM: ours 4, broker 0", "IBM", "", "", 0, 4.0, 0.0),
+    ("position_missing", "NVDA: ours -3, broker 0", "NVDA", "", "", 0, -3.0, 0.0),
+    ("external_position", "TSLA: ours 0, broker 1", "TSLA", "", "", 0, 0.0, 1),
+    (
+        "order_closed",
+        "BUY 2 MSFT: Filled at the broker while the bot was away",
+        "MSFT",
+        "TB-done",
+        "",
+        0,
+        2.0,
+        2.0,
+    ),
+    (
+        "orphaned_order",
+        "SELL 7 AMD: open in our books, neither open nor completed at the broker",
+        "AMD",
+        "TB-gone",
+        "",
+        0,
+        7.0,
+        None,
+    ),
+    (
+        "unknown_bot_order",
+        "BUY 2 MSFT LMT (Submitted, client 1, order id 2)",
+        "MSFT",
+        "TB-unknown",
+        "",
+        21,
+        None,
+        2,
+    ),
+    (
+        "external_order",
+        "BUY 2 MSFT LMT (Submitted, client 0, order id 2)",
+        "MSFT",
+        "",
+        "",
+        22,
+        None,
+        2,
+    ),
+]
