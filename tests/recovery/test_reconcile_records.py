@@ -6,7 +6,10 @@ field of a stored TRADE or ORDER event went unnoticed there.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
+
+import pytest
 
 from tradingbot.broker.queries import Execution, GatewayOrder, Position
 from tradingbot.recovery.reconcile import (
@@ -16,6 +19,8 @@ from tradingbot.recovery.reconcile import (
     OurFill,
     OurOrder,
     Outcome,
+    boundary_of,
+    expected_positions,
     our_orders,
     reconcile,
     snapshot_cutoff,
@@ -234,6 +239,8 @@ def test_the_report_names_every_discrepancy_with_its_figures() -> None:
         "TSLA": (1, 200.0),
     }
     assert [e.exec_id for e in outcome.to_import] == ["ext-1", "mine-1"]
+    # The imported sale of 3 NVDA at 99.5 with its 1.0 commission: a short at 99.5 + 1/3.
+    assert outcome.expected_positions["NVDA"] == (-3.0, pytest.approx(99.5 + 1 / 3))
 
 
 EXPECTED: list[object] = [
@@ -305,3 +312,41 @@ EXPECTED: list[object] = [
         2,
     ),
 ]
+
+
+def test_the_snapshot_boundary_holds_executions_at_and_after_its_cutoff_and_untimed_ones() -> None:
+    """Executions from the cutoff second on, and any without a time, are decided by id."""
+    cutoff = snapshot_cutoff(T0)
+    at_cutoff = _execution("at", "AAPL", "BUY", 1, "TB-1", cutoff)
+    before = _execution("before", "AAPL", "BUY", 1, "TB-1", cutoff - 1)
+    untimed = replace(_execution("untimed", "AAPL", "BUY", 1, "TB-1", cutoff), time=None)
+    assert boundary_of([at_cutoff, before, untimed], T0) == frozenset({"at", "untimed"})
+
+
+def test_executions_the_baseline_holds_are_neither_imported_nor_counted_again() -> None:
+    """A broker execution from before the cutoff, and our own fill the boundary lists by id,
+    are inside the baseline: nothing to import, no position moved twice."""
+    cutoff = snapshot_cutoff(T0)
+    baseline = Baseline(positions={"AAPL": (2.0, 100.0)}, cutoff=cutoff, boundary=frozenset({"b"}))
+    ours = OurFill.from_context({**FILL, "exec_id": "b", "exec_time": cutoff + 30}, T0)
+    assert ours is not None
+    outcome = reconcile(
+        baseline=baseline,
+        fills=[ours],
+        orders=[],
+        broker=BrokerBooks(
+            positions=[_position("AAPL", 2, 100.0)],
+            open_orders=[],
+            completed_orders=[],
+            executions=[_execution("old", "AAPL", "BUY", 1, "TB-1", cutoff - 3600)],
+        ),
+        cost_tolerance=0.01,
+    )
+    assert outcome.to_import == ()
+    assert outcome.discrepancies == ()
+    assert dict(outcome.expected_positions) == {"AAPL": (2.0, 100.0)}
+
+
+def test_a_baseline_position_bought_at_no_cost_is_still_expected() -> None:
+    """A position with a zero average cost (shares received for free) stays in our books."""
+    assert expected_positions({"GIFT": (5.0, 0.0), "FLAT": (0.0, 12.0)}, []) == {"GIFT": (5.0, 0.0)}
