@@ -10,8 +10,7 @@ from brokerharness import BrokerHarness, wait_until
 from sqlalchemy.engine import make_url
 
 from support.tcp_proxy import TcpProxy
-from tradingbot.actors.broker import OrderRequest, place_order
-from tradingbot.broker import ConnectionState
+from tradingbot.broker import ConnectionState, OrderRequest, place_order
 from tradingbot.events.event_logger import EventLoggerActor, EventLoggerSettings
 from tradingbot.events.hub import EventHub
 from tradingbot.events.recorder import EventNotDurable, EventRecorder
