@@ -350,3 +350,30 @@ def test_executions_the_baseline_holds_are_neither_imported_nor_counted_again() 
 def test_a_baseline_position_bought_at_no_cost_is_still_expected() -> None:
     """A position with a zero average cost (shares received for free) stays in our books."""
     assert expected_positions({"GIFT": (5.0, 0.0), "FLAT": (0.0, 12.0)}, []) == {"GIFT": (5.0, 0.0)}
+
+
+def test_imported_fills_take_their_place_in_time_among_ours() -> None:
+    """A fill we lack and a later fill of ours that flips the position: applied in time
+    order, the short opens at our fill's price (in the other order it would carry the
+    commission of a short opened first)."""
+    cutoff = snapshot_cutoff(T0)
+    ours = OurFill.from_context(
+        {**FILL, "exec_id": "ours", "symbol": "XYZ", "side": "SELL", "quantity": 15,
+         "price": 110.0, "exec_time": cutoff + 120},
+        T0,
+    )  # fmt: skip
+    assert ours is not None
+    outcome = reconcile(
+        baseline=Baseline(cutoff=cutoff),
+        fills=[ours],
+        orders=[],
+        broker=BrokerBooks(
+            positions=[_position("XYZ", -5, 110.0)],
+            open_orders=[],
+            completed_orders=[],
+            executions=[_execution("lacked", "XYZ", "BUY", 10, "TB-1", cutoff + 60)],
+        ),
+        cost_tolerance=0.0001,
+    )
+    assert outcome.expected_positions["XYZ"] == (-5.0, pytest.approx(110.0))
+    assert outcome.clean
