@@ -1,4 +1,4 @@
-"""The runtime's crash recovery seams: crash listeners, the stored event, the run lock."""
+"""The runtime's crash recovery: the stored crash event and the run lock."""
 
 from __future__ import annotations
 

@@ -34,6 +34,7 @@ from tradingbot import __version__
 from tradingbot.events.model import Event
 from tradingbot.supervision import ActorRestarted, SupervisionEvent, SupervisionTree
 from tradingbot.supervision.handle import RESTARTING, RUNNING, STOPPED, UNRESPONSIVE
+from tradingbot.trading.state import TradingMode
 
 if TYPE_CHECKING:
     from tradingbot.runtime import Runtime
@@ -216,7 +217,13 @@ class RuntimeStateCollector(Collector):
             GaugeMetricFamily(
                 "tradingbot_trading_blocked",
                 "1 while new orders are refused (reconciliation pending, failed or with"
-                " discrepancies to accept), 0 when trading is allowed.",
+                " discrepancies to accept, or the kill switch paused or tripped), 0 when"
+                " trading is allowed.",
+            ),
+            GaugeMetricFamily(
+                "tradingbot_kill_switch",
+                "The kill switch: 1 for its current mode (running, paused or tripped).",
+                labels=["mode"],
             ),
         )
 
@@ -235,6 +242,7 @@ class RuntimeStateCollector(Collector):
         mail_failed: GaugeMetricFamily,
         mail_server_up: GaugeMetricFamily,
         trading_blocked: GaugeMetricFamily,
+        kill_switch: GaugeMetricFamily,
     ) -> None:
         runtime = self._runtime
         info.add_metric([__version__], 1)
@@ -260,6 +268,10 @@ class RuntimeStateCollector(Collector):
         if mail["server"] != "unknown":
             mail_server_up.add_metric([], 1 if mail["server"] == "up" else 0)
         trading_blocked.add_metric([], 0 if runtime.broker_status.trading_blocked() is None else 1)
+        if runtime.kill_switch is not None:
+            mode = runtime.kill_switch.state().mode
+            for name in TradingMode:
+                kill_switch.add_metric([name.value], 1 if name is mode else 0)
 
 
 def _spool_write_failures() -> CounterMetricFamily:

@@ -63,6 +63,7 @@ from tradingbot.supervision import (
     supervisor,
     worker,
 )
+from tradingbot.trading import KillSwitch, TradingState
 
 log = structlog.get_logger(__name__)
 
@@ -194,6 +195,7 @@ class Runtime:
         self.clean_stop_recorded: bool | None = None
         self.reconciliations: list[ReconcileResult] = []  # this process's, oldest first
         self._follow_up: CrashFollowUp | None = None
+        self.kill_switch: KillSwitch | None = None  # pause/resume; read by health, shell, HTTP
         # Called (monitor thread) when another process took the run lock after we lost
         # it: the service stops this process then.
         self.on_run_lock_taken: Callable[[], None] | None = None
@@ -288,6 +290,11 @@ class Runtime:
 
         # Nothing trades before our books and the broker's agree (the reconciler opens it).
         self.broker_status.block_trading("reconciliation pending: not run yet")
+        # A paused bot restarts paused: the kill switch closes its gate before any actor.
+        self.kill_switch = KillSwitch(
+            database, self.account, self.broker_status, lambda: self.recorder
+        )
+        self.kill_switch.load()
 
         tree = SupervisionTree(
             root_spec(
@@ -305,6 +312,7 @@ class Runtime:
                         notify_status=self.notify_status,
                         broker_status=self.broker_status,
                         lock_lost=lambda: self.lock_lost,
+                        trading_state=self._trading_state,
                     ),
                 ),
                 self.health,
@@ -359,6 +367,9 @@ class Runtime:
         self.reconciliations.append(result)
         if self._follow_up is not None:
             self._follow_up.on_reconciled(result.record)
+
+    def _trading_state(self) -> TradingState | None:
+        return None if self.kill_switch is None else self.kill_switch.state()
 
     def _mail_failed(self, record: OutboxRecord, error: BaseException) -> None:
         if self.recorder is not None:

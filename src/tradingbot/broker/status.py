@@ -19,6 +19,10 @@ from typing import Any
 from tradingbot.broker.errors import TradingBlocked
 from tradingbot.broker.ids import order_ref_for
 
+KILL_SWITCH_GATE = "kill_switch"  # the operator's pause, or the daily loss limit
+RECONCILIATION_GATE = "reconciliation"  # our books and the broker's must agree
+GATES = (KILL_SWITCH_GATE, RECONCILIATION_GATE)
+
 
 class ConnectionState(enum.StrEnum):
     """disconnected → connecting → synced (→ degraded on 1100 or a missed probe)."""
@@ -100,7 +104,8 @@ class BrokerStatus:
         self._view = BrokerView(state=ConnectionState.DISCONNECTED, since=now, down_since=now)
         self._exec_ids: set[str] = set()
         self._orders: dict[str, OrderRecord] = {}
-        self._blocked: str | None = None  # why new orders are refused (the trading gate)
+        # Why new orders are refused, per gate (the reconciliation, the kill switch).
+        self._blocked: dict[str, str] = {}
 
     def now(self) -> float:
         return self._clock()
@@ -129,19 +134,26 @@ class BrokerStatus:
         with self._lock:
             self._exec_ids |= exec_ids
 
-    def block_trading(self, reason: str) -> None:
-        """Refuse new orders (cancels still pass) until :meth:`allow_trading`."""
+    def block_trading(self, reason: str, gate: str = RECONCILIATION_GATE) -> None:
+        """Close ``gate``: new orders are refused (cancels still pass) until every gate is
+        open again (:meth:`allow_trading`)."""
         with self._lock:
-            self._blocked = reason
+            self._blocked[gate] = reason
 
-    def allow_trading(self) -> None:
+    def allow_trading(self, gate: str = RECONCILIATION_GATE) -> None:
+        """Open ``gate``; orders flow when no other gate is closed."""
         with self._lock:
-            self._blocked = None
+            self._blocked.pop(gate, None)
 
-    def trading_blocked(self) -> str | None:
-        """Why new orders are refused, or ``None`` when trading is allowed."""
+    def trading_blocked(self, gate: str | None = None) -> str | None:
+        """Why new orders are refused (every closed gate's reason, kill switch first), or
+        ``None`` when trading is allowed; with ``gate``, that gate's reason only."""
         with self._lock:
-            return self._blocked
+            if gate is not None:
+                return self._blocked.get(gate)
+            reasons = [self._blocked[g] for g in GATES if g in self._blocked]
+            reasons += [r for g, r in self._blocked.items() if g not in GATES]
+            return "; ".join(reasons) or None
 
     def order_refusal(self, client_order_id: str | None) -> TradingBlocked | None:
         """The refusal of a new order while trading is blocked, else ``None``; a retry of

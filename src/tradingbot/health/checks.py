@@ -16,12 +16,14 @@ from pathlib import Path
 import psutil
 
 from tradingbot.broker import BrokerStatus, ConnectionState
+from tradingbot.broker.status import RECONCILIATION_GATE
 from tradingbot.events.spool import EventSpool
 from tradingbot.health.model import FAIL, PASS, WARN, Check, Status
 from tradingbot.logsink import LogFileState
 from tradingbot.notify import NotifyStatus
 from tradingbot.storage import Database, StorageError
 from tradingbot.supervision import ActorSnapshot, SupervisionTree
+from tradingbot.trading.state import TradingMode, TradingState
 
 CheckFn = Callable[[], list[Check]]
 MIB = 1024 * 1024
@@ -365,19 +367,30 @@ def not_configured_check(component: str, measurement: str, what: str) -> CheckFn
     return check
 
 
-def trading_check(status: BrokerStatus) -> CheckFn:
-    """The trading gate: ``warn`` with ``blocked: reconciliation (...)`` while new orders
-    are refused (until reconciliation passes or an operator accepts it), else ``pass``."""
+def trading_check(
+    status: BrokerStatus, switch: Callable[[], TradingState | None] = lambda: None
+) -> CheckFn:
+    """May new orders go out? ``fail`` when a risk limit tripped the kill switch, ``warn``
+    while an operator paused trading or reconciliation blocks it, else ``pass``."""
 
     def check() -> list[Check]:
-        blocked = status.trading_blocked()
+        state = switch()
+        blocked = status.trading_blocked(RECONCILIATION_GATE)
+        result: Status = PASS
+        output = "open"
+        if blocked is not None:
+            result, output = WARN, f"blocked: reconciliation ({blocked})"
+        if state is not None and state.mode is TradingMode.PAUSED:
+            result, output = WARN, state.gate_reason()
+        if state is not None and state.mode is TradingMode.TRIPPED:
+            result, output = FAIL, state.gate_reason()
         return [
             Check(
                 component="trading",
                 measurement="gate",
                 component_type="component",
-                status=PASS if blocked is None else WARN,
-                output="open" if blocked is None else f"blocked: reconciliation ({blocked})",
+                status=result,
+                output=output,
             )
         ]
 

@@ -37,6 +37,7 @@ from tradingbot.notify import NotifyStatus
 from tradingbot.recovery.runlock import run_lock_check
 from tradingbot.storage import Database
 from tradingbot.supervision import SupervisionTree
+from tradingbot.trading.state import TradingState
 
 BROKER_DOWN_GRACE_S = 60.0  # not synced for longer than this: /api/health/broker fails
 
@@ -52,6 +53,7 @@ class HealthSources:
     broker_status: BrokerStatus
     lock_lost: Callable[[], str | None]
     log_file: Callable[[], LogFileState | None] = log_file_state
+    trading_state: Callable[[], TradingState | None] = lambda: None
 
 
 def component_checks(config: Config, sources: HealthSources) -> list[NamedCheck]:
@@ -88,7 +90,9 @@ def component_checks(config: Config, sources: HealthSources) -> list[NamedCheck]
             run=broker_check(sources.broker_status, BROKER_DOWN_GRACE_S),
         ),
         NamedCheck(
-            component="trading", measurement="gate", run=trading_check(sources.broker_status)
+            component="trading",
+            measurement="gate",
+            run=trading_check(sources.broker_status, sources.trading_state),
         ),
         NamedCheck(
             component="scheduler",

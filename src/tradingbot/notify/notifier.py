@@ -38,7 +38,13 @@ from tradingbot.config import Config, check_mailbox
 from tradingbot.events.model import RISK, SYSTEM, TRADE, Severity
 from tradingbot.notify.render import KINDS, Renderer, build_message, message_id, to_wire
 from tradingbot.notify.retry import RetryPolicy, is_transient
-from tradingbot.notify.routing import ALERT, TRADE_EXECUTION, Notification, route
+from tradingbot.notify.routing import (
+    ALERT,
+    LOWEST_ALWAYS_MAILED,
+    TRADE_EXECUTION,
+    Notification,
+    route,
+)
 from tradingbot.notify.settings import NotifySettings
 from tradingbot.notify.transport import (
     ConnectFailed,
@@ -363,7 +369,12 @@ class Notifier:
             queries.append(EventQuery(types=(TRADE,)))
         if ALERT in self.settings.types:
             queries.append(
-                EventQuery(types=(SYSTEM, RISK), min_severity=self.settings.min_severity)
+                # Lower than the alert severity when needed: routing mails kill-switch
+                # changes whatever their severity, and catch-up must find them too.
+                EventQuery(
+                    types=(SYSTEM, RISK),
+                    min_severity=min(self.settings.min_severity, LOWEST_ALWAYS_MAILED),
+                )
             )
         if not queries:
             return 0

@@ -17,6 +17,8 @@ from tradingbot.notify.settings import NotifySettings
 from tradingbot.storage.outbox import OutboxRecord
 
 NOTIFIER_SOURCE = "notifier"
+KILL_SWITCH_SOURCE = "kill_switch"  # tradingbot.trading's events (always mailed)
+LOWEST_ALWAYS_MAILED = Severity.WARNING  # the lowest severity of an always-mailed event
 MAIL_FAILED = "mail_failed"  # context["event"] of the notifier's permanent-failure event
 TRADE_EXECUTION = "trade_execution"
 ALERT = "alert"
@@ -34,6 +36,12 @@ class Notification:
     dedup_key: str | None = None
     token: str | None = None
     event_id: str | None = None  # the event it was made from
+
+
+def always_mailed(event: Event) -> bool:
+    """Kill-switch changes (pause, resume, a tripped limit) are mailed whatever the alert
+    severity: the operator must hear of every one."""
+    return event.type == RISK and event.source == KILL_SWITCH_SOURCE
 
 
 def route(event: Event, settings: NotifySettings) -> Notification | None:
@@ -58,7 +66,9 @@ def route(event: Event, settings: NotifySettings) -> Notification | None:
             token=f"event:{event.id}",
             event_id=str(event.id),
         )
-    if event.type in (SYSTEM, RISK) and event.severity >= settings.min_severity:
+    if event.type in (SYSTEM, RISK) and (
+        event.severity >= settings.min_severity or always_mailed(event)
+    ):
         if ALERT not in settings.types:
             return None
         what = str(event.context.get("event") or event.message)
@@ -71,7 +81,8 @@ def route(event: Event, settings: NotifySettings) -> Notification | None:
                 "details": event.context,
             },
             severity=event.severity,
-            dedup_key=f"{event.type}:{event.source}:{what}",
+            # Every kill-switch change gets its own mail, never folded into a storm count.
+            dedup_key=None if always_mailed(event) else f"{event.type}:{event.source}:{what}",
             token=f"event:{event.id}",
             event_id=str(event.id),
         )

@@ -30,6 +30,7 @@ import structlog
 from tradingbot.broker import BrokerNotReady, BrokerStatus, ConnectionState
 from tradingbot.broker.api import completed_orders, executions, open_orders, positions
 from tradingbot.broker.ids import is_bot_order, trade_event_id
+from tradingbot.broker.status import RECONCILIATION_GATE
 from tradingbot.config import Config
 from tradingbot.config.settings import default
 from tradingbot.events import ORDER, RISK, SYSTEM, TRADE, Severity
@@ -168,7 +169,7 @@ class ReconcilerActor(SupervisedActor):
         self._last: dict[str, Any] = {}
 
     def setup(self) -> None:
-        baseline_open = self._status.trading_blocked() is None
+        baseline_open = self._status.trading_blocked(RECONCILIATION_GATE) is None
         self._passed_once = baseline_open  # a restarted reconciler keeps an open gate open
         self.every(self._settings.tick_s, Tick())
         self._publish()
@@ -521,7 +522,7 @@ class ReconcilerActor(SupervisedActor):
     # -- helpers --------------------------------------------------------------------------
 
     def _block(self, reason: str) -> None:
-        if self._status.trading_blocked() != reason:
+        if self._status.trading_blocked(RECONCILIATION_GATE) != reason:
             self._status.block_trading(reason)
             log.warning("trading_blocked", reason=reason)
             self._publish()

@@ -34,6 +34,11 @@ from tradingbot.storage.event_table import EventRepository
 from tradingbot.storage.reconciliations import ReconciliationRecord, ReconciliationRepository
 from tradingbot.storage.recovery import RecoveryEvent, RecoveryRepository
 from tradingbot.storage.system_state import RunRecord, SystemStateRepository
+from tradingbot.storage.trading_state import (
+    StaleTradingState,
+    TradingStateRecord,
+    TradingStateRepository,
+)
 
 __all__ = [
     "AdvisoryLock",
@@ -55,9 +60,12 @@ __all__ = [
     "RestoreResult",
     "RunRecord",
     "SchemaOutOfDate",
+    "StaleTradingState",
     "StorageError",
     "StorageUnavailable",
     "SystemStateRepository",
+    "TradingStateRecord",
+    "TradingStateRepository",
     "backup_database",
     "create_engine_for",
     "default_backup_path",

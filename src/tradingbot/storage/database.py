@@ -24,6 +24,7 @@ from tradingbot.storage.event_table import EventRepository
 from tradingbot.storage.reconciliations import ReconciliationRepository
 from tradingbot.storage.recovery import RecoveryRepository
 from tradingbot.storage.system_state import SystemStateRepository
+from tradingbot.storage.trading_state import TradingStateRepository
 from tradingbot.storage.transactions import Transactions
 
 
@@ -42,6 +43,7 @@ class Database:
         self._events = EventRepository(transactions)
         self._recovery = RecoveryRepository(transactions)
         self._reconciliations = ReconciliationRepository(transactions)
+        self._trading_state = TradingStateRepository(transactions)
 
     @classmethod
     def open(cls, url: str) -> Database:
@@ -99,6 +101,11 @@ class Database:
     def reconciliations(self) -> ReconciliationRepository:
         """Comparisons of our books with the broker's; the latest good one is the baseline."""
         return self._reconciliations
+
+    @property
+    def trading_state(self) -> TradingStateRepository:
+        """The kill switch of each account: paused, tripped or running, and why."""
+        return self._trading_state
 
     @property
     def recovery(self) -> RecoveryRepository:

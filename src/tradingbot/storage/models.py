@@ -292,3 +292,23 @@ class ReconciliationRow(Base):
     error: Mapped[str | None] = mapped_column(Text())
     duration_s: Mapped[float] = mapped_column(Float())
     accepted_by: Mapped[str | None] = mapped_column(String(255))
+
+
+TRADING_MODES = ("running", "paused", "tripped")
+TRADING_MODE_CHECK = "mode IN (" + ", ".join(f"'{m}'" for m in TRADING_MODES) + ")"
+
+
+class TradingStateRow(Base):
+    """The kill switch of one account (see ``storage/trading_state.py``): whether new
+    orders may go out, who changed that, why and when. One row per account; its history
+    is in the events table (every switch is a durable event)."""
+
+    __tablename__ = "trading_state"
+    __table_args__ = (CheckConstraint(TRADING_MODE_CHECK, name="mode"),)
+
+    account: Mapped[str] = mapped_column(String(ACCOUNT_LENGTH), primary_key=True)
+    mode: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    changed_by: Mapped[str] = mapped_column(String(128))
+    since: Mapped[datetime]
+    version: Mapped[int] = mapped_column(Integer)
