@@ -128,6 +128,11 @@ class RuntimeCommands:
         return actor_id
 
 
+def usage_of(name: str) -> str:
+    """The usage line of a registered command."""
+    return _COMMANDS[name][0]
+
+
 def _no_args(args: list[str], name: str) -> None:
     if args:
         raise CommandError(f"usage: {_COMMANDS[name][0]}")
@@ -408,3 +413,7 @@ def _render_reconciliation(summary: dict[str, Any]) -> str:
         mark = "!" if item.get("blocking") else "-"
         lines.append(f"  {mark} {item['kind']}: {item['detail']}")
     return "\n".join(lines)
+
+
+# Commands registered from their own modules (imported for their @command side effect).
+from tradingbot.control import trading_commands  # noqa: E402, F401

@@ -27,6 +27,7 @@ from tradingbot.web.health import add_health_routes
 from tradingbot.web.metrics import add_metrics, http_metrics_middleware
 from tradingbot.web.openapi import add_openapi_route
 from tradingbot.web.problems import problem, problem_middleware
+from tradingbot.web.trading_api import TradingApi, add_trading_routes
 
 RUNTIME = web.AppKey("runtime", Runtime)
 LOOP_LAG = web.AppKey("loop_lag", list[float])  # [last observed lag in seconds]
@@ -55,6 +56,14 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> web.Applicat
     add_event_routes(app, RUNTIME)
     add_metrics(app, runtime)  # GET /metrics
     add_health_routes(app, RUNTIME)
+    add_trading_routes(
+        app,
+        TradingApi(
+            lambda: runtime.kill_switch,
+            runtime.broker_status,
+            token_configured=bool(runtime.config.api_token),
+        ),
+    )
     add_openapi_route(app, token_required=bool(runtime.config.api_token))
     return app
 

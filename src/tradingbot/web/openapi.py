@@ -194,6 +194,40 @@ _SCHEMAS: Final[Json] = {
             },
         },
     },
+    "KillSwitch": {
+        "type": "object",
+        "required": ["mode", "trading", "reason", "changed_by", "since", "durable"],
+        "properties": {
+            "mode": {"enum": ["running", "paused", "tripped"]},
+            "trading": {"type": "boolean"},
+            "reason": {"type": "string"},
+            "changed_by": {"type": "string"},
+            "since": _nullable(_DATE_TIME),
+            "durable": {
+                "type": "boolean",
+                "description": "false: the last change could not be stored (a restart would"
+                " not remember it)",
+            },
+        },
+    },
+    "TradingState": {
+        "type": "object",
+        "required": ["kill_switch", "gates", "orders_allowed"],
+        "properties": {
+            "kill_switch": _schema("KillSwitch"),
+            "gates": {
+                "type": "object",
+                "description": "Each order gate's reason while it refuses new orders (null: open).",
+                "properties": {
+                    "kill_switch": _nullable({"type": "string"}),
+                    "reconciliation": _nullable({"type": "string"}),
+                },
+            },
+            "orders_allowed": {"type": "boolean"},
+            "changed": {"type": "boolean"},
+            "warning": _nullable({"type": "string"}),
+        },
+    },
     "ActorNode": {
         "description": "One node of the supervision tree; `children` nest recursively.",
         "type": "object",
@@ -484,6 +518,39 @@ _WEBSOCKET_HEADERS: Final = [
     _header("Sec-WebSocket-Version", {"type": "string", "const": "13"}, "13."),
 ]
 
+
+def _trading_operation(name: str, description: str, *, reason_required: bool) -> Json:
+    body: Json = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {"reason": {"type": "string", "maxLength": 500}},
+    }
+    if reason_required:
+        body["required"] = ["reason"]
+        body["properties"]["reason"]["minLength"] = 1
+    return {
+        "post": {
+            "tags": ["trading"],
+            "operationId": f"{name}Trading",
+            "summary": f"{name.capitalize()} trading",
+            "description": description,
+            "requestBody": {"required": reason_required, "content": _content(JSON, body)},
+            "responses": {
+                "200": {
+                    "description": "The state after the call (``changed``: false when it was"
+                    " already so).",
+                    "headers": {"Cache-Control": _ref("headers", "NoStore")},
+                    "content": _content(JSON, _schema("TradingState")),
+                },
+                "400": _problem_response("The body is not a JSON object with a valid reason."),
+                "403": _problem_response("No API token is configured: use the shell."),
+                "413": _problem_response("The body is larger than 4096 bytes."),
+                "503": _problem_response("Not running, or a resume that could not be stored."),
+            },
+        }
+    }
+
+
 _PATHS: Final[Json] = {
     **_HEALTH_PATHS,
     "/api/events": {
@@ -558,6 +625,33 @@ _PATHS: Final[Json] = {
             },
         }
     },
+    "/api/trading": {
+        "get": {
+            "tags": ["trading"],
+            "operationId": "getTrading",
+            "summary": "The kill switch and the order gates",
+            "responses": {
+                "200": {
+                    "description": "Whether new orders may go out, and why not.",
+                    "headers": {"Cache-Control": _ref("headers", "NoStore")},
+                    "content": _content(JSON, _schema("TradingState")),
+                },
+                "503": _problem_response("The bot is not running."),
+            },
+        }
+    },
+    "/api/trading/pause": _trading_operation(
+        "pause",
+        "Pause new orders (open orders stay); durable, audited, mailed. Always needs the"
+        " API token (403 without one configured).",
+        reason_required=True,
+    ),
+    "/api/trading/resume": _trading_operation(
+        "resume",
+        "Let new orders flow again (other gates permitting); refused with 503 unless it"
+        " can be stored. Always needs the API token (403 without one configured).",
+        reason_required=False,
+    ),
     "/api/actors": {
         "get": {
             "tags": ["actors"],
@@ -613,7 +707,7 @@ def build_document(*, token_required: bool) -> Json:
             "title": "trading-bot",
             "version": __version__,
             "description": "The operations API of trading-bot: health, events, the"
-            " supervision tree and metrics. Errors are `application/problem+json`"
+            " supervision tree, the kill switch and metrics. Errors are `application/problem+json`"
             " (RFC 9457) and never carry a traceback: an unknown path answers 404 and a method"
             " a path does not support 405 with `Allow` (components `NotFound` and"
             " `MethodNotAllowed`). Any undocumented query parameter is rejected with 400.",
@@ -623,6 +717,7 @@ def build_document(*, token_required: bool) -> Json:
             {"name": "health", "description": "`application/health+json`; 503 on `fail`."},
             {"name": "events", "description": "What the bot did."},
             {"name": "actors", "description": "The supervision tree."},
+            {"name": "trading", "description": "The kill switch: pause and resume orders."},
             {"name": "metrics", "description": "Prometheus."},
             {"name": "meta", "description": "This description."},
         ],
