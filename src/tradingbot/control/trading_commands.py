@@ -67,7 +67,12 @@ async def _trading(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
     return _result(ctx, _switch(ctx), None)
 
 
-@command("pause", "pause REASON...", "stop new orders (open orders stay); durable and mailed")
+@command(
+    "pause",
+    "pause REASON...",
+    "stop new orders (open orders stay); durable and mailed",
+    mutating=True,
+)
 async def _pause(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
     reason = " ".join(args).strip()
     if not reason:
@@ -80,7 +85,9 @@ async def _pause(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
     return _result(ctx, switch, result)
 
 
-@command("resume", "resume [REASON...]", "let new orders flow again; durable and mailed")
+@command(
+    "resume", "resume [REASON...]", "let new orders flow again; durable and mailed", mutating=True
+)
 async def _resume(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
     reason = " ".join(args).strip()
     switch = _switch(ctx)

@@ -87,7 +87,9 @@ async def get_trading(request: web.Request) -> web.Response:
 
 async def _reason(request: web.Request, *, required: bool) -> str | web.Response:
     """The ``reason`` of the JSON body, or the 400 naming what is wrong."""
-    raw = await request.content.read(MAX_BODY_BYTES + 1)
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        return problem(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
+    raw = await request.read()  # read once (the body-timeout middleware may have read it)
     if len(raw) > MAX_BODY_BYTES:
         return problem(413, f"the body is larger than {MAX_BODY_BYTES} bytes")
     if not raw.strip():
