@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tradingbot.cli import _parser
-from tradingbot.control.commands import _COMMANDS
+from tradingbot.control.commands import COMMANDS
 
 REPO = Path(__file__).resolve().parents[2]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -91,4 +91,4 @@ def test_documented_command_parses(where: str, argv: list[str]) -> None:
         pytest.fail(f"{where}: rejected by the parser (exit {exit_.code})")
     if args.command == "shell" and args.shell_command:
         name = args.shell_command.split()[0]
-        assert name in _COMMANDS, f"{where}: no shell command {name!r}"
+        assert name in COMMANDS, f"{where}: no shell command {name!r}"

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from support.waiting import wait_until
-from tradingbot.actors.broker import OrderRequest, place_order
-from tradingbot.broker import TradingBlocked
+from tradingbot.broker import OrderRequest, TradingBlocked, place_order
 from tradingbot.config import Config, load_config
 from tradingbot.runtime import Runtime
 from tradingbot.storage import Database, EventQuery, StorageError

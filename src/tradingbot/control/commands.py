@@ -9,49 +9,30 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from tradingbot.control import trading_commands  # noqa: F401  (registers its commands)
+from tradingbot.control.registry import COMMANDS, RuntimeCommands, command
 from tradingbot.control.server import CommandError, CommandResult
 from tradingbot.events import SYSTEM, EventValidationError, Severity, check_type
-from tradingbot.events.recorder import EventNotDurable, EventRecorder
+from tradingbot.events.recorder import EventNotDurable
 from tradingbot.notify.actor import DeliverNow
 from tradingbot.recovery.reconciler import Accept, ReconcileFailed, ReconcileResult, RunNow
-from tradingbot.runtime import Runtime
-from tradingbot.storage import Database, EventQuery, StorageError
+from tradingbot.storage import EventQuery, StorageError
 from tradingbot.supervision import (
     ActorSnapshot,
     SupervisionError,
-    SupervisionTree,
     render_tree,
 )
 
-Command = Callable[["RuntimeCommands", list[str]], Awaitable[CommandResult]]
-Mutates = Callable[[Sequence[str]], bool]
-_COMMANDS: dict[str, tuple[str, str, Command]] = {}
-# Commands that change something, so a retry must not run them twice (idempotency keys).
-_MUTATING: dict[str, Mutates] = {}
+# The dispatcher and the registry, importable from here with every command registered.
+__all__ = ["COMMANDS", "MAX_EVENTS_SHOWN", "MAX_NOTE_CHARS", "RuntimeCommands", "command"]
+
 #: Largest id a row can have (a signed 64-bit integer in both databases).
 MAX_ROW_ID = 2**63 - 1
-
-
-def command(
-    name: str, usage: str, summary: str, *, mutating: bool | Mutates = False
-) -> Callable[[Command], Command]:
-    """Register a command; ``mutating`` (or a test of its arguments) marks a change."""
-
-    def register(fn: Command) -> Command:
-        _COMMANDS[name] = (usage, summary, fn)
-        if mutating is True:
-            _MUTATING[name] = lambda args: True
-        elif callable(mutating):
-            _MUTATING[name] = mutating
-        return fn
-
-    return register
 
 
 def _positive_int(text: str, name: str, maximum: int) -> int:
@@ -64,84 +45,15 @@ def _positive_int(text: str, name: str, maximum: int) -> int:
     return int(text)
 
 
-class RuntimeCommands:
-    """The :class:`~tradingbot.control.server.CommandHandler` of ``trading-bot run``."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self._runtime = runtime
-
-    async def __call__(self, command: str, args: list[str]) -> CommandResult:
-        entry = _COMMANDS.get(command)
-        if entry is None:
-            raise CommandError(f"unknown command {command!r}; try 'help'")
-        return await entry[2](self, args)
-
-    @staticmethod
-    def mutates(command: str, args: Sequence[str]) -> bool:
-        """Whether ``command ARGS`` changes something (a retry must not run it twice)."""
-        test = _MUTATING.get(command)
-        return test is not None and test(args)
-
-    @property
-    def runtime(self) -> Runtime:
-        return self._runtime
-
-    @property
-    def recorder(self) -> EventRecorder:
-        recorder = self._runtime.recorder
-        if recorder is None:
-            raise CommandError("the event logger is not running")
-        return recorder
-
-    @property
-    def database(self) -> Database:
-        database = self._runtime.database
-        if database is None:
-            raise CommandError("the database is not open")
-        return database
-
-    @property
-    def tree(self) -> SupervisionTree:
-        tree = self._runtime.tree
-        if tree is None:
-            raise CommandError("the supervision tree is not running")
-        return tree
-
-    def actor_arg(self, args: list[str], name: str) -> str:
-        usage = _COMMANDS[name][0]
-        if len(args) != 1:
-            raise CommandError(f"usage: {usage}")
-        actor_id = args[0]
-        if actor_id not in self.tree.actor_ids():
-            known = ", ".join(self.tree.actor_ids())
-            raise CommandError(f"unknown actor {actor_id!r}; actors: {known}")
-        return actor_id
-
-    def drill_target(self, args: list[str], name: str) -> str:
-        """The actor of a failure drill: never the root (its failure ends the process)."""
-        actor_id = self.actor_arg(args, name)
-        if actor_id == self.tree.root_spec.id:
-            raise CommandError(
-                f"the root supervisor cannot be used for a {name} drill: its failure ends "
-                "the process; stop the process to test a full restart"
-            )
-        return actor_id
-
-
-def usage_of(name: str) -> str:
-    """The usage line of a registered command."""
-    return _COMMANDS[name][0]
-
-
 def _no_args(args: list[str], name: str) -> None:
     if args:
-        raise CommandError(f"usage: {_COMMANDS[name][0]}")
+        raise CommandError(f"usage: {COMMANDS[name][0]}")
 
 
 @command("help", "help", "list the commands")
 async def _help(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
     _no_args(args, "help")
-    rows = [{"usage": usage, "summary": summary} for usage, summary, _ in _COMMANDS.values()]
+    rows = [{"usage": usage, "summary": summary} for usage, summary, _ in COMMANDS.values()]
     width = max(len(r["usage"]) for r in rows)
     text = "\n".join(f"{r['usage']:<{width}}  {r['summary']}" for r in rows)
     return CommandResult(result=rows, text=text)
@@ -192,7 +104,7 @@ MAX_EVENTS_SHOWN = 1000
 async def _note(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
     message = " ".join(args).strip()
     if not message:
-        raise CommandError(f"usage: {_COMMANDS['note'][0]}")
+        raise CommandError(f"usage: {COMMANDS['note'][0]}")
     if len(message) > MAX_NOTE_CHARS:
         raise CommandError(f"a note is at most {MAX_NOTE_CHARS} characters, got {len(message)}")
     recorder = ctx.recorder.bind(source="operator")
@@ -243,7 +155,7 @@ async def _mail(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
         raise CommandError("the notifier is not running")
     if args and args[0] == "retry":
         if len(args) != 2:
-            raise CommandError(f"usage: {_COMMANDS['mail'][0]}")
+            raise CommandError(f"usage: {COMMANDS['mail'][0]}")
         row_id = _positive_int(args[1], "ID", MAX_ROW_ID)
         try:
             retried = await asyncio.to_thread(
@@ -256,7 +168,7 @@ async def _mail(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
         ctx.tree.handle("notifier").tell(DeliverNow())
         return CommandResult(result={"retried": row_id}, text=f"mail {row_id} is pending again")
     if args:
-        raise CommandError(f"usage: {_COMMANDS['mail'][0]}")
+        raise CommandError(f"usage: {COMMANDS['mail'][0]}")
     repository = notifier.repository
     try:
         pending = await asyncio.to_thread(repository.rows, status="pending", limit=50)
@@ -293,7 +205,7 @@ async def _mail(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
     "hang", "hang ACTOR SECONDS", "liveness drill: block ACTOR's thread for SECONDS", mutating=True
 )
 async def _hang(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
-    usage = _COMMANDS["hang"][0]
+    usage = COMMANDS["hang"][0]
     if len(args) != 2:
         raise CommandError(f"usage: {usage}")
     ctx.actor_arg(args[:1], "state")  # an unknown actor is named before a bad number
@@ -363,7 +275,7 @@ RECONCILE_TIMEOUT_S = 120.0
     mutating=lambda args: bool(args),
 )
 async def _reconcile(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
-    usage = _COMMANDS["reconcile"][0]
+    usage = COMMANDS["reconcile"][0]
     if len(args) > 1 or (args and args[0] not in ("run", "accept")):
         raise CommandError(f"usage: {usage}")
     if not args:
@@ -413,7 +325,3 @@ def _render_reconciliation(summary: dict[str, Any]) -> str:
         mark = "!" if item.get("blocking") else "-"
         lines.append(f"  {mark} {item['kind']}: {item['detail']}")
     return "\n".join(lines)
-
-
-# Commands registered from their own modules (imported for their @command side effect).
-from tradingbot.control import trading_commands  # noqa: E402, F401

@@ -10,7 +10,7 @@ import asyncio
 import os
 
 from tradingbot.broker.status import KILL_SWITCH_GATE, RECONCILIATION_GATE
-from tradingbot.control.commands import RuntimeCommands, command, usage_of
+from tradingbot.control.registry import RuntimeCommands, command, usage_of
 from tradingbot.control.server import CommandError, CommandResult
 from tradingbot.storage import StorageError
 from tradingbot.trading import KillSwitch, SwitchResult, TradingState
