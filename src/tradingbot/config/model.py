@@ -63,14 +63,6 @@ class Config:
     health_check_timeout_s: float
     disk_warn_free_mb: float
     disk_fail_free_mb: float
-    risk_max_position_shares: float
-    risk_max_position_usd: float
-    risk_max_order_usd: float
-    risk_max_open_orders: int
-    risk_max_orders_per_minute: int
-    risk_price_band_pct: float
-    risk_daily_loss_limit_usd: float
-    risk_warn_at: float
     smtp_host: str | None  # None: mail is written as .eml files to outbox_dir
     smtp_tls: SmtpTls
     smtp_port: int

@@ -340,57 +340,6 @@ SETTINGS: tuple[Setting, ...] = (
         doc="free space (MiB) below which it fails; must not exceed the warn value",
     ),
     Setting(
-        name="RISK_MAX_POSITION_SHARES",
-        kind=Number(1, 1e9, "shares"),
-        default=1000.0,
-        doc="most shares held in one symbol (long or short); an order that would exceed it is "
-        "refused (an order that reduces a position never is). See [trading](trading.md)",
-    ),
-    Setting(
-        name="RISK_MAX_POSITION_USD",
-        kind=Number(1, 1e12, "USD"),
-        default=100_000.0,
-        doc="most value held in one symbol (shares x price)",
-    ),
-    Setting(
-        name="RISK_MAX_ORDER_USD",
-        kind=Number(1, 1e12, "USD"),
-        default=25_000.0,
-        doc="most value of one order (quantity x its limit price, else the last quote)",
-    ),
-    Setting(
-        name="RISK_MAX_OPEN_ORDERS",
-        kind=Integer(1, 10_000),
-        default=20,
-        doc="most of our orders open at once",
-    ),
-    Setting(
-        name="RISK_MAX_ORDERS_PER_MINUTE",
-        kind=Integer(1, 10_000),
-        default=30,
-        doc="most new orders in any 60 seconds",
-    ),
-    Setting(
-        name="RISK_PRICE_BAND_PCT",
-        kind=Number(0.1, 100, "percent"),
-        default=5.0,
-        doc="a limit price further than this from the last quote is refused (fat-finger "
-        "guard); a market order without a quote is refused",
-    ),
-    Setting(
-        name="RISK_DAILY_LOSS_LIMIT_USD",
-        kind=Number(1, 1e12, "USD"),
-        default=2_000.0,
-        doc="a day's loss (realized + unrealized, from the broker's P&L) at or above this "
-        "trips the kill switch",
-    ),
-    Setting(
-        name="RISK_WARN_AT",
-        kind=Number(0.1, 1, "fraction"),
-        default=0.8,
-        doc="a limit used this much is reported once a day as a RISK warning",
-    ),
-    Setting(
         name="SMTP_HOST",
         kind=Text("a host or address"),
         doc="mail server; unset: notification mail is written as `.eml` files to "

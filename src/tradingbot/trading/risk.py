@@ -16,13 +16,14 @@ The rules, in the order they are checked:
    absolute position of its symbol: an order that reduces exposure is never refused by
    a position limit.
 4. **max open orders** and **max orders per minute** (both count this order).
+
+Not yet enforced: the broker's order path does not call these rules yet, and their
+limits are not settings yet (the next step of the kill-switch and risk work).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from tradingbot.config import Config
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -37,19 +38,6 @@ class RiskLimits:
     price_band_pct: float
     daily_loss_limit_usd: float
     warn_at: float = 0.8  # a limit used this much (or more) is reported once a day
-
-    @classmethod
-    def from_config(cls, config: Config) -> RiskLimits:
-        return cls(
-            max_position_shares=config.risk_max_position_shares,
-            max_position_usd=config.risk_max_position_usd,
-            max_order_usd=config.risk_max_order_usd,
-            max_open_orders=config.risk_max_open_orders,
-            max_orders_per_minute=config.risk_max_orders_per_minute,
-            price_band_pct=config.risk_price_band_pct,
-            daily_loss_limit_usd=config.risk_daily_loss_limit_usd,
-            warn_at=config.risk_warn_at,
-        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
