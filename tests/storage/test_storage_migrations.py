@@ -140,6 +140,7 @@ def test_migration_files_are_shipped_as_package_data() -> None:
         "0004_recovery.py",
         "0005_reconciliations.py",
         "0006_outbox_claims_and_events.py",
+        "0008_job_runs.py",
     }
     for path in shipped:
         relative = path.relative_to(package_root)

@@ -408,3 +408,7 @@ def _render_reconciliation(summary: dict[str, Any]) -> str:
         mark = "!" if item.get("blocking") else "-"
         lines.append(f"  {mark} {item['kind']}: {item['detail']}")
     return "\n".join(lines)
+
+
+# The scheduler's commands (jobs, run) live in their own module and register here.
+from tradingbot.control import jobs as _jobs  # noqa: E402, F401

@@ -21,9 +21,11 @@ from tradingbot.storage.errors import (
     StorageUnavailable,
 )
 from tradingbot.storage.event_table import EventRepository
+from tradingbot.storage.job_runs import JobRunRepository
 from tradingbot.storage.reconciliations import ReconciliationRepository
 from tradingbot.storage.recovery import RecoveryRepository
 from tradingbot.storage.system_state import SystemStateRepository
+from tradingbot.storage.trades import TradeRepository
 from tradingbot.storage.transactions import Transactions
 
 
@@ -42,6 +44,8 @@ class Database:
         self._events = EventRepository(transactions)
         self._recovery = RecoveryRepository(transactions)
         self._reconciliations = ReconciliationRepository(transactions)
+        self._job_runs = JobRunRepository(transactions)
+        self._trades = TradeRepository(transactions)
 
     @classmethod
     def open(cls, url: str) -> Database:
@@ -99,6 +103,16 @@ class Database:
     def reconciliations(self) -> ReconciliationRepository:
         """Comparisons of our books with the broker's; the latest good one is the baseline."""
         return self._reconciliations
+
+    @property
+    def job_runs(self) -> JobRunRepository:
+        """The scheduler's durable claims: one row per job and slot (trading date)."""
+        return self._job_runs
+
+    @property
+    def trades(self) -> TradeRepository:
+        """The fills of the TRADE events as plain rows (for reports)."""
+        return self._trades
 
     @property
     def recovery(self) -> RecoveryRepository:

@@ -27,6 +27,7 @@ from tradingbot.web.health import add_health_routes
 from tradingbot.web.metrics import add_metrics, http_metrics_middleware
 from tradingbot.web.openapi import add_openapi_route
 from tradingbot.web.problems import problem, problem_middleware
+from tradingbot.web.reports import add_report_routes
 
 RUNTIME = web.AppKey("runtime", Runtime)
 LOOP_LAG = web.AppKey("loop_lag", list[float])  # [last observed lag in seconds]
@@ -55,6 +56,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> web.Applicat
     add_event_routes(app, RUNTIME)
     add_metrics(app, runtime)  # GET /metrics
     add_health_routes(app, RUNTIME)
+    add_report_routes(app, RUNTIME)  # GET /api/reports/daily, /api/reports/pnl
     add_openapi_route(app, token_required=bool(runtime.config.api_token))
     return app
 
