@@ -28,7 +28,12 @@ async def _jobs(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
     return CommandResult(result=states, text=_render_jobs(states))
 
 
-@command("run", "run JOB [YYYY-MM-DD]", "run a job now for a date (once per date: idempotent)")
+@command(
+    "run",
+    "run JOB [YYYY-MM-DD]",
+    "run a job now for a date (once per date: idempotent)",
+    mutating=True,
+)
 async def _run(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
     usage = _COMMANDS["run"][0]
     if not 1 <= len(args) <= 2:
