@@ -8,8 +8,7 @@ from typing import Any
 
 import structlog
 
-from tradingbot.actors.broker import account_values
-from tradingbot.broker import BrokerStatus
+from tradingbot.broker import BrokerStatus, account_values
 from tradingbot.events.event_logger import PruneEvents
 from tradingbot.notify import DAILY_SUMMARY as DAILY_SUMMARY_KIND
 from tradingbot.notify.actor import SendNotification
