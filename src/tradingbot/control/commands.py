@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from tradingbot.control import jobs
 from tradingbot.control.server import CommandError, CommandResult
 from tradingbot.events import SYSTEM, EventValidationError, Severity, check_type
 from tradingbot.events.recorder import EventNotDurable, EventRecorder
@@ -410,5 +411,8 @@ def _render_reconciliation(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-# The scheduler's commands (jobs, run) live in their own module and register here.
-from tradingbot.control import jobs as _jobs  # noqa: E402, F401
+# The scheduler's commands live in their own module.
+command("jobs", jobs.JOBS_USAGE, "list the scheduled jobs: schedule, last run, next run")(jobs.jobs)
+command(
+    "run", jobs.RUN_USAGE, "run a job now for a date (once per date: idempotent)", mutating=True
+)(jobs.run)

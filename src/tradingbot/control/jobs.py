@@ -1,43 +1,41 @@
 """Shell commands of the scheduler: ``jobs`` (list) and ``run JOB [DATE]`` (run now).
 
-Registered on the command table of :mod:`tradingbot.control.commands` when imported
-(that module imports this one at its end).
+:mod:`tradingbot.control.commands` registers them in its command table (this module
+does not import it: no import cycle).
 """
 
 from __future__ import annotations
 
 import asyncio
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tradingbot.control.commands import _COMMANDS, RuntimeCommands, command
 from tradingbot.control.server import CommandError, CommandResult
 from tradingbot.scheduler import EXCHANGE_TZ
 from tradingbot.scheduler.actor import RunJob, RunResult, UnknownJob
 from tradingbot.storage import StorageError
 from tradingbot.supervision import SupervisionError
 
+if TYPE_CHECKING:
+    from tradingbot.control.commands import RuntimeCommands
+
 ASK_TIMEOUT_S = 10.0
+JOBS_USAGE = "jobs"
+RUN_USAGE = "run JOB [YYYY-MM-DD]"
 
 
-@command("jobs", "jobs", "list the scheduled jobs: schedule, last run, next run")
-async def _jobs(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
+async def jobs(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
+    """``jobs``: every scheduled job with its schedule, next run and last run."""
     if args:
-        raise CommandError(f"usage: {_COMMANDS['jobs'][0]}")
+        raise CommandError(f"usage: {JOBS_USAGE}")
     states = [state.to_dict() for state in ctx.runtime.scheduler_status.snapshot()]
     return CommandResult(result=states, text=_render_jobs(states))
 
 
-@command(
-    "run",
-    "run JOB [YYYY-MM-DD]",
-    "run a job now for a date (once per date: idempotent)",
-    mutating=True,
-)
-async def _run(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
-    usage = _COMMANDS["run"][0]
+async def run(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
+    """``run JOB [DATE]``: run a job now for a date and wait for its outcome."""
     if not 1 <= len(args) <= 2:
-        raise CommandError(f"usage: {usage}")
+        raise CommandError(f"usage: {RUN_USAGE}")
     day: date | None = None
     if len(args) == 2:
         try:
