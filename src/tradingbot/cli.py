@@ -60,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="a heartbeat older than this is stale (default: TRADINGBOT_CRASH_TIMEOUT_S)",
     )
+    from tradingbot.reports.cli import add_arguments as add_report_arguments
+
+    add_report_arguments(commands.add_parser("report", help="the daily summary and P&L reports"))
     shell = commands.add_parser("shell", help="talk to the running process (control socket)")
     shell.add_argument("-c", dest="shell_command", metavar="COMMAND", help="run one command")
     shell.add_argument("--json", action="store_true", help="print results as JSON")
@@ -106,6 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return dbcli.restore(config, args.file)
         case "watchdog-check":
             return _watchdog_check(config, args.max_age_s)
+        case "report":
+            from tradingbot.reports import cli as report_cli
+
+            return report_cli.run(args, config)
         case "shell":
             from tradingbot.control import run_shell
 

@@ -7,6 +7,7 @@ the event loop.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import uuid
@@ -52,6 +53,11 @@ from tradingbot.recovery.followup import CrashFollowUp, release_dead_claims
 from tradingbot.recovery.heartbeat import HeartbeatActor
 from tradingbot.recovery.lock_events import watch_run_lock
 from tradingbot.recovery.reconciler import ReconcilerActor, ReconcileResult, ReconcileSettings
+from tradingbot.scheduler import nyse
+from tradingbot.scheduler.actor import SchedulerActor, SchedulerSettings, shifted_clock
+from tradingbot.scheduler.health import scheduler_check
+from tradingbot.scheduler.shipped import net_liquidation, shipped_jobs
+from tradingbot.scheduler.status import SchedulerStatus
 from tradingbot.storage import Database, RunRecord
 from tradingbot.storage.outbox import OutboxRecord
 from tradingbot.supervision import (
@@ -87,6 +93,7 @@ def root_spec(
     broker_start_timeout_s: float = 30.0,
     notifier: Callable[[], SupervisedActor] | None = None,
     reconciler: Callable[[], SupervisedActor] | None = None,
+    scheduler: Callable[[], SupervisedActor] | None = None,
 ) -> ChildSpec:
     """The product's tree. Children start in this order and stop in reverse.
 
@@ -100,6 +107,9 @@ def root_spec(
     actor running.
     """
     settings = EventLoggerSettings.from_config(config)
+    if scheduler is not None:  # retention is the scheduler's daily event_retention job
+        settings = dataclasses.replace(settings, retention_interval_s=None)
+    schedulers = [] if scheduler is None else [worker("scheduler", scheduler, shutdown_s=5.0)]
     # The broker (when given) reconnects through its supervisor's backoff: its restarts
     # do not count towards the root's intensity, an unreachable gateway never ends the tree.
     brokers = (
@@ -144,6 +154,7 @@ def root_spec(
             ),
             *brokers,
             *reconcilers,
+            *schedulers,
             worker(
                 "health",
                 lambda: HealthActor(
@@ -196,6 +207,10 @@ class Runtime:
         self.reconciliations: list[ReconcileResult] = []  # this process's, oldest first
         self._follow_up: CrashFollowUp | None = None
         self.kill_switch: KillSwitch | None = None  # pause/resume; read by health, shell, HTTP
+        # The scheduler's jobs, as health, the shell and /metrics see them; its wall
+        # clock (shifted by TRADINGBOT_SCHEDULER_CLOCK, a test/ops setting).
+        self.scheduler_status = SchedulerStatus()
+        self.scheduler_now = shifted_clock(config.scheduler_clock)
         # Called (monitor thread) when another process took the run lock after we lost
         # it: the service stops this process then.
         self.on_run_lock_taken: Callable[[], None] | None = None
@@ -313,6 +328,7 @@ class Runtime:
                         broker_status=self.broker_status,
                         lock_lost=lambda: self.lock_lost,
                         trading_state=self._trading_state,
+                        scheduler=scheduler_check(self.scheduler_status, self.scheduler_now),
                     ),
                 ),
                 self.health,
@@ -320,6 +336,19 @@ class Runtime:
                 broker=broker,
                 broker_start_timeout_s=broker_settings.connect_timeout_s + 10.0,
                 reconciler=reconciler,
+                scheduler=lambda: SchedulerActor(
+                    shipped_jobs(
+                        database,
+                        nyse(),
+                        self.account,
+                        lambda: net_liquidation(self.tree, self.broker_status),
+                    ),
+                    database,
+                    nyse(),
+                    self.scheduler_status,
+                    SchedulerSettings(owner=self.run_id, tick_s=config.scheduler_tick_s),
+                    now=self.scheduler_now,
+                ),
                 notifier=lambda: NotifierActor(
                     notifier, stop_timeout_s=config.shutdown_timeout_s / 4
                 ),

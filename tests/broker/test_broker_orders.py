@@ -71,6 +71,7 @@ def test_runtime_starts_the_simulator_and_the_broker_syncs(runtime: Runtime) -> 
         "heartbeat",
         "broker",
         "reconciler",
+        "scheduler",
         "health",
     ]
     node = runtime.tree.snapshot().find("broker")

@@ -62,6 +62,7 @@ def test_text_tree_lists_the_actors(sqlite_bot: Bot) -> None:
         "  heartbeat [worker] running",
         "  broker [worker] running",  # the broker actor (in-process simulator)
         "  reconciler [worker] running",
+        "  scheduler [worker] running",
         "  health [worker] running",
     ]
 

@@ -147,6 +147,8 @@ def test_migration_files_are_shipped_as_package_data() -> None:
         "0005_reconciliations.py",
         "0006_outbox_claims_and_events.py",
         "0007_outbox_one_mail_per_event.py",
+        "0008_trading_state.py",
+        "0009_job_runs.py",
     }
     for path in shipped:
         relative = path.relative_to(package_root)

@@ -46,9 +46,17 @@ def test_actors_returns_the_supervision_tree_as_json(server: Server) -> None:
     for node in (tree, *tree["children"]):
         assert {"id", "kind", "status", "restarts", "children"} <= node.keys()
     assert (tree["id"], tree["kind"], tree["status"]) == ("root", "supervisor", "running")
-    # The broker and the reconciler sit between the heartbeat and the health actor.
+    # The broker, the reconciler and the scheduler sit between the heartbeat and health.
     ids = [child["id"] for child in tree["children"]]
-    assert ids == ["event_logger", "notifier", "heartbeat", "broker", "reconciler", "health"]
+    assert ids == [
+        "event_logger",
+        "notifier",
+        "heartbeat",
+        "broker",
+        "reconciler",
+        "scheduler",
+        "health",
+    ]
     heartbeat = tree["children"][ids.index("heartbeat")]
     assert (heartbeat["kind"], heartbeat["status"], heartbeat["restarts"]) == (
         "worker",

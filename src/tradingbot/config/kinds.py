@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -244,6 +245,23 @@ class Mailboxes:
 
     def describe(self) -> str:
         return "comma-separated e-mail addresses"
+
+
+@dataclass(frozen=True, slots=True)
+class Instant:
+    """An ISO 8601 date-time with an offset (``2026-03-10T16:45:00-04:00``)."""
+
+    def parse(self, raw: str) -> datetime:
+        try:
+            value = datetime.fromisoformat(raw)
+        except ValueError:
+            value = None
+        if value is None or value.utcoffset() is None:
+            raise Invalid("an ISO 8601 date-time with an offset, like 2026-03-10T16:45:00-04:00")
+        return value
+
+    def describe(self) -> str:
+        return "ISO 8601 date-time with an offset"
 
 
 @dataclass(frozen=True, slots=True)

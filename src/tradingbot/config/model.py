@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlsplit
@@ -79,6 +80,10 @@ class Config:
     notify_min_severity: str
     notify_storm_window_s: float
     notify_rate_limit_per_hour: int
+    # Test/ops setting: the scheduler's wall clock starts at this instant (then runs at
+    # normal speed), to rehearse a trading day at any hour. None: the real clock.
+    scheduler_clock: datetime | None
+    scheduler_tick_s: float
 
     @property
     def outbox_dir(self) -> Path:
@@ -133,6 +138,8 @@ class Config:
                 value = redact_url(value)
             elif isinstance(value, Path):
                 value = str(value)
+            elif isinstance(value, datetime):
+                value = value.isoformat()
             elif isinstance(value, tuple):
                 value = list(value)
             data[field.name] = value

@@ -23,6 +23,7 @@ from tradingbot.config.kinds import (
     DatabaseUrl,
     EventTypes,
     ExistingFile,
+    Instant,
     Integer,
     Kind,
     Mailbox,
@@ -301,7 +302,8 @@ SETTINGS: tuple[Setting, ...] = (
         name="EVENT_RETENTION_DAYS",
         kind=Number(1, 36500, "days"),
         default=30.0,
-        doc="DEBUG/INFO events older than this are deleted hourly (never TRADE/ORDER)",
+        doc="DEBUG/INFO events older than this are deleted daily at 03:15 ET by the "
+        "scheduler (never TRADE/ORDER)",
     ),
     Setting(
         name="EVENTS_BATCH_SIZE",
@@ -444,6 +446,18 @@ SETTINGS: tuple[Setting, ...] = (
         kind=Integer(1, 100_000),
         default=30,
         doc="most mails sent in any hour; the overflow is sent as one digest when the limit allows",
+    ),
+    Setting(
+        name="SCHEDULER_CLOCK",
+        kind=Instant(),
+        doc="**test/rehearsal only**: the instant where the scheduler's clock starts (then "
+        "real speed), e.g. `2026-03-10T16:45:00-04:00`; see [scheduler](scheduler.md)",
+    ),
+    Setting(
+        name="SCHEDULER_TICK_S",
+        kind=_s(0.01, 60),
+        default=0.25,
+        doc="how often the scheduler reads the clock (a job fires within one tick of its time)",
     ),
 )
 

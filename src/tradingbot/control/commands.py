@@ -14,7 +14,10 @@ from typing import Any
 
 import orjson
 
-from tradingbot.control import trading_commands  # noqa: F401  (registers its commands)
+from tradingbot.control import (
+    jobs,
+    trading_commands,  # noqa: F401  (registers its commands)
+)
 from tradingbot.control.registry import COMMANDS, RuntimeCommands, command
 from tradingbot.control.server import CommandError, CommandResult
 from tradingbot.events import SYSTEM, EventValidationError, Severity, check_type
@@ -325,3 +328,10 @@ def _render_reconciliation(summary: dict[str, Any]) -> str:
         mark = "!" if item.get("blocking") else "-"
         lines.append(f"  {mark} {item['kind']}: {item['detail']}")
     return "\n".join(lines)
+
+
+# The scheduler's commands live in their own module.
+command("jobs", jobs.JOBS_USAGE, "list the scheduled jobs: schedule, last run, next run")(jobs.jobs)
+command(
+    "run", jobs.RUN_USAGE, "run a job now for a date (once per date: idempotent)", mutating=True
+)(jobs.run)

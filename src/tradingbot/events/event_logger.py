@@ -58,7 +58,8 @@ class EventLoggerSettings:
     retry_interval_s: float = 2.0
     max_buffered: int = 100_000
     retention_days: float = default("EVENT_RETENTION_DAYS")
-    retention_interval_s: float = 3600.0
+    # None: no timer of its own; the scheduler's event_retention job sends PruneEvents.
+    retention_interval_s: float | None = 3600.0
 
     @classmethod
     def from_config(cls, config: Config) -> EventLoggerSettings:
@@ -131,7 +132,8 @@ class EventLoggerActor(SupervisedActor):
             self._outage = True
             self._replay()
         self.every(self._settings.flush_interval_s, _Tick())
-        self.every(self._settings.retention_interval_s, PruneEvents())
+        if self._settings.retention_interval_s is not None:
+            self.every(self._settings.retention_interval_s, PruneEvents())
         self._publish()
 
     def teardown(self, reason: str) -> None:

@@ -54,6 +54,8 @@ class HealthSources:
     lock_lost: Callable[[], str | None]
     log_file: Callable[[], LogFileState | None] = log_file_state
     trading_state: Callable[[], TradingState | None] = lambda: None
+    # The scheduler's per-job check (tradingbot.scheduler.health); None: not running one.
+    scheduler: Callable[[], list[Check]] | None = None
 
 
 def component_checks(config: Config, sources: HealthSources) -> list[NamedCheck]:
@@ -96,8 +98,9 @@ def component_checks(config: Config, sources: HealthSources) -> list[NamedCheck]
         ),
         NamedCheck(
             component="scheduler",
-            measurement="status",
-            run=not_configured_check("scheduler", "status", "the scheduler is not built yet"),
+            measurement="jobs",
+            run=sources.scheduler
+            or not_configured_check("scheduler", "jobs", "no scheduler in this process"),
         ),
         NamedCheck(component="logs", measurement="file", run=log_file_check(sources.log_file)),
         NamedCheck(component="process", measurement="metrics", run=process_check(time.monotonic())),

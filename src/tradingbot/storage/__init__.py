@@ -31,6 +31,7 @@ from tradingbot.storage.errors import (
 )
 from tradingbot.storage.event_query import EventPage, EventQuery, EventSummary
 from tradingbot.storage.event_table import EventRepository
+from tradingbot.storage.job_runs import JobRunRecord, JobRunRepository
 from tradingbot.storage.reconciliations import ReconciliationRecord, ReconciliationRepository
 from tradingbot.storage.recovery import RecoveryEvent, RecoveryRepository
 from tradingbot.storage.system_state import RunRecord, SystemStateRepository
@@ -51,6 +52,8 @@ __all__ = [
     "EventRepository",
     "EventSummary",
     "InvalidQuery",
+    "JobRunRecord",
+    "JobRunRepository",
     "LockHolder",
     "ReconciliationRecord",
     "ReconciliationRepository",

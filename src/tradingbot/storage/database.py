@@ -21,9 +21,11 @@ from tradingbot.storage.errors import (
     StorageUnavailable,
 )
 from tradingbot.storage.event_table import EventRepository
+from tradingbot.storage.job_runs import JobRunRepository
 from tradingbot.storage.reconciliations import ReconciliationRepository
 from tradingbot.storage.recovery import RecoveryRepository
 from tradingbot.storage.system_state import SystemStateRepository
+from tradingbot.storage.trades import TradeRepository
 from tradingbot.storage.trading_state import TradingStateRepository
 from tradingbot.storage.transactions import Transactions
 
@@ -44,6 +46,8 @@ class Database:
         self._recovery = RecoveryRepository(transactions)
         self._reconciliations = ReconciliationRepository(transactions)
         self._trading_state = TradingStateRepository(transactions)
+        self._job_runs = JobRunRepository(transactions)
+        self._trades = TradeRepository(transactions)
 
     @classmethod
     def open(cls, url: str) -> Database:
@@ -106,6 +110,16 @@ class Database:
     def trading_state(self) -> TradingStateRepository:
         """The kill switch of each account: paused, tripped or running, and why."""
         return self._trading_state
+
+    @property
+    def job_runs(self) -> JobRunRepository:
+        """The scheduler's durable claims: one row per job and slot (trading date)."""
+        return self._job_runs
+
+    @property
+    def trades(self) -> TradeRepository:
+        """The fills of the TRADE events as plain rows (for reports)."""
+        return self._trades
 
     @property
     def recovery(self) -> RecoveryRepository:

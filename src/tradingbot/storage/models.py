@@ -8,13 +8,14 @@ suite fails when the two disagree.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     CheckConstraint,
+    Date,
     Float,
     ForeignKey,
     Index,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
+    UniqueConstraint,
     false,
     text,
 )
@@ -312,3 +314,39 @@ class TradingStateRow(Base):
     changed_by: Mapped[str] = mapped_column(String(128))
     since: Mapped[datetime]
     version: Mapped[int] = mapped_column(Integer)
+
+
+JOB_RUN_STATUSES = ("running", "ok", "failed", "abandoned")
+JOB_RUN_STATUS_CHECK = "status IN ({})".format(", ".join(f"'{s}'" for s in JOB_RUN_STATUSES))
+
+
+class JobRunRow(Base):
+    """One run of a scheduled job for one slot (see ``storage/job_runs.py``).
+
+    ``(job, run_key)`` is unique: inserting the row *is* the claim, so a slot runs once
+    across restarts, crashes and processes sharing the database. ``run_key`` is the
+    trading date (``2026-03-10``) for daily jobs, the slot's UTC minute for interval jobs.
+    """
+
+    __tablename__ = "job_runs"
+    __table_args__ = (
+        CheckConstraint(JOB_RUN_STATUS_CHECK, name="status"),
+        UniqueConstraint("job", "run_key"),
+        Index("ix_job_runs_job_started_at", "job", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    job: Mapped[str] = mapped_column(String(64))
+    run_key: Mapped[str] = mapped_column(String(32))
+    trading_date: Mapped[date] = mapped_column(Date())
+    scheduled_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16))
+    trigger: Mapped[str] = mapped_column(String(16))
+    owner: Mapped[str] = mapped_column(String(UUID_LENGTH))
+    attempts: Mapped[int] = mapped_column(Integer())
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    duration_s: Mapped[float | None] = mapped_column(Float())
+    outcome: Mapped[str | None] = mapped_column(Text())

@@ -27,6 +27,7 @@ from tradingbot.web.health import add_health_routes
 from tradingbot.web.metrics import add_metrics, http_metrics_middleware
 from tradingbot.web.openapi import add_openapi_route
 from tradingbot.web.problems import problem, problem_middleware
+from tradingbot.web.reports import add_report_routes
 from tradingbot.web.trading_api import TradingApi, add_trading_routes
 
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -64,6 +65,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> web.Applicat
             token_configured=bool(runtime.config.api_token),
         ),
     )
+    add_report_routes(app, RUNTIME)  # GET /api/reports/daily, /api/reports/pnl
     add_openapi_route(app, token_required=bool(runtime.config.api_token))
     return app
 

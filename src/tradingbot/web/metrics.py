@@ -32,6 +32,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from tradingbot.metrics import RuntimeStateCollector
 from tradingbot.runtime import Runtime
+from tradingbot.scheduler.status import SchedulerCollector
 from tradingbot.web.problems import Handler
 
 # The classic text format, which ``generate_latest`` writes (prometheus-client >= 0.22
@@ -88,6 +89,7 @@ def metrics_registry(runtime: Runtime) -> CollectorRegistry:
     for collector in runtime.metrics.collectors():
         registry.register(collector)
     registry.register(RuntimeStateCollector(runtime))
+    registry.register(SchedulerCollector(runtime.scheduler_status))
     return registry
 
 

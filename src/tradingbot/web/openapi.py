@@ -25,6 +25,7 @@ from aiohttp import web
 from tradingbot import __version__
 from tradingbot.events.model import MAX_ID_CHARS, MAX_MESSAGE_CHARS, Severity
 from tradingbot.health.model import CONTENT_TYPE as HEALTH_JSON
+from tradingbot.reports import BY_CHOICES
 from tradingbot.storage.event_query import MAX_TYPES
 from tradingbot.supervision.handle import RESTARTING, RUNNING, STOPPED, UNRESPONSIVE
 from tradingbot.supervision.spec import Kind, Restart
@@ -32,6 +33,7 @@ from tradingbot.web.auth import OPEN_METHODS, OPEN_PATHS
 from tradingbot.web.events_api import DEFAULT_LIMIT, MAX_LIMIT
 from tradingbot.web.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from tradingbot.web.problems import PROBLEM_JSON
+from tradingbot.web.reports import DATE_PATTERN
 
 OPENAPI_PATH: Final = "/api/openapi.json"
 BEARER_SCHEME: Final = "bearerAuth"
@@ -82,7 +84,85 @@ _DATE_TIME: Final[Json] = {"type": "string", "format": "date-time"}
 _ID: Final[Json] = {"type": "string", "maxLength": MAX_ID_CHARS}
 _COUNT: Final[Json] = {"type": "integer", "minimum": 0}
 
+_MONEY: Final[Json] = {"type": "number"}
+_RATE: Final[Json] = {"type": ["number", "null"], "minimum": 0, "maximum": 1}
+
 _SCHEMAS: Final[Json] = {
+    "DailyReport": {
+        "description": "The daily summary (docs/reports.md defines each figure).",
+        "type": "object",
+        "required": [
+            "date",
+            "session",
+            "realized_pnl",
+            "commissions",
+            "trades",
+            "round_trips",
+            "positions",
+            "counts",
+            "incidents",
+            "watchlist",
+        ],
+        "properties": {
+            "date": {"type": "string", "format": "date"},
+            "session": {"type": "boolean"},
+            "early_close": {"type": "boolean"},
+            "realized_pnl": _MONEY,
+            "commissions": _MONEY,
+            "unrealized_pnl": {"type": ["number", "null"]},
+            "equity": {"type": ["number", "null"]},
+            "trades": {"type": "array", "items": {"type": "object"}},
+            "round_trips": {
+                "type": "object",
+                "required": ["closed", "wins", "losses", "win_rate"],
+                "properties": {
+                    "closed": {"type": "integer", "minimum": 0},
+                    "wins": {"type": "integer", "minimum": 0},
+                    "losses": {"type": "integer", "minimum": 0},
+                    "win_rate": _RATE,
+                },
+            },
+            "positions": {"type": "array", "items": {"type": "object"}},
+            "counts": {"type": "object"},
+            "incidents": {"type": "array", "items": {"type": "object"}},
+            "watchlist": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["symbol", "score", "signals"],
+                    "properties": {
+                        "symbol": {"type": "string"},
+                        "score": {"type": "number"},
+                        "signals": {"type": "integer", "minimum": 1},
+                    },
+                },
+            },
+        },
+    },
+    "PnlReport": {
+        "type": "object",
+        "required": ["from", "to", "by", "periods", "total"],
+        "properties": {
+            "from": {"type": "string", "format": "date"},
+            "to": {"type": "string", "format": "date"},
+            "by": {"type": "string", "enum": list(BY_CHOICES)},
+            "periods": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["period", "realized_pnl", "commissions", "fills", "win_rate"],
+                    "properties": {
+                        "period": {"type": "string"},
+                        "realized_pnl": _MONEY,
+                        "commissions": _MONEY,
+                        "fills": {"type": "integer", "minimum": 0},
+                        "win_rate": _RATE,
+                    },
+                },
+            },
+            "total": {"type": "object"},
+        },
+    },
     "Problem": {
         "description": "RFC 9457 problem details; never a traceback.",
         "type": "object",
@@ -340,7 +420,24 @@ def _query(name: str, description: str, schema: Json, **extra: Any) -> Json:
     return {"name": name, "in": "query", "description": description, "schema": schema, **extra}
 
 
+_REPORT_DATE: Final[Json] = {"type": "string", "format": "date", "pattern": DATE_PATTERN}
+
 _PARAMETERS: Final[Json] = {
+    "date": _query(
+        "date",
+        "The trading date (`2026-03-10`; default: today in New York), 2000-01-01 to a year ahead.",
+        _REPORT_DATE,
+    ),
+    "from": _query("from", "First date of the period (inclusive).", _REPORT_DATE, required=True),
+    "to": _query(
+        "to",
+        "Last date of the period (inclusive), not before `from`.",
+        _REPORT_DATE,
+        required=True,
+    ),
+    "by": _query(
+        "by", "The grouping (default `day`).", {"type": "string", "enum": list(BY_CHOICES)}
+    ),
     "type": _query(
         "type",
         "Only these event types (case-insensitive), repeated (`type=TRADE&type=ORDER`) or"
@@ -652,6 +749,43 @@ _PATHS: Final[Json] = {
         " can be stored. Always needs the API token (403 without one configured).",
         reason_required=False,
     ),
+    "/api/reports/daily": {
+        "get": {
+            "tags": ["reports"],
+            "operationId": "getDailyReport",
+            "summary": "The daily summary of a trading date",
+            "description": "Trades with realized P&L, commissions, win rate, open positions,"
+            " counts, incidents and tomorrow's watchlist, from the recorded events (see"
+            " docs/reports.md). The same JSON as `trading-bot report daily --json`.",
+            "parameters": [_ref("parameters", "date")],
+            "responses": {
+                "200": {
+                    "description": "The summary.",
+                    "headers": {"Cache-Control": _ref("headers", "NoStore")},
+                    "content": _content(JSON, _schema("DailyReport")),
+                },
+                "400": _ref("responses", "InvalidParams"),
+                "503": _ref("responses", "DatabaseUnavailable"),
+            },
+        }
+    },
+    "/api/reports/pnl": {
+        "get": {
+            "tags": ["reports"],
+            "operationId": "getPnlReport",
+            "summary": "Realized P&L over a period, by day, week or month",
+            "parameters": [_ref("parameters", name) for name in ("from", "to", "by")],
+            "responses": {
+                "200": {
+                    "description": "One row per period with fills, and the total.",
+                    "headers": {"Cache-Control": _ref("headers", "NoStore")},
+                    "content": _content(JSON, _schema("PnlReport")),
+                },
+                "400": _ref("responses", "InvalidParams"),
+                "503": _ref("responses", "DatabaseUnavailable"),
+            },
+        }
+    },
     "/api/actors": {
         "get": {
             "tags": ["actors"],
@@ -718,6 +852,7 @@ def build_document(*, token_required: bool) -> Json:
             {"name": "events", "description": "What the bot did."},
             {"name": "actors", "description": "The supervision tree."},
             {"name": "trading", "description": "The kill switch: pause and resume orders."},
+            {"name": "reports", "description": "Daily summary and P&L."},
             {"name": "metrics", "description": "Prometheus."},
             {"name": "meta", "description": "This description."},
         ],
