@@ -5,13 +5,7 @@ notifier actor (:mod:`tradingbot.notify.actor`) delivers from the outbox and tur
 TRADE, SYSTEM and RISK events into mail. See ``docs/notifications.md``.
 """
 
-from tradingbot.notify.notifier import (
-    DeliveryReport,
-    Enqueued,
-    Notifier,
-    NotifyStatus,
-    dedup_key_of,
-)
+from tradingbot.notify.notifier import Enqueued, Notifier, dedup_key_of
 from tradingbot.notify.render import KINDS, Rendered, Renderer, build_message, clean_header
 from tradingbot.notify.retry import RetryPolicy, is_transient
 from tradingbot.notify.routing import (
@@ -24,6 +18,7 @@ from tradingbot.notify.routing import (
     route,
 )
 from tradingbot.notify.settings import NotifySettings, SmtpSettings
+from tradingbot.notify.status import DeliveryReport, NotifyStatus
 from tradingbot.notify.transport import ConnectFailed, EmlTransport, SmtpTransport, eml_name
 
 __all__ = [
