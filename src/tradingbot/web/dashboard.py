@@ -215,7 +215,8 @@ def _health(runtime: Runtime) -> dict[str, Any]:
         shown = "" if value is None else f"{value} {check.observed_unit or ''}".strip()
         components.setdefault(check.component, []).append(
             {
-                "name": check.measurement,
+                "name": check.measurement
+                + ("" if check.component_id is None else f" ({check.component_id})"),
                 "status": check.status,
                 "value": shown,
                 "output": check.output or "",
