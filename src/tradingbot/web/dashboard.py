@@ -83,7 +83,7 @@ SYMBOLS: Final = {
     "restarting": "↻",
     "stopped": "■",
     "unresponsive": "✖",
-    "paused": "⏸",
+    "paused": "‖",
     "tripped": "✖",
     PENDING: "…",
     FAILED: "✖",
