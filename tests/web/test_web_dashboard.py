@@ -201,6 +201,9 @@ def test_bad_event_filters_show_one_message_on_the_page(open_server: Server) -> 
     assert "severity" in text
     assert "since" in text
     assert "Traceback" not in text
+    cursor = Browser(open_server).call("/events?cursor=not-a-cursor")
+    assert cursor.status == 200
+    assert "cursor" in cursor.text()
 
 
 def _mail(subject: str, now: datetime) -> NewMail:

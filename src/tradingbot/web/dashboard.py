@@ -31,7 +31,7 @@ from tradingbot import __version__
 from tradingbot.events import Severity
 from tradingbot.health import worst
 from tradingbot.runtime import Runtime
-from tradingbot.storage import EventQuery, StorageUnavailable
+from tradingbot.storage import EventQuery, StorageError, StorageUnavailable
 from tradingbot.storage.outbox import FAILED, PENDING, SENT
 from tradingbot.supervision.snapshot import ActorSnapshot
 from tradingbot.web.docs import ASSETS_PATH, DOCS_PATH, add_docs_routes
@@ -330,6 +330,9 @@ async def _events(request: web.Request) -> dict[str, Any] | web.Response:
         page = await asyncio.to_thread(database.events.query, event_query)
     except StorageUnavailable:
         context["error"] = "database unavailable: retry later"
+        return context
+    except StorageError as exc:  # e.g. a cursor of other filters
+        context["error"] = f"cannot read events: {exc}"
         return context
     context["events"] = [event.to_dict() for event in page.events]
     if page.next_cursor is not None:
