@@ -20,6 +20,11 @@
   let inFlight = false;
   async function refresh() {
     if (!live || inFlight || document.hidden) return;
+    // Keyboard users keep their place: no swap while focus is inside the live region.
+    if (live.contains(document.activeElement) && document.activeElement !== live) {
+      say("Live updates wait while you are on a link in the page.");
+      return;
+    }
     inFlight = true;
     try {
       const response = await fetch(location.href, {
