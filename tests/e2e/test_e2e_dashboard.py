@@ -91,7 +91,8 @@ def page(browser: Any, bot: Bot, console: ConsoleLog) -> Iterator[Any]:
 
 def test_overview_renders_the_real_state(page: Any, bot: Bot) -> None:
     """The overview shows the bot's health, its broker connection, every actor of the
-    tree, and then keeps itself up to date (the status line says when it last did)."""
+    tree, and then keeps itself up to date (the status line says when it last did),
+    never taking keyboard focus away from a link inside the refreshed part."""
     status, tree = api(bot, "/api/actors")
     assert status == 200
     total = sum(1 for _ in _walk(tree))
@@ -102,6 +103,10 @@ def test_overview_renders_the_real_state(page: Any, bot: Bot) -> None:
         assert component in table
     page.locator("#live-status", has_text="Live: updated").wait_for()
     screenshot(page, "overview")
+    link = page.locator("#live a[href='/tree']")
+    link.focus()  # a keyboard user on a link inside the refreshed region keeps it
+    page.locator("#live-status", has_text="wait while you are on a link").wait_for()
+    assert link.evaluate("element => element === document.activeElement")
 
 
 def _walk(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
