@@ -158,6 +158,25 @@ def test_mail_page_and_docs_render(page: Any, bot: Bot) -> None:
     screenshot(page, "docs")
 
 
+def test_pages_render_with_javascript_off(browser: Any, bot: Bot) -> None:
+    """With JavaScript off the login form works and every page shows its data."""
+    context = browser.new_context(java_script_enabled=False)
+    tab = context.new_page()
+    tab.set_default_timeout(WAIT_MS)
+    tab.goto(bot.url("/login"))
+    tab.fill("#token", TOKEN)
+    tab.click("button[type=submit]")
+    tab.wait_for_url(bot.url("/"))
+    status, tree = api(bot, "/api/actors")
+    assert status == 200
+    assert tab.inner_text("#actors-h + p") == f"{sum(1 for _ in _walk(tree))} actors"
+    tab.goto(bot.url("/tree"))
+    assert tab.locator('tr[data-actor="heartbeat"]').count() == 1
+    tab.goto(bot.url("/events"))
+    assert tab.locator("table.events tbody tr").count() >= 1
+    context.close()
+
+
 def test_without_a_session_the_api_refuses_the_browser(browser: Any, bot: Bot) -> None:
     """A browser that never logged in gets 401 from the API and the login form for pages."""
     context = browser.new_context()
