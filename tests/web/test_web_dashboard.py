@@ -17,7 +17,9 @@ from http.cookies import SimpleCookie
 
 import pytest
 
+from support.waiting import wait_until
 from support.web_server import LoopThread, Reply, Server, web_config
+from tradingbot.broker import OrderRequest, place_order
 from tradingbot.runtime import Runtime
 from tradingbot.storage.outbox import NewMail, OutboxRepository
 from tradingbot.web import create_app
@@ -254,3 +256,25 @@ def test_outbox_api_and_mail_page_show_pending_failed_with_reason_and_sent(
     bad = browser.call("/api/outbox?status=lost&limit=0")
     assert bad.status == 400
     assert {p["name"] for p in bad.json()["invalid_params"]} == {"status", "limit"}
+
+
+def test_overview_lists_the_open_orders_of_this_process(open_server: Server) -> None:
+    """A resting limit order placed through the broker shows on the overview with its
+    symbol, side, quantity and reference."""
+    runtime = open_server.app[RUNTIME]
+    status = runtime.broker_status
+    wait_until(
+        lambda: status.view().state.value == "synced" and status.trading_blocked() is None,
+        60,
+        "the simulator broker to sync and reconciliation to open the gate",
+    )
+    assert runtime.tree is not None
+    order_ref = place_order(
+        runtime.tree.handle("broker"),
+        status,
+        OrderRequest("MSFT", "BUY", 7, "LMT", 1.25, client_order_id="dash-resting"),
+    )
+    text = Browser(open_server).call("/").text()
+    assert order_ref in text
+    assert "MSFT" in text
+    assert "BUY" in text

@@ -28,6 +28,7 @@ from aiohttp import web
 from multidict import MultiDict
 
 from tradingbot import __version__
+from tradingbot.broker.status import FINAL_STATUSES
 from tradingbot.events import Severity
 from tradingbot.health import worst
 from tradingbot.runtime import Runtime
@@ -62,6 +63,7 @@ FRAGMENT_HEADER: Final = "X-Dashboard-Fragment"
 EVENTS_PAGE_SIZE: Final = 50
 STREAM_FILTERS: Final = ("type", "severity", "strategy_id")
 MAIL_ROWS: Final = 50
+MAX_ORDERS_SHOWN: Final = 50
 CSP: Final = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -267,6 +269,7 @@ def _overview(request: web.Request) -> dict[str, Any]:
     for actor in actors:
         counts[actor["status"]] = counts.get(actor["status"], 0) + 1
     health = _health(runtime)
+    orders = [o for o in runtime.broker_status.orders() if o.status not in FINAL_STATUSES]
     broker = next((c for c in health["components"] if c["name"] == "broker"), None)
     return {
         "title": "Overview",
@@ -275,6 +278,8 @@ def _overview(request: web.Request) -> dict[str, Any]:
         "actor_counts": sorted(counts.items()),
         "actor_total": len(actors),
         "trading": trading_state(request.app),
+        "open_orders": orders[:MAX_ORDERS_SHOWN],
+        "open_orders_total": len(orders),
         "now": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }
 
