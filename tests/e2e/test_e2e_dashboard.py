@@ -109,6 +109,39 @@ def test_overview_renders_the_real_state(page: Any, bot: Bot) -> None:
     assert link.evaluate("element => element === document.activeElement")
 
 
+def trading_state(bot: Bot) -> dict[str, Any] | None:
+    """GET /api/trading's body, or None while this build has no kill switch API (404)."""
+    status, state = api(bot, "/api/trading")
+    if status == 404:
+        return None
+    assert status == 200, state
+    result: dict[str, Any] = state
+    return result
+
+
+def test_pause_and_resume_from_the_browser(page: Any, bot: Bot) -> None:
+    """Pause with a reason from the overview (confirmed) pauses trading, as GET
+    /api/trading says, and the overview shows it; resume lets orders flow again."""
+    if trading_state(bot) is None:
+        pytest.skip("the kill switch API (GET /api/trading) is not in this build yet")
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.fill("#pause-reason", "browser drill")
+    page.click("#pause-form button")
+    page.locator("#control-result", has_text="trading is paused").wait_for()
+    state = trading_state(bot)
+    assert state is not None
+    assert state["kill_switch"]["mode"] == "paused"
+    assert state["kill_switch"]["reason"] == "browser drill"
+    assert state["orders_allowed"] is False
+    page.locator("#trading-mode", has_text="paused").wait_for()
+    screenshot(page, "overview-paused")
+    page.click("#resume-form button")
+    page.locator("#control-result", has_text="trading is running").wait_for()
+    state = trading_state(bot)
+    assert state is not None
+    assert state["kill_switch"]["mode"] == "running"
+
+
 def _walk(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
     yield node
     for child in node["children"]:
@@ -178,7 +211,8 @@ def test_pages_render_with_javascript_off(browser: Any, bot: Bot) -> None:
 
 
 def test_without_a_session_the_api_refuses_the_browser(browser: Any, bot: Bot) -> None:
-    """A browser that never logged in gets 401 from the API and the login form for pages."""
+    """A browser that never logged in gets the login form for pages and 401 from the API,
+    and cannot pause trading."""
     context = browser.new_context()
     tab = context.new_page()
     console = ConsoleLog()
@@ -189,4 +223,8 @@ def test_without_a_session_the_api_refuses_the_browser(browser: Any, bot: Bot) -
     assert console.errors == [], "the login page logs no JavaScript error"
     status = tab.evaluate("fetch('/api/actors').then(r => r.status)")
     assert status == 401
+    pause = "fetch('/api/trading/pause', {method: 'POST', body: '{\"reason\": \"x\"}'})"
+    assert tab.evaluate(pause + ".then(r => r.status)") == 401
     context.close()
+    state = trading_state(bot)
+    assert state is None or state["kill_switch"]["mode"] == "running"
