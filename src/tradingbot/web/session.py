@@ -115,12 +115,15 @@ API, PAGE, PUBLIC = "api", "page", "public"
 
 
 def same_origin(request: web.Request) -> bool:
-    """True unless the request's ``Origin`` names another scheme, host or port."""
+    """True unless the request's ``Origin`` names another host or port than ``Host``.
+
+    The scheme is not compared: behind a TLS-terminating proxy the page is https while
+    the bot sees http (the proxy must pass the ``Host`` header through).
+    """
     origin = request.headers.get(hdrs.ORIGIN)
     if origin is None:
         return True
-    parts = urlsplit(origin)
-    return parts.scheme == request.scheme and parts.netloc == request.host
+    return urlsplit(origin).netloc.lower() == request.host.lower()
 
 
 def set_cookie(response: web.StreamResponse, request: web.Request, session_id: str) -> None:
