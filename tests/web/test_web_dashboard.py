@@ -144,13 +144,18 @@ def test_a_mutating_call_with_the_cookie_needs_the_csrf_token(server: Server) ->
 
 
 def test_a_request_from_another_origin_is_refused(server: Server) -> None:
-    """A request with the session cookie whose Origin is another site answers 403."""
+    """A request with the session cookie whose Origin is another host or port answers 403
+    (the same host over https, as behind a TLS proxy, is the same site)."""
     browser = Browser(server)
     browser.login()
     reply = browser.call("/api/actors", headers={"Origin": "https://evil.example"})
     assert reply.status == 403
     same = browser.call("/api/actors", headers={"Origin": server.url("")})
     assert same.status == 200
+    behind_tls_proxy = server.url("").replace("http://", "https://")
+    assert browser.call("/api/actors", headers={"Origin": behind_tls_proxy}).status == 200
+    other_port = f"http://127.0.0.1:{server.port + 1}"
+    assert browser.call("/api/actors", headers={"Origin": other_port}).status == 403
 
 
 def test_logout_ends_the_session(server: Server) -> None:
