@@ -178,12 +178,19 @@ def test_a_note_from_the_shell_appears_in_the_live_tail(page: Any, bot: Bot) -> 
     screenshot(page, "events")
 
 
-def test_mail_page_and_docs_render(page: Any, bot: Bot) -> None:
-    """The mail page renders its three lists and /docs renders the API's operations."""
+def test_mail_pnl_jobs_and_docs_render(page: Any, bot: Bot) -> None:
+    """The mail page renders its three lists, the P&L page its total, the jobs page
+    refreshes itself, and /docs renders the API's operations."""
     page.goto(bot.url("/mail"))
     for heading in ("#mail-pending-h", "#mail-failed-h", "#mail-sent-h"):
         assert page.locator(heading).is_visible()
     screenshot(page, "mail")
+    page.goto(bot.url("/pnl"))
+    assert page.locator("#pnl-total").is_visible()
+    screenshot(page, "pnl")
+    page.goto(bot.url("/jobs"))
+    page.locator("#live-status", has_text="Live: updated").wait_for()
+    screenshot(page, "jobs")
     page.goto(bot.url("/docs"))
     operation = page.locator(".opblock-summary-path", has_text="/api/actors").first
     operation.wait_for()

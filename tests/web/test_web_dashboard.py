@@ -283,3 +283,34 @@ def test_overview_lists_the_open_orders_of_this_process(open_server: Server) -> 
     assert order_ref in text
     assert "MSFT" in text
     assert "BUY" in text
+
+
+def test_pnl_page_shows_the_fills_of_a_round_trip_and_jobs_lists_the_scheduler(
+    open_server: Server,
+) -> None:
+    """After a bought-and-sold round trip through the simulator, the P&L page's range
+    includes its fills (table and chart); the jobs page lists each scheduled job."""
+    runtime = open_server.app[RUNTIME]
+    status = runtime.broker_status
+    wait_until(lambda: status.trading_blocked() is None, 60, "the trading gate to open")
+    assert runtime.tree is not None
+    broker = runtime.tree.handle("broker")
+    for side in ("BUY", "SELL"):
+        ref = place_order(broker, status, OrderRequest("AAPL", side, 3))
+        status.wait_for_order(ref, {"Filled"}, timeout_s=30)
+    browser = Browser(open_server)
+
+    def page_with_fills() -> str | None:
+        text = browser.call("/pnl").text()
+        return text if re.search(r"\b2 fills, 1 round trips", text) else None
+
+    text = wait_until(page_with_fills, 30, "the P&L page to count the two fills")
+    assert "<svg" in text
+    assert "<rect" in text
+    bad = browser.call("/pnl?from=2026-12-06&to=2026-01-01&by=year").text()
+    assert "to: is before from" in bad
+    assert "by: expected one of" in bad
+    states = wait_until(runtime.scheduler_status.snapshot, 30, "the scheduler's jobs")
+    jobs = browser.call("/jobs").text()
+    for state in states:
+        assert f'data-job="{state.job.name}"' in jobs

@@ -35,6 +35,7 @@ from tradingbot.runtime import Runtime
 from tradingbot.storage import EventQuery, StorageError, StorageUnavailable
 from tradingbot.storage.outbox import FAILED, PENDING, SENT
 from tradingbot.supervision.snapshot import ActorSnapshot
+from tradingbot.web.dashboard_reports import jobs_page, pnl_page
 from tradingbot.web.docs import ASSETS_PATH, DOCS_PATH, add_docs_routes
 from tradingbot.web.events_api import LIST_PARAMS, _read_filters, _read_range
 from tradingbot.web.outbox_api import read_outbox
@@ -57,7 +58,14 @@ log = structlog.get_logger(__name__)
 
 STATIC_PREFIX: Final = "/static/dashboard"
 STATIC_DIR: Final = Path(__file__).parent / "static"
-PAGES: Final = {"/": "Overview", "/tree": "Supervision tree", "/events": "Events", "/mail": "Mail"}
+PAGES: Final = {
+    "/": "Overview",
+    "/tree": "Supervision tree",
+    "/events": "Events",
+    "/pnl": "P&L",
+    "/jobs": "Jobs",
+    "/mail": "Mail",
+}
 PUBLIC_PATHS: Final = frozenset({"/login", "/logout"})
 FRAGMENT_HEADER: Final = "X-Dashboard-Fragment"
 EVENTS_PAGE_SIZE: Final = 50
@@ -139,6 +147,8 @@ def add_dashboard(app: web.Application, runtime_key: web.AppKey[Runtime]) -> Non
     app.router.add_get("/tree", _page("tree.html", _tree))
     app.router.add_get("/events", _page("events.html", _events))
     app.router.add_get("/mail", _page("mail.html", _mail))
+    app.router.add_get("/pnl", _page("pnl.html", _pnl))
+    app.router.add_get("/jobs", _page("jobs.html", _jobs))
     app.router.add_get("/login", login_form)
     app.router.add_post("/login", login)
     app.router.add_post("/logout", logout)
@@ -364,6 +374,14 @@ async def _mail(request: web.Request) -> dict[str, Any]:
         "error": error,
         "limit": MAIL_ROWS,
     }
+
+
+async def _pnl(request: web.Request) -> dict[str, Any]:
+    return await pnl_page(request.app[_RUNTIME], request.query)
+
+
+def _jobs(request: web.Request) -> dict[str, Any]:
+    return jobs_page(request.app[_RUNTIME])
 
 
 # -- login ------------------------------------------------------------------------------
