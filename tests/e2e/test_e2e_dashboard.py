@@ -109,11 +109,9 @@ def test_overview_renders_the_real_state(page: Any, bot: Bot) -> None:
     assert link.evaluate("element => element === document.activeElement")
 
 
-def trading_state(bot: Bot) -> dict[str, Any] | None:
-    """GET /api/trading's body, or None while this build has no kill switch API (404)."""
+def trading_state(bot: Bot) -> dict[str, Any]:
+    """GET /api/trading's body."""
     status, state = api(bot, "/api/trading")
-    if status == 404:
-        return None
     assert status == 200, state
     result: dict[str, Any] = state
     return result
@@ -122,14 +120,11 @@ def trading_state(bot: Bot) -> dict[str, Any] | None:
 def test_pause_and_resume_from_the_browser(page: Any, bot: Bot) -> None:
     """Pause with a reason from the overview (confirmed) pauses trading, as GET
     /api/trading says, and the overview shows it; resume lets orders flow again."""
-    if trading_state(bot) is None:
-        pytest.skip("the kill switch API (GET /api/trading) is not in this build yet")
     page.on("dialog", lambda dialog: dialog.accept())
     page.fill("#pause-reason", "browser drill")
     page.click("#pause-form button")
     page.locator("#control-result", has_text="trading is paused").wait_for()
     state = trading_state(bot)
-    assert state is not None
     assert state["kill_switch"]["mode"] == "paused"
     assert state["kill_switch"]["reason"] == "browser drill"
     assert state["orders_allowed"] is False
@@ -137,9 +132,7 @@ def test_pause_and_resume_from_the_browser(page: Any, bot: Bot) -> None:
     screenshot(page, "overview-paused")
     page.click("#resume-form button")
     page.locator("#control-result", has_text="trading is running").wait_for()
-    state = trading_state(bot)
-    assert state is not None
-    assert state["kill_switch"]["mode"] == "running"
+    assert trading_state(bot)["kill_switch"]["mode"] == "running"
 
 
 def _walk(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -233,5 +226,4 @@ def test_without_a_session_the_api_refuses_the_browser(browser: Any, bot: Bot) -
     pause = "fetch('/api/trading/pause', {method: 'POST', body: '{\"reason\": \"x\"}'})"
     assert tab.evaluate(pause + ".then(r => r.status)") == 401
     context.close()
-    state = trading_state(bot)
-    assert state is None or state["kill_switch"]["mode"] == "running"
+    assert trading_state(bot)["kill_switch"]["mode"] == "running"
