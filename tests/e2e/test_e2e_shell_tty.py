@@ -62,7 +62,8 @@ def leave(child: Any) -> None:
 
 
 def test_tab_completes_commands_and_live_actor_names(bot: Bot) -> None:
-    """Tab completes a command name and an actor name read from the running tree."""
+    """Tab completes a command name, an actor name read from the running tree and a job
+    name read from the scheduler."""
     child = shell(bot)
     child.send("sta\t")
     child.expect_exact("state ")
@@ -73,6 +74,10 @@ def test_tab_completes_commands_and_live_actor_names(bot: Bot) -> None:
     child.expect_exact(PROMPT)
     child.sendline("help crash")
     child.expect_exact("crash ACTOR")
+    child.expect_exact(PROMPT)
+    child.send("run daily_s\t")
+    child.expect_exact("daily_summary ")
+    child.sendintr()  # Ctrl-C drops the line unrun
     child.expect_exact(PROMPT)
     leave(child)
 

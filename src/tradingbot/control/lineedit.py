@@ -4,8 +4,9 @@ Used only when the shell reads a terminal. History is kept in ``TRADINGBOT_HOME`
 mode 0600, at most ``HISTORY_LINES`` lines) and shared by successive shell sessions; a
 line containing a configured secret (the API token, a password) is never written to it.
 Tab completes command names, and actor names from the live tree for the commands that
-take one (their usage names ``ACTOR``); the lists come from the running process
-(``help`` and ``tree``), the actors at most ``ACTORS_TTL_S`` old.
+take one (their usage names ``ACTOR``) and job names for ``run JOB``; the lists come
+from the running process (``help``, ``tree``, ``jobs``), the actors at most
+``ACTORS_TTL_S`` old.
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ class Completions:
             pool = ["--follow"]
         elif "ACTOR" in expected:
             pool = self.actors()
+        elif expected == "JOB":
+            jobs = self._fetch("jobs")
+            pool = sorted(str(j["job"]) for j in jobs or [] if isinstance(j, dict) and "job" in j)
         else:
             return []
         return [word for word in pool if word.startswith(prefix)]
