@@ -224,7 +224,10 @@ def _health(runtime: Runtime) -> dict[str, Any]:
     components: dict[str, list[dict[str, Any]]] = {}
     for check in report.checks:
         value = check.observed_value
-        shown = "" if value is None else f"{value} {check.observed_unit or ''}".strip()
+        if value is None or isinstance(value, dict | list):  # structured: see its own page
+            shown = ""
+        else:
+            shown = f"{value} {check.observed_unit or ''}".strip()
         components.setdefault(check.component, []).append(
             {
                 "name": check.measurement
