@@ -125,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 stderr=sys.stderr,
                 key=args.key,
                 timeout_s=args.timeout_s,
+                history_path=config.home / "shell_history",
+                secrets=config.secrets(),
             )
     raise AssertionError(args.command)  # argparse allows nothing else
 

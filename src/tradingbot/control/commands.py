@@ -53,10 +53,15 @@ def _no_args(args: list[str], name: str) -> None:
         raise CommandError(f"usage: {COMMANDS[name][0]}")
 
 
-@command("help", "help", "list the commands")
+@command("help", "help [COMMAND]", "list the commands, or say what one does")
 async def _help(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
-    _no_args(args, "help")
-    rows = [{"usage": usage, "summary": summary} for usage, summary, _ in COMMANDS.values()]
+    if len(args) > 1:
+        raise CommandError("usage: help [COMMAND]")
+    names = args or list(COMMANDS)
+    unknown = [name for name in names if name not in COMMANDS]
+    if unknown:
+        raise CommandError(f"unknown command {unknown[0]!r}; 'help' lists them")
+    rows = [{"usage": COMMANDS[n][0], "summary": COMMANDS[n][1]} for n in names]
     width = max(len(r["usage"]) for r in rows)
     text = "\n".join(f"{r['usage']:<{width}}  {r['summary']}" for r in rows)
     return CommandResult(result=rows, text=text)
@@ -65,6 +70,15 @@ async def _help(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
 @command("tree", "tree", "show the supervision tree")
 async def _tree(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
     _no_args(args, "tree")
+    snapshot = ctx.tree.snapshot()
+    return CommandResult(result=snapshot.to_dict(), text=render_tree(snapshot))
+
+
+@command("watch", "watch tree", "redraw the tree on every change until Ctrl-C (in the shell)")
+async def _watch(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
+    # trading-bot shell redraws (control/follow.py); a plain client gets the tree once.
+    if args != ["tree"]:
+        raise CommandError("usage: watch tree")
     snapshot = ctx.tree.snapshot()
     return CommandResult(result=snapshot.to_dict(), text=render_tree(snapshot))
 
@@ -120,8 +134,14 @@ async def _note(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
     return CommandResult(result=event.to_dict(), text=f"recorded note {event.id} (stored durably)")
 
 
-@command("events", "events [LIMIT] [TYPE...]", "show the latest stored events (default 20)")
+@command(
+    "events",
+    "events [LIMIT|--follow] [TYPE...]",
+    "show the latest stored events (default 20); --follow prints new ones until Ctrl-C",
+)
 async def _events(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
+    if "--follow" in args:  # trading-bot shell polls for it (control/follow.py)
+        raise CommandError("events --follow runs in trading-bot shell, which polls until Ctrl-C")
     limit = 20
     if args and (args[0].isdigit() or args[0].lstrip("+-").isdecimal()):
         limit = _positive_int(args.pop(0), "LIMIT", MAX_EVENTS_SHOWN)

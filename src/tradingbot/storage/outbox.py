@@ -451,6 +451,17 @@ class OutboxRepository:
             rows = session.scalars(query.order_by(OutboxRow.id).limit(limit)).all()
             return [_to_record(row) for row in rows]
 
+    def recent(self, *, status: str, limit: int = 50) -> list[OutboxRecord]:
+        """The newest ``limit`` rows of one status, newest first (the dashboard's mail page).
+
+        Sent mail accumulates: it is read newest-sent first along ``ix_outbox_sent_at``.
+        """
+        order = OutboxRow.sent_at.desc() if status == SENT else OutboxRow.id.desc()
+        query = select(OutboxRow).where(OutboxRow.status == status)
+        with self._tx.read() as session:
+            rows = session.scalars(query.order_by(order, OutboxRow.id.desc()).limit(limit)).all()
+            return [_to_record(row) for row in rows]
+
     def stats(self) -> OutboxStats:
         """Pending depth, oldest pending creation time, and the failed count.
 

@@ -22,10 +22,12 @@ from tradingbot import __version__
 from tradingbot.runtime import Runtime
 from tradingbot.web.auth import bearer_auth
 from tradingbot.web.connections import body_timeout_middleware
+from tradingbot.web.dashboard import add_dashboard, dashboard_sessions
 from tradingbot.web.events_api import add_routes as add_event_routes
 from tradingbot.web.health import add_health_routes
 from tradingbot.web.metrics import add_metrics, http_metrics_middleware
 from tradingbot.web.openapi import add_openapi_route
+from tradingbot.web.outbox_api import add_outbox_route
 from tradingbot.web.problems import problem, problem_middleware
 from tradingbot.web.reports import add_report_routes
 from tradingbot.web.trading_api import TradingApi, add_trading_routes
@@ -44,6 +46,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> web.Applicat
     # handler runs, inside the problem+json translation.
     middlewares: list[Middleware] = [http_metrics_middleware, problem_middleware]
     if runtime.config.api_token:  # without a token the API is open: no per-request layer
+        middlewares.append(dashboard_sessions)  # a browser's session cookie (dashboard.py)
         middlewares.append(bearer_auth(runtime.config.api_token))
     middlewares.append(body_timeout_middleware(runtime.config.http_body_timeout_s))
     app = web.Application(middlewares=middlewares)
@@ -66,7 +69,9 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> web.Applicat
         ),
     )
     add_report_routes(app, RUNTIME)  # GET /api/reports/daily, /api/reports/pnl
+    add_outbox_route(app, RUNTIME)
     add_openapi_route(app, token_required=bool(runtime.config.api_token))
+    add_dashboard(app, RUNTIME)  # GET /, /tree, /events, /mail, /docs, /login
     return app
 
 

@@ -33,6 +33,9 @@ REALM = "trading-bot"
 OPEN_PATHS = frozenset({"/api/health/live"})
 OPEN_METHODS = frozenset({hdrs.METH_GET, hdrs.METH_HEAD})
 CHALLENGE = f'Bearer realm="{REALM}"'
+# Request key set by an earlier middleware that authenticated the request otherwise
+# (the dashboard's session cookie, tradingbot.web.session).
+AUTHENTICATED = web.RequestKey("authenticated", bool)
 INVALID_TOKEN_CHALLENGE = f'{CHALLENGE}, error="invalid_token"'
 
 MISSING = "this endpoint requires an 'Authorization: Bearer <token>' header"
@@ -78,7 +81,7 @@ def bearer_auth(token: str | None) -> Middleware:
 
     @web.middleware
     async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if _is_open(request):
+        if _is_open(request) or request.get(AUTHENTICATED):
             return await handler(request)
         headers = request.headers.getall(hdrs.AUTHORIZATION, [])
         if not headers:

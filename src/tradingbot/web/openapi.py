@@ -32,6 +32,8 @@ from tradingbot.supervision.spec import Kind, Restart
 from tradingbot.web.auth import OPEN_METHODS, OPEN_PATHS
 from tradingbot.web.events_api import DEFAULT_LIMIT, MAX_LIMIT
 from tradingbot.web.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from tradingbot.web.outbox_api import OPENAPI_PATHS as _OUTBOX_PATHS
+from tradingbot.web.outbox_api import OPENAPI_SCHEMAS as _OUTBOX_SCHEMAS
 from tradingbot.web.problems import PROBLEM_JSON
 from tradingbot.web.reports import DATE_PATTERN
 
@@ -163,6 +165,7 @@ _SCHEMAS: Final[Json] = {
             "total": {"type": "object"},
         },
     },
+    **_OUTBOX_SCHEMAS,
     "Problem": {
         "description": "RFC 9457 problem details; never a traceback.",
         "type": "object",
@@ -650,6 +653,7 @@ def _trading_operation(name: str, description: str, *, reason_required: bool) ->
 
 _PATHS: Final[Json] = {
     **_HEALTH_PATHS,
+    **_OUTBOX_PATHS,
     "/api/events": {
         "get": {
             "tags": ["events"],
@@ -853,6 +857,7 @@ def build_document(*, token_required: bool) -> Json:
             {"name": "actors", "description": "The supervision tree."},
             {"name": "trading", "description": "The kill switch: pause and resume orders."},
             {"name": "reports", "description": "Daily summary and P&L."},
+            {"name": "mail", "description": "The outbox of alert e-mails."},
             {"name": "metrics", "description": "Prometheus."},
             {"name": "meta", "description": "This description."},
         ],
