@@ -127,6 +127,7 @@ def test_pause_and_resume_from_the_browser(page: Any, bot: Bot) -> None:
     state = trading_state(bot)
     assert state["kill_switch"]["mode"] == "paused"
     assert state["kill_switch"]["reason"] == "browser drill"
+    assert state["kill_switch"]["changed_by"].startswith("dashboard session")
     assert state["orders_allowed"] is False
     page.locator("#trading-mode", has_text="paused").wait_for()
     screenshot(page, "overview-paused")

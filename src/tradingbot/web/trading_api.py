@@ -22,6 +22,7 @@ from tradingbot.storage import StorageError
 from tradingbot.trading import KillSwitch, SwitchResult
 from tradingbot.trading.switch import MAX_REASON_CHARS
 from tradingbot.web.problems import problem
+from tradingbot.web.session import CURRENT
 
 MAX_BODY_BYTES = 4096
 NO_TOKEN = (
@@ -125,7 +126,8 @@ async def _switch(
     switch = api.switch()
     if switch is None:
         return problem(503, "the bot is not running")
-    by = f"HTTP API token ({request.remote or 'unknown client'})"
+    via = "dashboard session" if request.get(CURRENT) is not None else "HTTP API token"
+    by = f"{via} ({request.remote or 'unknown client'})"
     try:
         result = await asyncio.to_thread(change, switch, by, reason)
     except StorageError as exc:
