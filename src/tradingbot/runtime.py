@@ -346,7 +346,11 @@ class Runtime:
                     database,
                     nyse(),
                     self.scheduler_status,
-                    SchedulerSettings(owner=self.run_id, tick_s=config.scheduler_tick_s),
+                    SchedulerSettings(
+                        owner=self.run_id,
+                        tick_s=config.scheduler_tick_s,
+                        dead_owners=tuple(r.recovery.run_id for r in self.crashes),
+                    ),
                     now=self.scheduler_now,
                 ),
                 notifier=lambda: NotifierActor(

@@ -113,3 +113,26 @@ def test_a_claim_left_running_by_a_dead_process_is_marked_abandoned(database: Da
         )
         is None
     )
+
+
+def test_a_crashed_runs_fresh_claim_is_abandoned_by_owner_and_can_be_retried(
+    database: Database,
+) -> None:
+    """A claim of a run found crashed is abandoned at once, however recent, and only that
+    run's claims are: then the date can be retried instead of staying 'running'."""
+    claim(database, A, at=T0)
+    assert (
+        database.job_runs.abandon_stale(
+            started_before=T0 + timedelta(days=1), at=T0, except_owner=B, owner=B
+        )
+        == 0
+    )
+    assert (
+        database.job_runs.abandon_stale(
+            started_before=T0 + timedelta(days=1), at=T0, except_owner=B, owner=A
+        )
+        == 1
+    )
+    again = claim(database, B, retry=True)
+    assert again is not None
+    assert again.owner == B

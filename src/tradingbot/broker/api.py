@@ -60,8 +60,9 @@ def place_order(
     """Place an order through the broker actor; return our order id (its ``orderRef``).
 
     Raises :class:`BrokerNotReady` at once when the broker is not synced (nothing is
-    queued), :class:`TradingBlocked` for a new order while reconciliation has not passed
-    (a retry of a known key still returns its order), ``EventNotDurable`` when the ORDER
+    queued), :class:`TradingBlocked` for a new order while a gate is closed
+    (reconciliation has not passed, or the kill switch is paused or tripped; checked
+    again right before the send; a retry of a known key still returns its order), ``EventNotDurable`` when the ORDER
     event could not be stored (nothing is sent), ``TimeoutError`` when the actor did not
     answer in time (the outcome is then unknown; look the order up by reference before
     retrying).

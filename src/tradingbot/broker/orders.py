@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from ib_async import LimitOrder, MarketOrder, Stock
 
-from tradingbot.broker.errors import BrokerConnectionError, UnknownOrder
+from tradingbot.broker.errors import BrokerConnectionError, TradingBlocked, UnknownOrder
 from tradingbot.broker.ids import order_ref_for, trade_event_id
 from tradingbot.broker.messages import (
     CancelChecked,
@@ -135,6 +135,11 @@ class Orders:
                 order = MarketOrder(request.side, request.quantity)
             order.orderRef = order_ref
             order.account = account
+            # The gates again, at the last moment: a pause acknowledged while the ORDER
+            # event was being stored must stop this order too.
+            blocked = status.trading_blocked()
+            if blocked is not None:
+                raise TradingBlocked(f"order refused: trading is blocked ({blocked})")
             trade = ib.placeOrder(contract, order)
             return int(trade.order.orderId)
 
@@ -151,6 +156,13 @@ class Orders:
                 status.update_order(order_ref, order_id=order_id)
                 log.info("broker_order_sent", order_ref=order_ref, order_id=order_id, order=text)
                 reply.set_result(order_ref)
+                return
+            if isinstance(error, TradingBlocked):
+                # Never sent: its end goes into our books (a final ORDER event), so
+                # reconciliation does not take it for an open order the broker lost.
+                log.warning("broker_order_refused_late", order_ref=order_ref, error=str(error))
+                tell(OrderStatusChanged(order_ref, "Cancelled", 0.0, 0.0, 0, 0))
+                reply.set_exception(error)
                 return
             send_failed(status, order_ref, error)
             tell(SendFailed(order_ref))

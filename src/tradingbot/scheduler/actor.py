@@ -59,6 +59,9 @@ class SchedulerSettings:
 
     owner: str
     tick_s: float = 0.25
+    # Runs found crashed at this start: their ``running`` claims are abandoned at once
+    # (whatever their age), so a job cut off by kill -9 can be retried.
+    dead_owners: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +140,7 @@ class SchedulerActor(SupervisedActor):
         self._calendar = calendar
         self._status = status
         self._settings = settings
+        self._last_tick_s = 0.0  # time.monotonic() of the last tick handled
         self._now = now
         self._pending: dict[str, Slot] = {}
         self._running: set[str] = set()
@@ -156,6 +160,13 @@ class SchedulerActor(SupervisedActor):
                 at=now,
                 except_owner=self._settings.owner,
             )
+            for owner in self._settings.dead_owners:
+                abandoned += self._db.job_runs.abandon_stale(
+                    started_before=now + timedelta(days=1),
+                    at=now,
+                    except_owner=self._settings.owner,
+                    owner=owner,
+                )
             if abandoned:
                 log.warning("job_runs_abandoned", count=abandoned)
             latest = self._db.job_runs.latest()
@@ -174,6 +185,7 @@ class SchedulerActor(SupervisedActor):
                 self._pending[job.name] = due  # a missed run, within grace: once, now
             elif done is not None:  # a job that never ran (a first start) missed nothing
                 self._missed(job, due, now)
+        self._last_tick_s = time.monotonic()
         self.every(self._settings.tick_s, _Tick())
         self._tick()
 
@@ -182,7 +194,12 @@ class SchedulerActor(SupervisedActor):
     def on_receive(self, message: Any) -> Any:
         match message:
             case _Tick():
-                self._tick()
+                # Ticks queued while one was slow (a stalled database) are dropped, so
+                # the inbox never grows and a liveness ping is never stuck behind them.
+                now = time.monotonic()
+                if now - self._last_tick_s >= self._settings.tick_s / 2:
+                    self._last_tick_s = now
+                    self._tick()
             case _Finished():
                 self._finished(message)
             case RunJob(name=name, day=day):

@@ -140,16 +140,27 @@ class JobRunRepository:
             )
             return _to_record(connection.execute(select(_T).where(_T.c.id == row.id)).one())
 
-    def abandon_stale(self, *, started_before: datetime, at: datetime, except_owner: str) -> int:
-        """Mark ``running`` claims of other owners started before the cut-off abandoned."""
+    def abandon_stale(
+        self,
+        *,
+        started_before: datetime,
+        at: datetime,
+        except_owner: str,
+        owner: str | None = None,
+    ) -> int:
+        """Mark ``running`` claims of other owners (only ``owner``'s, when given) started
+        before the cut-off abandoned."""
+        conditions = [
+            _T.c.status == RUNNING,
+            _T.c.owner != except_owner,
+            _T.c.started_at < require_utc(started_before, "started_before"),
+        ]
+        if owner is not None:
+            conditions.append(_T.c.owner == owner)
         with self._tx.write_connection() as connection:
             result = connection.execute(
                 update(_T)
-                .where(
-                    _T.c.status == RUNNING,
-                    _T.c.owner != except_owner,
-                    _T.c.started_at < require_utc(started_before, "started_before"),
-                )
+                .where(*conditions)
                 .values(
                     status=ABANDONED,
                     finished_at=require_utc(at, "at"),

@@ -16,8 +16,9 @@ overwrite each other's switch unseen.
 from __future__ import annotations
 
 import threading
+import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
@@ -26,7 +27,7 @@ from tradingbot.broker.status import KILL_SWITCH_GATE, BrokerStatus
 from tradingbot.events.model import RISK, Severity
 from tradingbot.events.recorder import EventNotDurable, EventRecorder
 from tradingbot.notify.routing import KILL_SWITCH_SOURCE
-from tradingbot.storage import Database, StorageError, TradingStateRecord
+from tradingbot.storage import Database, StaleTradingState, StorageError, TradingStateRecord
 from tradingbot.trading.state import RUNNING_INITIAL, TradingMode, TradingState
 
 log = structlog.get_logger(__name__)
@@ -59,7 +60,8 @@ class KillSwitch:
         self._status = status
         self._recorder = recorder
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _state; never held across I/O
+        self._writing = threading.Lock()  # serialises changes (held across the write)
         self._state = RUNNING_INITIAL
 
     def load(self) -> TradingState:
@@ -93,35 +95,58 @@ class KillSwitch:
     def _switch(self, mode: TradingMode, *, by: str, reason: str) -> SwitchResult:
         reason = _clean(reason, "reason") or _DEFAULT_REASONS[mode]
         by = _clean(by, "by") or "unknown"
-        with self._lock:
-            old = self._state
-            if old.mode is mode and old.durable:
-                return SwitchResult(state=old, changed=False)
-            now = self._clock()
-            new = TradingState(
-                mode=mode, reason=reason, changed_by=by, since=now, version=old.version
-            )
-            warning = None
-            try:
-                record = self._database.trading_state.change(
-                    self._account,
-                    mode=mode.value,
+        with self._writing:  # one change at a time; readers never wait for the database
+            with self._lock:
+                old = self._state
+                if old.mode is mode and old.durable:
+                    return SwitchResult(state=old, changed=False)
+                now = self._clock()
+                new = TradingState(
+                    mode=mode,
                     reason=reason,
                     changed_by=by,
                     since=now,
-                    expected_version=old.version,
+                    version=old.version,
+                    durable=False,
                 )
-                new = _from_record(record)
+                if mode is not TradingMode.RUNNING:
+                    # A stop takes effect at once, before the database has answered.
+                    self._state = new
+                    self._apply()
+            warning = None
+            try:
+                new = _from_record(self._store(new, old.version))
             except StorageError as exc:
                 if mode is TradingMode.RUNNING:
                     raise  # trading stays stopped: a resume must be remembered
                 warning = f"not stored ({exc}); a restart would not remember it"
-                new = replace(new, durable=False)
                 log.error("kill_switch_not_stored", mode=mode.value, error=str(exc))
-            self._state = new
-            self._apply()
+            with self._lock:
+                self._state = new
+                self._apply()
         self._record(old, new, warning)
         return SwitchResult(state=new, changed=True, warning=warning)
+
+    def _store(self, state: TradingState, version: int) -> TradingStateRecord:
+        """Write ``state`` over ``version``; when another writer changed the row meanwhile
+        (or a lost acknowledgement left ours stale), over the version stored now."""
+        assert state.since is not None
+        for attempt in range(2):
+            try:
+                return self._database.trading_state.change(
+                    self._account,
+                    mode=state.mode.value,
+                    reason=state.reason,
+                    changed_by=state.changed_by,
+                    since=state.since,
+                    expected_version=version,
+                )
+            except StaleTradingState:
+                if attempt:
+                    raise
+                current = self._database.trading_state.get(self._account)
+                version = 0 if current is None else current.version
+        raise AssertionError("unreachable")
 
     def _apply(self) -> None:
         if self._state.trading:
@@ -175,6 +200,8 @@ _DEFAULT_REASONS = {
 
 def _clean(text: str, what: str) -> str:
     """One line, bounded: a reason lands in events, e-mail subjects and the dashboard."""
+    if any(unicodedata.category(ch) in ("Cc", "Cf") and not ch.isspace() for ch in text):
+        raise ValueError(f"{what} must not contain control characters")
     cleaned = " ".join(text.split())
     if len(cleaned) > MAX_REASON_CHARS:
         raise ValueError(f"{what} is longer than {MAX_REASON_CHARS} characters")

@@ -197,9 +197,10 @@ def _page(template: str, build: Builder) -> Callable[[web.Request], Any]:
             return data
         env = request.app[_TEMPLATES]
         context = {**_common(request), **data}
-        if request.headers.get(FRAGMENT_HEADER) == "1":
-            name = template.replace(".html", "_live.html")
-            return _html(env.get_template(name).render(context))
+        live = template.replace(".html", "_live.html")
+        # Only pages with a live part have one; any other asks for the whole page.
+        if request.headers.get(FRAGMENT_HEADER) == "1" and live in env.list_templates():
+            return _html(env.get_template(live).render(context))
         return _html(env.get_template(template).render(context))
 
     handler.__name__ = template.removesuffix(".html")

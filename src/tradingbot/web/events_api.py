@@ -36,6 +36,7 @@ from tradingbot.storage import (
 )
 from tradingbot.web.params import InvalidParam, InvalidParams, QueryReader
 from tradingbot.web.problems import problem
+from tradingbot.web.session import same_origin
 
 log = structlog.get_logger(__name__)
 
@@ -263,6 +264,10 @@ class _EventsApi:
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
         """``GET /api/events/stream``: a WebSocket sending each new stored event as JSON."""
+        if not same_origin(request):
+            # Browsers let any page open a WebSocket anywhere: a page of another site
+            # must not read the live events (the loopback default has no token).
+            return problem(403, "a WebSocket from another origin is refused")
         try:
             accept = _parse_stream_filter(request)
         except InvalidParams as exc:

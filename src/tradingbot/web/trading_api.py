@@ -132,6 +132,8 @@ async def _switch(
         result = await asyncio.to_thread(change, switch, by, reason)
     except StorageError as exc:
         return problem(503, f"not changed, trading stays stopped: {exc}")
+    except ValueError as exc:  # e.g. control characters in the reason
+        return problem(400, str(exc))
     body = _state(api, switch)
     body["changed"] = result.changed
     body["warning"] = result.warning
