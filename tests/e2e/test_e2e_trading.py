@@ -75,6 +75,8 @@ def test_http_pause_and_resume_need_the_token(bot_factory: BotFactory) -> None:
     assert bad.headers["Content-Type"].startswith("application/problem+json")
     assert "reason" in bad.json()["detail"]
     assert _post(bot, "/api/trading/pause", b"not json").status == 400
+    # A reason is mailed and printed in terminals: control characters are refused.
+    assert _post(bot, "/api/trading/pause", b'{"reason": "x\\u001b[2Jhidden"}').status == 400
 
     paused = _post(bot, "/api/trading/pause", b'{"reason": "fed minutes"}')
     assert paused.status == 200, paused.body

@@ -717,3 +717,24 @@ def test_stream_without_upgrade_is_a_426_problem(server: Server) -> None:
     assert reply.status == 426
     assert reply.content_type == PROBLEM_JSON
     assert "WebSocket" in reply.json()["detail"]
+
+
+def test_stream_refuses_a_websocket_opened_by_another_sites_page(server: Server) -> None:
+    """A page of another origin (any site the operator visits) cannot open the live tail,
+    even on the tokenless loopback default; the bot's own origin can."""
+
+    async def scenario() -> tuple[int, bool]:
+        url = server.url("/api/events/stream")
+        try:
+            async with server.session.ws_connect(url, origin="https://evil.example"):
+                refused = 101
+        except aiohttp.WSServerHandshakeError as exc:
+            refused = exc.status
+        host = url.split("/")[2]
+        async with server.session.ws_connect(url, origin=f"http://{host}") as ws:
+            own = not ws.closed
+        return refused, own
+
+    refused, own = server.loop.run(scenario())
+    assert refused == 403
+    assert own
