@@ -350,6 +350,7 @@ class Runtime:
                         owner=self.run_id,
                         tick_s=config.scheduler_tick_s,
                         dead_owners=tuple(r.recovery.run_id for r in self.crashes),
+                        account=self.account,
                     ),
                     now=self.scheduler_now,
                 ),

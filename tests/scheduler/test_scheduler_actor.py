@@ -78,7 +78,7 @@ def summary_job(grace: timedelta = timedelta(hours=2)) -> Job:
 class Process:
     """One scheduler process: a tree with the target and the scheduler."""
 
-    def __init__(self, database: Database, clock: WallClock, job: Job) -> None:
+    def __init__(self, database: Database, clock: WallClock, job: Job, account: str = "") -> None:
         self.seen: list[str] = []
         self.failing = threading.Event()
         self.status = SchedulerStatus()
@@ -96,7 +96,7 @@ class Process:
                             database,
                             nyse(),
                             self.status,
-                            SchedulerSettings(owner=self.owner, tick_s=0.01),
+                            SchedulerSettings(owner=self.owner, tick_s=0.01, account=account),
                             now=clock,
                         ),
                     ),
@@ -189,6 +189,24 @@ def test_two_processes_on_one_database_run_a_slot_once(
     wait_until(lambda: database.job_runs.get("daily_summary", "2026-03-10") is not None)
     wait_until(lambda: (a.last_status(), b.last_status()) == ("ok", "ok"), message="both see it")
     assert sorted(a.seen + b.seen) == ["2026-03-10"]
+
+
+def test_two_accounts_on_one_database_each_run_their_own_summary(
+    database: Database, processes: list[Process]
+) -> None:
+    """Two accounts sharing a database (as the run lock allows): each gets its own summary
+    run for the date, under its own claim."""
+    clock = WallClock(et(DAY, 16, 0))
+    a = Process(database, clock, summary_job(), account="DU111")
+    b = Process(database, clock, summary_job(), account="DU222")
+    processes.extend([a, b])
+    clock.set(et(DAY, 16, 30))
+    wait_until(lambda: (a.last_status(), b.last_status()) == ("ok", "ok"), message="both ran")
+    assert (a.seen, b.seen) == (["2026-03-10@DU111"], ["2026-03-10@DU222"])
+    for account in ("DU111", "DU222"):
+        record = database.job_runs.get("daily_summary", f"2026-03-10@{account}")
+        assert record is not None
+        assert record.status == "ok"
 
 
 def test_a_slot_missed_past_its_grace_is_reported_not_run(

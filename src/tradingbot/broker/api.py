@@ -62,10 +62,10 @@ def place_order(
     Raises :class:`BrokerNotReady` at once when the broker is not synced (nothing is
     queued), :class:`TradingBlocked` for a new order while a gate is closed
     (reconciliation has not passed, or the kill switch is paused or tripped; checked
-    again right before the send; a retry of a known key still returns its order), ``EventNotDurable`` when the ORDER
-    event could not be stored (nothing is sent), ``TimeoutError`` when the actor did not
-    answer in time (the outcome is then unknown; look the order up by reference before
-    retrying).
+    again right before the send; a retry of a known key still returns its order),
+    ``EventNotDurable`` when the ORDER event could not be stored (nothing is sent),
+    ``TimeoutError`` when the actor did not answer in time (the outcome is then unknown;
+    look the order up by reference before retrying).
     """
     refusal = status.order_refusal(request.client_order_id)
     if refusal is not None:

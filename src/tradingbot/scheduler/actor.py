@@ -19,9 +19,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 import structlog
 
@@ -62,6 +62,10 @@ class SchedulerSettings:
     # Runs found crashed at this start: their ``running`` claims are abandoned at once
     # (whatever their age), so a job cut off by kill -9 can be retried.
     dead_owners: tuple[str, ...] = ()
+    # The account this process trades: two accounts sharing a database each run their
+    # own jobs (their claim keys differ: ``2026-03-10@DU123``; the default account has
+    # the bare date).
+    account: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +179,7 @@ class SchedulerActor(SupervisedActor):
             latest = {}
         for job in self._jobs.values():
             self._status.update(job.name, last=latest.get(job.name), next=self._next(job, now))
-            due = last_slot(job, now, self._calendar)
+            due = self._own(last_slot(job, now, self._calendar))
             if due is None:
                 continue
             done = latest.get(job.name)
@@ -211,7 +215,17 @@ class SchedulerActor(SupervisedActor):
     # -- the schedule ---------------------------------------------------------------------
 
     def _next(self, job: Job, after: datetime) -> Slot:
-        return next_slot(job, after, self._calendar)
+        return self._own(next_slot(job, after, self._calendar))
+
+    @overload
+    def _own(self, slot: Slot) -> Slot: ...
+    @overload
+    def _own(self, slot: None) -> None: ...
+    def _own(self, slot: Slot | None) -> Slot | None:
+        """``slot`` with this account's claim key (unchanged for the default account)."""
+        if slot is None or not self._settings.account:
+            return slot
+        return replace(slot, key=f"{slot.key}@{self._settings.account}")
 
     def _tick(self) -> None:
         now = self._now()
@@ -366,11 +380,11 @@ class SchedulerActor(SupervisedActor):
         now = self._now()
         try:
             if day is None:
-                slot = last_slot(job, now, self._calendar)
+                slot = self._own(last_slot(job, now, self._calendar))
                 if slot is None:
                     raise ValueError(f"job {name!r} has no slot yet")
             else:
-                slot = slot_for(job, day, self._calendar)
+                slot = self._own(slot_for(job, day, self._calendar))
         except ValueError as exc:
             reply.set_exception(exc)
             return reply

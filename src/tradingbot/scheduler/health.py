@@ -29,7 +29,7 @@ def job_check(state: JobState, now: datetime) -> Check:
         status = FAIL
         output = (
             f"{job.name} for {state.overdue.key} did not run within its grace window "
-            f"({job.grace}); run it with: run {job.name} {state.overdue.key}"
+            f"({job.grace}); run it with: run {job.name} {state.overdue.trading_date.isoformat()}"
         )
     elif state.next is not None and now - state.next.at > job.grace:
         status = FAIL
