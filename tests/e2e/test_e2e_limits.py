@@ -186,7 +186,7 @@ def test_garbled_requests_get_problem_json_without_echo_and_one_warning(bot: Bot
 def test_bad_websocket_key_is_400_and_a_plain_get_is_426(bot: Bot) -> None:
     """An upgrade with a malformed Sec-WebSocket-Key is a 400; a plain GET stays a 426."""
     upgrade = (
-        b"GET /api/events/stream HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+        b"GET /api/events/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
         b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
         b"Sec-WebSocket-Key: not-a-key\r\n\r\n"
     )

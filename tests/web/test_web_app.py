@@ -127,3 +127,30 @@ def test_stopping_the_app_records_a_clean_stop(loop_thread: LoopThread, tmp_path
     assert run is not None
     assert run.clean_stop is True
     assert run.stopped_at is not None
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [
+        ("evil.example", 421),
+        ("evil.example:{port}", 421),
+        ("127.0.0.1:{port}", 200),
+        ("localhost:{port}", 200),
+        ("[::1]:{port}", 200),
+    ],
+)
+def test_without_a_token_only_loopback_names_are_served(
+    server: Server, host: str, status: int
+) -> None:
+    """A tokenless API refuses a request addressed to another name (a DNS-rebinding page of
+    another site) with 421 problem+json, and serves the machine's loopback names."""
+
+    async def fetch() -> tuple[int, str]:
+        headers = {"Host": host.format(port=server.port)}
+        async with server.session.get(server.url("/api/actors"), headers=headers) as response:
+            return response.status, response.headers.get("Content-Type", "")
+
+    got, content_type = server.loop.run(fetch())
+    assert got == status
+    if status == 421:
+        assert content_type.startswith("application/problem+json")

@@ -20,7 +20,7 @@ from aiohttp.typedefs import Middleware
 
 from tradingbot import __version__
 from tradingbot.runtime import Runtime
-from tradingbot.web.auth import bearer_auth
+from tradingbot.web.auth import bearer_auth, loopback_host_only
 from tradingbot.web.connections import body_timeout_middleware
 from tradingbot.web.dashboard import add_dashboard, dashboard_sessions
 from tradingbot.web.events_api import add_routes as add_event_routes
@@ -45,9 +45,11 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> web.Applicat
     # Outermost first: metrics see every final status (401s too); auth answers before any
     # handler runs, inside the problem+json translation.
     middlewares: list[Middleware] = [http_metrics_middleware, problem_middleware]
-    if runtime.config.api_token:  # without a token the API is open: no per-request layer
+    if runtime.config.api_token:
         middlewares.append(dashboard_sessions)  # a browser's session cookie (dashboard.py)
         middlewares.append(bearer_auth(runtime.config.api_token))
+    else:  # open to this machine only: refuse other names (DNS rebinding)
+        middlewares.append(loopback_host_only(runtime.config.http_host))
     middlewares.append(body_timeout_middleware(runtime.config.http_body_timeout_s))
     app = web.Application(middlewares=middlewares)
     app[RUNTIME] = runtime

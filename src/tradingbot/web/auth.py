@@ -94,3 +94,31 @@ def bearer_auth(token: str | None) -> Middleware:
         return await handler(request)
 
     return require_token
+
+
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+MISDIRECTED = (
+    "this API answers only requests addressed to this machine's loopback name "
+    "(e.g. http://127.0.0.1:PORT); configure TRADINGBOT_API_TOKEN to serve other names"
+)
+
+
+def loopback_host_only(bound_host: str) -> Middleware:
+    """Without a token: refuse requests whose ``Host`` is not a loopback name (421).
+
+    A tokenless API is open to anything on this machine; a web page of another site can
+    still reach it through DNS rebinding (its name re-resolved to 127.0.0.1), but its
+    requests then carry that site's name in ``Host``, so they are refused here.
+    """
+    allowed = LOOPBACK_NAMES | {bound_host.strip("[]").lower()}
+
+    @web.middleware
+    async def require_loopback_host(request: web.Request, handler: Handler) -> web.StreamResponse:
+        host = request.headers.get(hdrs.HOST, "")
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        if name.strip("[]").lower() not in allowed:
+            log.info("http_host_refused", path=request.path, remote=request.remote)
+            return problem(421, MISDIRECTED)
+        return await handler(request)
+
+    return require_loopback_host
