@@ -17,8 +17,10 @@ The rotation check (logrotate moved the file: reopen it) runs at most once a sec
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -233,8 +235,10 @@ class LogSink:
         self._notifying.active = True
         try:
             listener(state)
-        except Exception:  # noqa: BLE001 - a listener must not break logging
-            pass
+        except Exception as exc:  # noqa: BLE001 - a listener must not break logging
+            # Not through logging (this is the log sink itself): one line on stderr.
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.write(f"trading-bot: log-file listener failed: {exc!r}\n")
         finally:
             self._notifying.active = False
 

@@ -23,396 +23,31 @@ import orjson
 from aiohttp import web
 
 from tradingbot import __version__
-from tradingbot.events.model import MAX_ID_CHARS, MAX_MESSAGE_CHARS, Severity
+from tradingbot.events.model import MAX_ID_CHARS
 from tradingbot.health.model import CONTENT_TYPE as HEALTH_JSON
 from tradingbot.reports import BY_CHOICES
 from tradingbot.storage.event_query import MAX_TYPES
-from tradingbot.supervision.handle import RESTARTING, RUNNING, STOPPED, UNRESPONSIVE
-from tradingbot.supervision.spec import Kind, Restart
 from tradingbot.web.auth import OPEN_METHODS, OPEN_PATHS
 from tradingbot.web.events_api import DEFAULT_LIMIT, MAX_LIMIT
-from tradingbot.web.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from tradingbot.web.openapi_schemas import (
+    CURSOR,
+    DATE_TIME,
+    JSON,
+    SCHEMAS,
+    TEXT,
+    TYPE_ITEM,
+    Json,
+    content,
+    problem_response,
+    ref,
+    schema_ref,
+)
 from tradingbot.web.outbox_api import OPENAPI_PATHS as _OUTBOX_PATHS
-from tradingbot.web.outbox_api import OPENAPI_SCHEMAS as _OUTBOX_SCHEMAS
-from tradingbot.web.problems import PROBLEM_JSON
 from tradingbot.web.reports import DATE_PATTERN
 
 OPENAPI_PATH: Final = "/api/openapi.json"
 BEARER_SCHEME: Final = "bearerAuth"
 
-JSON: Final = "application/json"
-_TEXT: Final = METRICS_CONTENT_TYPE.split(";", 1)[0]
-_SEVERITIES: Final = [member.name for member in Severity]
-_HEALTH_STATUSES: Final = ["pass", "warn", "fail"]
-# The type filter upper-cases each item before checking it against the event type rule.
-_TYPE_ITEM: Final = "^[A-Za-z][A-Za-z0-9_]{0,31}$"
-_CURSOR: Final = "^[A-Za-z0-9_-]{55}$"  # base64url, no padding, of 41 bytes (cursor.py)
-
-Json = dict[str, Any]
-
-
-def _ref(kind: str, name: str) -> Json:
-    return {"$ref": f"#/components/{kind}/{name}"}
-
-
-def _schema(name: str) -> Json:
-    return _ref("schemas", name)
-
-
-def _nullable(schema: Json) -> Json:
-    """``schema`` or null (JSON Schema 2020-12: ``type`` as a list)."""
-    nullable = dict(schema)
-    nullable["type"] = [schema["type"], "null"]
-    return nullable
-
-
-def _content(media_type: str, schema: Json) -> Json:
-    return {media_type: {"schema": schema}}
-
-
-def _problem_response(
-    description: str, schema: str = "Problem", *, headers: Json | None = None
-) -> Json:
-    return {
-        "description": description,
-        "headers": {"Cache-Control": _ref("headers", "NoStore"), **(headers or {})},
-        "content": _content(PROBLEM_JSON, _schema(schema)),
-    }
-
-
-# -- schemas --------------------------------------------------------------------------------
-
-_DATE_TIME: Final[Json] = {"type": "string", "format": "date-time"}
-_ID: Final[Json] = {"type": "string", "maxLength": MAX_ID_CHARS}
-_COUNT: Final[Json] = {"type": "integer", "minimum": 0}
-
-_MONEY: Final[Json] = {"type": "number"}
-_RATE: Final[Json] = {"type": ["number", "null"], "minimum": 0, "maximum": 1}
-
-_SCHEMAS: Final[Json] = {
-    "DailyReport": {
-        "description": "The daily summary (docs/reports.md defines each figure).",
-        "type": "object",
-        "required": [
-            "date",
-            "session",
-            "realized_pnl",
-            "commissions",
-            "trades",
-            "round_trips",
-            "positions",
-            "counts",
-            "incidents",
-            "watchlist",
-        ],
-        "properties": {
-            "date": {"type": "string", "format": "date"},
-            "session": {"type": "boolean"},
-            "early_close": {"type": "boolean"},
-            "realized_pnl": _MONEY,
-            "commissions": _MONEY,
-            "unrealized_pnl": {"type": ["number", "null"]},
-            "equity": {"type": ["number", "null"]},
-            "trades": {"type": "array", "items": {"type": "object"}},
-            "round_trips": {
-                "type": "object",
-                "required": ["closed", "wins", "losses", "win_rate"],
-                "properties": {
-                    "closed": {"type": "integer", "minimum": 0},
-                    "wins": {"type": "integer", "minimum": 0},
-                    "losses": {"type": "integer", "minimum": 0},
-                    "win_rate": _RATE,
-                },
-            },
-            "positions": {"type": "array", "items": {"type": "object"}},
-            "counts": {"type": "object"},
-            "incidents": {"type": "array", "items": {"type": "object"}},
-            "watchlist": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["symbol", "score", "signals"],
-                    "properties": {
-                        "symbol": {"type": "string"},
-                        "score": {"type": "number"},
-                        "signals": {"type": "integer", "minimum": 1},
-                    },
-                },
-            },
-        },
-    },
-    "PnlReport": {
-        "type": "object",
-        "required": ["from", "to", "by", "periods", "total"],
-        "properties": {
-            "from": {"type": "string", "format": "date"},
-            "to": {"type": "string", "format": "date"},
-            "by": {"type": "string", "enum": list(BY_CHOICES)},
-            "periods": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["period", "realized_pnl", "commissions", "fills", "win_rate"],
-                    "properties": {
-                        "period": {"type": "string"},
-                        "realized_pnl": _MONEY,
-                        "commissions": _MONEY,
-                        "fills": {"type": "integer", "minimum": 0},
-                        "win_rate": _RATE,
-                    },
-                },
-            },
-            "total": {"type": "object"},
-        },
-    },
-    **_OUTBOX_SCHEMAS,
-    "Problem": {
-        "description": "RFC 9457 problem details; never a traceback.",
-        "type": "object",
-        "required": ["type", "title", "status", "detail"],
-        "properties": {
-            "type": {"type": "string", "format": "uri-reference", "examples": ["about:blank"]},
-            "title": {"type": "string", "description": "The HTTP reason phrase."},
-            "status": {"type": "integer", "minimum": 400, "maximum": 599},
-            "detail": {"type": "string"},
-            "invalid_params": {"type": "array", "items": _schema("InvalidParam")},
-        },
-    },
-    "InvalidParamsProblem": {
-        "description": "A 400 naming every rejected query parameter at once.",
-        "allOf": [
-            _schema("Problem"),
-            {
-                "type": "object",
-                "required": ["invalid_params"],
-                "properties": {
-                    "status": {"const": 400},
-                    "invalid_params": {"minItems": 1},
-                },
-            },
-        ],
-    },
-    "InvalidParam": {
-        "type": "object",
-        "required": ["name", "reason"],
-        "additionalProperties": False,
-        "properties": {
-            "name": {"type": "string", "description": "The query parameter's name."},
-            "reason": {"type": "string"},
-        },
-    },
-    "Severity": {"type": "string", "enum": _SEVERITIES},
-    "EventType": {
-        "type": "string",
-        "pattern": "^[A-Z][A-Z0-9_]{0,31}$",
-        "description": "TRADE, SIGNAL, ORDER, RISK, SYSTEM, or a strategy's own type.",
-    },
-    "Event": {
-        "type": "object",
-        "required": [
-            "id",
-            "timestamp",
-            "type",
-            "severity",
-            "message",
-            "source",
-            "strategy_id",
-            "trade_id",
-            "user_id",
-            "context",
-        ],
-        "additionalProperties": False,
-        "properties": {
-            "id": {"type": "string", "format": "uuid"},
-            "timestamp": {**_DATE_TIME, "description": "UTC."},
-            "type": _schema("EventType"),
-            "severity": _schema("Severity"),
-            "message": {"type": "string", "maxLength": MAX_MESSAGE_CHARS},
-            "source": {**_ID, "description": "The recording actor, or empty."},
-            "strategy_id": _nullable(_ID),
-            "trade_id": _nullable(_ID),
-            "user_id": _nullable(_ID),
-            "context": {"type": "object", "description": "Free-form JSON; secrets redacted."},
-        },
-    },
-    "EventPage": {
-        "type": "object",
-        "required": ["events", "next_cursor"],
-        "additionalProperties": False,
-        "properties": {
-            "events": {
-                "type": "array",
-                "items": _schema("Event"),
-                "maxItems": MAX_LIMIT,
-                "description": "Newest first.",
-            },
-            "next_cursor": {
-                "type": ["string", "null"],
-                "pattern": _CURSOR,
-                "description": "Pass as `cursor` (with the same filters) for the next page;"
-                " null on the last page.",
-            },
-        },
-    },
-    "EventSummary": {
-        "type": "object",
-        "required": ["since", "until", "total", "by_type", "by_severity"],
-        "additionalProperties": False,
-        "properties": {
-            "since": _nullable(_DATE_TIME),
-            "until": _nullable(_DATE_TIME),
-            "total": _COUNT,
-            "by_type": {
-                "type": "object",
-                "description": "The types present in the range, sorted.",
-                "propertyNames": _schema("EventType"),
-                "additionalProperties": _COUNT,
-            },
-            "by_severity": {
-                "type": "object",
-                "description": "Every severity, 0 for the absent ones.",
-                "required": _SEVERITIES,
-                "additionalProperties": False,
-                "properties": dict.fromkeys(_SEVERITIES, _COUNT),
-            },
-        },
-    },
-    "KillSwitch": {
-        "type": "object",
-        "required": ["mode", "trading", "reason", "changed_by", "since", "durable"],
-        "properties": {
-            "mode": {"enum": ["running", "paused", "tripped"]},
-            "trading": {"type": "boolean"},
-            "reason": {"type": "string"},
-            "changed_by": {"type": "string"},
-            "since": _nullable(_DATE_TIME),
-            "durable": {
-                "type": "boolean",
-                "description": "false: the last change could not be stored (a restart would"
-                " not remember it)",
-            },
-        },
-    },
-    "TradingState": {
-        "type": "object",
-        "required": ["kill_switch", "gates", "orders_allowed"],
-        "properties": {
-            "kill_switch": _schema("KillSwitch"),
-            "gates": {
-                "type": "object",
-                "description": "Each order gate's reason while it refuses new orders (null: open).",
-                "properties": {
-                    "kill_switch": _nullable({"type": "string"}),
-                    "reconciliation": _nullable({"type": "string"}),
-                },
-            },
-            "orders_allowed": {"type": "boolean"},
-            "changed": {"type": "boolean"},
-            "warning": _nullable({"type": "string"}),
-        },
-    },
-    "ActorNode": {
-        "description": "One node of the supervision tree; `children` nest recursively.",
-        "type": "object",
-        "required": [
-            "id",
-            "kind",
-            "status",
-            "restarts",
-            "restart_type",
-            "critical",
-            "started_at",
-            "mailbox",
-            "dropped_messages",
-            "last_failure",
-            "details",
-            "children",
-        ],
-        "additionalProperties": False,
-        "properties": {
-            "id": {"type": "string", "minLength": 1},
-            "kind": {"type": "string", "enum": [kind.value for kind in Kind]},
-            "status": {"type": "string", "enum": [RUNNING, RESTARTING, STOPPED, UNRESPONSIVE]},
-            "restarts": _COUNT,
-            "restart_type": {"type": "string", "enum": [restart.value for restart in Restart]},
-            "critical": {"type": "boolean"},
-            "started_at": _nullable(_DATE_TIME),
-            "mailbox": {**_COUNT, "description": "Messages waiting in the actor's inbox."},
-            "dropped_messages": _COUNT,
-            "last_failure": {"oneOf": [{"type": "null"}, _schema("ActorFailure")]},
-            "details": {
-                "type": "object",
-                "description": "What the actor publishes about itself, e.g. the event"
-                " logger's `mode`, `spool_depth` and `spool_oldest`.",
-            },
-            "children": {"type": "array", "items": _schema("ActorNode")},
-        },
-    },
-    "ActorFailure": {
-        "type": "object",
-        "required": ["type", "message", "traceback"],
-        "additionalProperties": False,
-        "properties": {
-            "type": {"type": "string", "description": "The exception's class name."},
-            "message": {"type": "string"},
-            "traceback": {"type": "string"},
-        },
-    },
-    "Health": {
-        "description": "draft-inadarei-api-health-check; `status` is the worst of the checks.",
-        "type": "object",
-        "required": ["status", "version", "releaseId", "serviceId", "description", "checks"],
-        "additionalProperties": False,
-        "properties": {
-            "status": {"type": "string", "enum": _HEALTH_STATUSES},
-            "version": {"type": "string", "description": "Version of this format: 1."},
-            "releaseId": {"type": "string", "description": "The trading-bot release."},
-            "serviceId": {"type": "string", "description": "This run's id."},
-            "description": {"type": "string"},
-            "output": {"type": "string", "minLength": 1},
-            "checks": {
-                "type": "object",
-                "description": "Keyed `component:measurement`, e.g. `database:responseTime`.",
-                "propertyNames": {"pattern": "^[^:]+:[^:]+$"},
-                "additionalProperties": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": _schema("HealthCheck"),
-                },
-            },
-        },
-    },
-    "HealthCheck": {
-        "type": "object",
-        "required": ["componentType", "status", "time"],
-        "additionalProperties": False,
-        "properties": {
-            "componentId": {"type": "string"},
-            "componentType": {
-                "type": "string",
-                "examples": ["component", "datastore", "system"],
-            },
-            "observedValue": {
-                "type": ["number", "string", "boolean", "object", "array"],
-                "description": "Absent when nothing was measured.",
-            },
-            "observedUnit": {"type": "string"},
-            "status": {"type": "string", "enum": _HEALTH_STATUSES},
-            "time": _DATE_TIME,
-            "output": {"type": "string", "minLength": 1},
-            "affectedEndpoints": {"type": "array", "items": {"type": "string"}},
-        },
-    },
-    "OpenApiDocument": {
-        "type": "object",
-        "required": ["openapi", "info", "paths"],
-        "properties": {
-            "openapi": {"type": "string", "pattern": "^3\\.1\\.[0-9]+$"},
-            "info": {"type": "object"},
-            "paths": {"type": "object"},
-        },
-    },
-}
 
 # -- parameters -----------------------------------------------------------------------------
 
@@ -445,22 +80,22 @@ _PARAMETERS: Final[Json] = {
         "type",
         "Only these event types (case-insensitive), repeated (`type=TRADE&type=ORDER`) or"
         f" comma-separated (`type=TRADE,ORDER`); at most {MAX_TYPES} distinct types.",
-        {"type": "array", "items": {"type": "string", "pattern": _TYPE_ITEM}},
+        {"type": "array", "items": {"type": "string", "pattern": TYPE_ITEM}},
         style="form",
         explode=True,
     ),
     "severity": _query(
         "severity",
         "Minimum severity (case-insensitive): `WARNING` returns WARNING, ERROR and CRITICAL.",
-        _schema("Severity"),
+        schema_ref("Severity"),
     ),
     "since": _query(
         "since",
         "Inclusive lower bound: ISO 8601 with a timezone (`2024-05-01T12:00:00Z`; encode"
         " a `+` offset as `%2B`). Must be before `until`.",
-        _DATE_TIME,
+        DATE_TIME,
     ),
-    "until": _query("until", "Exclusive upper bound: ISO 8601 with a timezone.", _DATE_TIME),
+    "until": _query("until", "Exclusive upper bound: ISO 8601 with a timezone.", DATE_TIME),
     "strategy_id": _query(
         "strategy_id", "Exact match (not blank).", {**_NON_BLANK_ID, "pattern": "\\S"}
     ),
@@ -473,7 +108,7 @@ _PARAMETERS: Final[Json] = {
     "cursor": _query(
         "cursor",
         "The `next_cursor` of the previous page, with the same filters.",
-        {"type": "string", "pattern": _CURSOR},
+        {"type": "string", "pattern": CURSOR},
     ),
 }
 _FILTERS: Final = ["type", "severity", "strategy_id", "trade_id"]
@@ -489,12 +124,12 @@ _HEADERS: Final[Json] = {
 }
 
 _RESPONSES: Final[Json] = {
-    "InvalidParams": _problem_response(
+    "InvalidParams": problem_response(
         "A query parameter is unknown, repeated, empty or malformed; `invalid_params` names"
         " each one.",
         "InvalidParamsProblem",
     ),
-    "Unauthorized": _problem_response(
+    "Unauthorized": problem_response(
         "The bearer token is missing, malformed or wrong.",
         headers={
             "WWW-Authenticate": {
@@ -505,11 +140,11 @@ _RESPONSES: Final[Json] = {
             }
         },
     ),
-    "DatabaseUnavailable": _problem_response("The database is unavailable; retry later."),
+    "DatabaseUnavailable": problem_response("The database is unavailable; retry later."),
     # Not referenced by an operation (no path has parameters, every operation is a GET):
     # the answers to a request outside the documented operations, for reference.
-    "NotFound": _problem_response("No such endpoint (with a token configured: 401 first)."),
-    "MethodNotAllowed": _problem_response(
+    "NotFound": problem_response("No such endpoint (with a token configured: 401 first)."),
+    "MethodNotAllowed": problem_response(
         "The path exists but not with this method.",
         headers={
             "Allow": {
@@ -521,12 +156,12 @@ _RESPONSES: Final[Json] = {
     ),
     "HealthPass": {
         "description": "`pass` or `warn`.",
-        "headers": {"Cache-Control": _ref("headers", "NoStore")},
-        "content": _content(
+        "headers": {"Cache-Control": ref("headers", "NoStore")},
+        "content": content(
             HEALTH_JSON,
             {
                 "allOf": [
-                    _schema("Health"),
+                    schema_ref("Health"),
                     {"properties": {"status": {"enum": ["pass", "warn"]}}},
                 ]
             },
@@ -534,10 +169,10 @@ _RESPONSES: Final[Json] = {
     },
     "HealthFail": {
         "description": "`fail` (also when the checks have not run yet or are stale).",
-        "headers": {"Cache-Control": _ref("headers", "NoStore")},
-        "content": _content(
+        "headers": {"Cache-Control": ref("headers", "NoStore")},
+        "content": content(
             HEALTH_JSON,
-            {"allOf": [_schema("Health"), {"properties": {"status": {"const": "fail"}}}]},
+            {"allOf": [schema_ref("Health"), {"properties": {"status": {"const": "fail"}}}]},
         ),
     },
 }
@@ -552,8 +187,8 @@ def _health_operation(path: str, summary: str, description: str) -> tuple[str, J
             "summary": summary,
             "description": description,
             "responses": {
-                "200": _ref("responses", "HealthPass"),
-                "503": _ref("responses", "HealthFail"),
+                "200": ref("responses", "HealthPass"),
+                "503": ref("responses", "HealthFail"),
             },
         }
     }
@@ -634,18 +269,18 @@ def _trading_operation(name: str, description: str, *, reason_required: bool) ->
             "operationId": f"{name}Trading",
             "summary": f"{name.capitalize()} trading",
             "description": description,
-            "requestBody": {"required": reason_required, "content": _content(JSON, body)},
+            "requestBody": {"required": reason_required, "content": content(JSON, body)},
             "responses": {
                 "200": {
                     "description": "The state after the call (``changed``: false when it was"
                     " already so).",
-                    "headers": {"Cache-Control": _ref("headers", "NoStore")},
-                    "content": _content(JSON, _schema("TradingState")),
+                    "headers": {"Cache-Control": ref("headers", "NoStore")},
+                    "content": content(JSON, schema_ref("TradingState")),
                 },
-                "400": _problem_response("The body is not a JSON object with a valid reason."),
-                "403": _problem_response("No API token is configured: use the shell."),
-                "413": _problem_response("The body is larger than 4096 bytes."),
-                "503": _problem_response("Not running, or a resume that could not be stored."),
+                "400": problem_response("The body is not a JSON object with a valid reason."),
+                "403": problem_response("No API token is configured: use the shell."),
+                "413": problem_response("The body is larger than 4096 bytes."),
+                "503": problem_response("Not running, or a resume that could not be stored."),
             },
         }
     }
@@ -662,17 +297,17 @@ _PATHS: Final[Json] = {
             "description": "Keyset pagination: following `next_cursor` returns every event of"
             " the walk exactly once. Any other query parameter is rejected (400).",
             "parameters": [
-                _ref("parameters", name) for name in (*_FILTERS, "since", "until", "limit")
+                ref("parameters", name) for name in (*_FILTERS, "since", "until", "limit")
             ]
-            + [_ref("parameters", "cursor")],
+            + [ref("parameters", "cursor")],
             "responses": {
                 "200": {
                     "description": "One page.",
-                    "headers": {"Cache-Control": _ref("headers", "NoStore")},
-                    "content": _content(JSON, _schema("EventPage")),
+                    "headers": {"Cache-Control": ref("headers", "NoStore")},
+                    "content": content(JSON, schema_ref("EventPage")),
                 },
-                "400": _ref("responses", "InvalidParams"),
-                "503": _ref("responses", "DatabaseUnavailable"),
+                "400": ref("responses", "InvalidParams"),
+                "503": ref("responses", "DatabaseUnavailable"),
             },
         }
     },
@@ -681,15 +316,15 @@ _PATHS: Final[Json] = {
             "tags": ["events"],
             "operationId": "summarizeEvents",
             "summary": "Counts by type and by severity",
-            "parameters": [_ref("parameters", "since"), _ref("parameters", "until")],
+            "parameters": [ref("parameters", "since"), ref("parameters", "until")],
             "responses": {
                 "200": {
                     "description": "The counts over `[since, until)`.",
-                    "headers": {"Cache-Control": _ref("headers", "NoStore")},
-                    "content": _content(JSON, _schema("EventSummary")),
+                    "headers": {"Cache-Control": ref("headers", "NoStore")},
+                    "content": content(JSON, schema_ref("EventSummary")),
                 },
-                "400": _ref("responses", "InvalidParams"),
-                "503": _ref("responses", "DatabaseUnavailable"),
+                "400": ref("responses", "InvalidParams"),
+                "503": ref("responses", "DatabaseUnavailable"),
             },
         }
     },
@@ -703,18 +338,18 @@ _PATHS: Final[Json] = {
             " ignores what the client sends. A client that falls too far behind is closed"
             " with 1008 (slow consumer); server shutdown closes with 1001. `since`, `until`,"
             " `limit` and `cursor` are rejected: the stream sends new events only.",
-            "x-websocket-message": _schema("Event"),
+            "x-websocket-message": schema_ref("Event"),
             "parameters": [
-                *(_ref("parameters", name) for name in _FILTERS),
+                *(ref("parameters", name) for name in _FILTERS),
                 *_WEBSOCKET_HEADERS,
             ],
             "responses": {
                 "101": {"description": "Switching to the WebSocket protocol."},
-                "400": _problem_response(
+                "400": problem_response(
                     "A filter is invalid (`invalid_params` names it), or the WebSocket"
                     " handshake is malformed."
                 ),
-                "426": _problem_response(
+                "426": problem_response(
                     "Not a WebSocket upgrade request.",
                     headers={
                         "Upgrade": {
@@ -734,10 +369,10 @@ _PATHS: Final[Json] = {
             "responses": {
                 "200": {
                     "description": "Whether new orders may go out, and why not.",
-                    "headers": {"Cache-Control": _ref("headers", "NoStore")},
-                    "content": _content(JSON, _schema("TradingState")),
+                    "headers": {"Cache-Control": ref("headers", "NoStore")},
+                    "content": content(JSON, schema_ref("TradingState")),
                 },
-                "503": _problem_response("The bot is not running."),
+                "503": problem_response("The bot is not running."),
             },
         }
     },
@@ -761,15 +396,15 @@ _PATHS: Final[Json] = {
             "description": "Trades with realized P&L, commissions, win rate, open positions,"
             " counts, incidents and tomorrow's watchlist, from the recorded events (see"
             " docs/reports.md). The same JSON as `trading-bot report daily --json`.",
-            "parameters": [_ref("parameters", "date")],
+            "parameters": [ref("parameters", "date")],
             "responses": {
                 "200": {
                     "description": "The summary.",
-                    "headers": {"Cache-Control": _ref("headers", "NoStore")},
-                    "content": _content(JSON, _schema("DailyReport")),
+                    "headers": {"Cache-Control": ref("headers", "NoStore")},
+                    "content": content(JSON, schema_ref("DailyReport")),
                 },
-                "400": _ref("responses", "InvalidParams"),
-                "503": _ref("responses", "DatabaseUnavailable"),
+                "400": ref("responses", "InvalidParams"),
+                "503": ref("responses", "DatabaseUnavailable"),
             },
         }
     },
@@ -778,15 +413,15 @@ _PATHS: Final[Json] = {
             "tags": ["reports"],
             "operationId": "getPnlReport",
             "summary": "Realized P&L over a period, by day, week or month",
-            "parameters": [_ref("parameters", name) for name in ("from", "to", "by")],
+            "parameters": [ref("parameters", name) for name in ("from", "to", "by")],
             "responses": {
                 "200": {
                     "description": "One row per period with fills, and the total.",
-                    "headers": {"Cache-Control": _ref("headers", "NoStore")},
-                    "content": _content(JSON, _schema("PnlReport")),
+                    "headers": {"Cache-Control": ref("headers", "NoStore")},
+                    "content": content(JSON, schema_ref("PnlReport")),
                 },
-                "400": _ref("responses", "InvalidParams"),
-                "503": _ref("responses", "DatabaseUnavailable"),
+                "400": ref("responses", "InvalidParams"),
+                "503": ref("responses", "DatabaseUnavailable"),
             },
         }
     },
@@ -798,10 +433,10 @@ _PATHS: Final[Json] = {
             "responses": {
                 "200": {
                     "description": "The root supervisor, its children nested.",
-                    "headers": {"Cache-Control": _ref("headers", "NoStore")},
-                    "content": _content(JSON, _schema("ActorNode")),
+                    "headers": {"Cache-Control": ref("headers", "NoStore")},
+                    "content": content(JSON, schema_ref("ActorNode")),
                 },
-                "503": _problem_response("The supervision tree is not running."),
+                "503": problem_response("The supervision tree is not running."),
             },
         }
     },
@@ -815,8 +450,8 @@ _PATHS: Final[Json] = {
             "responses": {
                 "200": {
                     "description": "The exposition.",
-                    "headers": {"Cache-Control": _ref("headers", "NoStore")},
-                    "content": _content(_TEXT, {"type": "string"}),
+                    "headers": {"Cache-Control": ref("headers", "NoStore")},
+                    "content": content(TEXT, {"type": "string"}),
                 },
             },
         }
@@ -829,7 +464,7 @@ _PATHS: Final[Json] = {
             "responses": {
                 "200": {
                     "description": "The OpenAPI 3.1 description of this server.",
-                    "content": _content(JSON, _schema("OpenApiDocument")),
+                    "content": content(JSON, schema_ref("OpenApiDocument")),
                 },
             },
         }
@@ -863,7 +498,7 @@ def build_document(*, token_required: bool) -> Json:
         ],
         "paths": copy.deepcopy(_PATHS),
         "components": {
-            "schemas": copy.deepcopy(_SCHEMAS),
+            "schemas": copy.deepcopy(SCHEMAS),
             "parameters": copy.deepcopy(_PARAMETERS),
             "responses": copy.deepcopy(_RESPONSES),
             "headers": copy.deepcopy(_HEADERS),
@@ -883,7 +518,7 @@ def build_document(*, token_required: bool) -> Json:
                 if path in OPEN_PATHS and method.upper() in OPEN_METHODS:
                     operation["security"] = []
                 else:
-                    operation["responses"]["401"] = _ref("responses", "Unauthorized")
+                    operation["responses"]["401"] = ref("responses", "Unauthorized")
     else:
         del document["components"]["responses"]["Unauthorized"]
     return document
