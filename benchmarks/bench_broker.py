@@ -9,7 +9,9 @@ client side is measured without the simulator competing for this process's GIL.
    (``place_order`` + ``BrokerStatus.wait_for_order`` from the caller's thread), once with
    the durable ORDER/TRADE events acknowledged in memory (the actor's own cost) and once
    with the real event logger on SQLite (the product's whole path: the ORDER event is
-   committed before the order is sent). Rounds of each are interleaved, and each client
+   committed before the order is sent), and once more in memory with the pre-trade risk
+   limits on (generous limits, AAPL streamed as a strategy's symbol is: the cost of the
+   checks, not of a snapshot quote). Rounds of each are interleaved, and each client
    sends at most one order per ``PACE_S`` (ib_async's request pacing, 45 requests per
    second, would otherwise queue a burst for up to a second). Goal: actor p50 / bare p50
    <= 1.5.
@@ -49,6 +51,7 @@ from tradingbot.broker import (
     ConnectionState,
     LoopThread,
     OrderRequest,
+    RiskBook,
     place_order,
     subscribe_market_data,
 )
@@ -60,6 +63,7 @@ from tradingbot.events.spool import EventSpool
 from tradingbot.logconfig import configure_logging
 from tradingbot.storage import Database
 from tradingbot.supervision import SupervisionTree, supervisor, worker
+from tradingbot.trading.risk import RiskLimits
 
 SYMBOLS = [f"S{i:03d}" for i in range(200)]
 GOAL_RATIO = 1.5
@@ -68,6 +72,16 @@ GOAL_RATIO = 1.5
 # Orders are sent at most every PACE_S per client, so the round trip is measured, not
 # the pacing queue.
 PACE_S = 0.03
+# Limits no benchmark order comes near: every check runs, none refuses.
+WIDE_LIMITS = RiskLimits(
+    max_position_shares=1e6,
+    max_position_usd=1e9,
+    max_order_usd=1e9,
+    max_open_orders=10_000,
+    max_orders_per_minute=10_000,
+    price_band_pct=100,
+    daily_loss_limit_usd=1e9,
+)
 
 
 def gateway(tick_interval_s: float) -> AbstractContextManager[int]:
@@ -87,7 +101,9 @@ class AckSink:
 class BrokerUnderTest:
     """A tree of (event logger and) broker actor connected to the gateway."""
 
-    def __init__(self, port: int, client_id: int, database_dir: Path | None) -> None:
+    def __init__(
+        self, port: int, client_id: int, database_dir: Path | None, *, risk: bool = False
+    ) -> None:
         self.status = BrokerStatus()
         self.market = MarketData()
         settings = BrokerSettings(port=port, client_id=client_id, probe_interval_s=5.0)
@@ -103,8 +119,12 @@ class BrokerUnderTest:
                     lambda: EventLoggerActor(database, spool, hub, EventLoggerSettings()),
                 )
             )
+        book = RiskBook(WIDE_LIMITS) if risk else None
         children.append(
-            worker("broker", lambda: BrokerActor(settings, self.status, self.recorder, self.market))
+            worker(
+                "broker",
+                lambda: BrokerActor(settings, self.status, self.recorder, self.market, risk=book),
+            )
         )
         self.tree = SupervisionTree(supervisor("root", children, intensity=10), listeners=())
         sink: Any = self.tree.handle("event_logger") if database_dir is not None else AckSink()
@@ -116,6 +136,12 @@ class BrokerUnderTest:
                 raise RuntimeError("the broker did not sync")
             time.sleep(0.01)
         self.handle = self.tree.handle("broker")
+        if risk:  # a strategy streams its symbols: the checks read the streamed quote
+            subscribe_market_data(self.handle, self.status, "AAPL", AckSink())
+            while self.market.quote("AAPL") is None:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("no AAPL quote")
+                time.sleep(0.01)
 
     def round_trip(self, side: str) -> float:
         started = time.perf_counter()
@@ -175,10 +201,12 @@ def bench_round_trip(orders: int, batch: int) -> dict[str, Any]:
         bare = BareClient(port, 31)
         actor = BrokerUnderTest(port, 32, None)
         product = BrokerUnderTest(port, 33, Path(tmp))
+        checked = BrokerUnderTest(port, 34, None, risk=True)
         subjects: list[tuple[str, Callable[[str], float]]] = [
             ("bare ib_async", bare.round_trip),
             ("broker actor (events in memory)", actor.round_trip),
             ("broker actor + SQLite events", product.round_trip),
+            ("broker actor + risk limits", checked.round_trip),
         ]
         samples: dict[str, list[float]] = {name: [] for name, _ in subjects}
         try:
@@ -192,6 +220,7 @@ def bench_round_trip(orders: int, batch: int) -> dict[str, Any]:
                         samples[name].append(fn("BUY" if i % 2 == 0 else "SELL"))
                         time.sleep(max(0.0, paced - time.perf_counter()))
         finally:
+            checked.stop()
             product.stop()
             actor.stop()
             bare.stop()

@@ -48,10 +48,12 @@ PAGES = {
     "events filtered": "/events?type=TRADE&severity=WARNING",
     "events page 2": None,  # the "Older events" link of the first page
     "mail": "/mail",
+    "strategies": "/strategies",  # one SIGNAL query per strategy (the example: one)
     # References: the JSON API's same queries (100 events a page), to tell the page's own
     # cost from the database's.
     "api events (ref)": "/api/events?limit=50",
     "api filtered (ref)": "/api/events?type=TRADE&severity=WARNING&limit=50",
+    "api strategies (ref)": "/api/strategies",
 }
 ASSET = re.compile(r'(?:href|src)="(/(?:static|docs/assets)/[^"]+\.(?:css|js))"')
 

@@ -18,9 +18,13 @@ ensure_venv() {
     fi
     local stamp="$VENV/.trading-bot-installed"
     local lock="$ROOT/deploy/requirements.lock"
-    local want
-    want="$extras $(cat "$ROOT/pyproject.toml" "$lock" 2>/dev/null | sha256sum | cut -d' ' -f1)"
-    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    local hash want have
+    hash="$(cat "$ROOT/pyproject.toml" "$lock" 2>/dev/null | sha256sum | cut -d' ' -f1)"
+    want="$extras $hash"
+    have="$(cat "$stamp" 2>/dev/null || true)"
+    # No extras wanted (scripts/run): any install of the same files will do, so running
+    # the bot after scripts/test neither reinstalls nor drops the test tools.
+    if [ "$have" != "$want" ] && ! { [ -z "$extras" ] && [ "${have##* }" = "$hash" ]; }; then
         echo "==> installing trading-bot${extras:+[$extras]} into $VENV" >&2
         "$VENV/bin/python" -m pip install --quiet --upgrade pip
         # The runtime dependencies at the exact versions deploy/setup.sh installs (the lock

@@ -327,12 +327,12 @@ def test_repr_never_shows_secrets(tmp_path: Path) -> None:
     config = load_config(
         {
             "TRADINGBOT_HOME": str(tmp_path / "home"),
-            "TRADINGBOT_API_TOKEN": "tok-very-secret",
+            "TRADINGBOT_API_TOKEN": "tok-very-secret-4711",
             "TRADINGBOT_DATABASE_URL": "postgresql+psycopg2://u:pw-very-secret@h/db",
         }
     )
     text = repr(config)
-    assert "tok-very-secret" not in text
+    assert "tok-very-secret-4711" not in text
     assert "pw-very-secret" not in text
     assert "***" in text
 

@@ -53,6 +53,18 @@ def test_every_duration_refuses_an_absurd_value(tmp_path: Path, setting: object)
     assert str(raised.value).startswith(f"TRADINGBOT_{name}: expected a number of ")
 
 
+def test_a_short_api_token_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    """A token shorter than 16 characters could be guessed over the network: the bot
+    refuses to start, names the variable and the rule, and does not print the token."""
+    with pytest.raises(ConfigError) as raised:
+        load_config(
+            environ={"TRADINGBOT_HOME": str(tmp_path), "TRADINGBOT_API_TOKEN": "hunter2-short"}
+        )
+    assert raised.value.variable == "TRADINGBOT_API_TOKEN"
+    assert "at least 16 characters" in str(raised.value)
+    assert "hunter2" not in str(raised.value)
+
+
 @pytest.mark.parametrize("token", ["abc def", "tab\there", "new\nline"])
 def test_an_api_token_with_blanks_is_refused(tmp_path: Path, token: str) -> None:
     """A token with whitespace could never match a request header: refused, and not echoed."""

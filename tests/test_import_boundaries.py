@@ -19,7 +19,16 @@ import tradingbot
 
 PACKAGE = Path(tradingbot.__file__).parent
 LOWER = ("broker", "supervision", "gateway")
-UPPER = ("tradingbot.actors", "tradingbot.web", "tradingbot.control", "tradingbot.runtime")
+UPPER = (
+    "tradingbot.actors",
+    "tradingbot.web",
+    "tradingbot.control",
+    "tradingbot.runtime",
+    "tradingbot.strategies",
+)
+# The strategy host sits between: it may use the broker, storage, events and
+# supervision, but never the HTTP or control layers or the runtime that wires it.
+ABOVE_STRATEGIES = ("tradingbot.web", "tradingbot.control", "tradingbot.runtime")
 
 
 def module_name(path: Path) -> str:
@@ -108,6 +117,31 @@ def test_lower_layers_load_no_upper_module() -> None:
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_strategies_import_no_upper_layer_and_no_ib_async() -> None:
+    """strategies/ imports nothing from web/, control/ or runtime, and never ib_async:
+    a strategy author's API holds plain dataclasses only."""
+    offenders = []
+    for name, path in modules().items():
+        if not name.startswith("tradingbot.strategies"):
+            continue
+        for target, line in imports(name, path, at_import_time=False):
+            if any(target == up or target.startswith(f"{up}.") for up in ABOVE_STRATEGIES):
+                offenders.append(f"{name}:{line} imports {target}")
+        source = ast.parse(path.read_text())
+        for node in ast.walk(source):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            offenders += [
+                f"{name}:{node.lineno} imports ib_async" for n in names if "ib_async" in n
+            ]
+    assert offenders == []
 
 
 def test_no_import_cycle() -> None:

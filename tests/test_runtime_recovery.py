@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tradingbot.config import Config, load_config
+from support.bot_config import bot_config
+from tradingbot.config import Config
 from tradingbot.recovery import AlreadyRunning
 from tradingbot.recovery.crash import crash_event_id
 from tradingbot.runtime import Runtime
@@ -21,15 +22,8 @@ from tradingbot.storage import Database
 @pytest.fixture
 def config(tmp_path: Path) -> Config:
     """A runtime on a SQLite file in a temporary home, with the built-in simulator."""
-    env_file = tmp_path / "empty.env"
-    env_file.write_text("")
-    return load_config(
-        environ={
-            "TRADINGBOT_HOME": str(tmp_path / "home"),
-            "TRADINGBOT_ENV_FILE": str(env_file),
-            "TRADINGBOT_HEARTBEAT_INTERVAL_S": "0.2",
-        }
-    )
+    # STRATEGIES: no example strategy trading under the test.
+    return bot_config(tmp_path, STRATEGIES="", HEARTBEAT_INTERVAL_S="0.2")
 
 
 @pytest.fixture

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -89,6 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _gateway_sim(args)
     try:
         config = load_config(prepare_home=args.command != "shell")
+        if args.command in ("run", "check"):  # the strategies' classes and parameters too
+            from tradingbot.strategies.loader import load_strategies
+
+            load_strategies(config)
     except ConfigError as exc:
         print(f"trading-bot: configuration error: {exc}", file=sys.stderr)
         return exitcodes.USAGE
@@ -116,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         case "shell":
             from tradingbot.control import run_shell
 
+            _interruptible()
             return run_shell(
                 config.control_socket_path,
                 args.shell_command,
@@ -129,6 +136,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 secrets=config.secrets(),
             )
     raise AssertionError(args.command)  # argparse allows nothing else
+
+
+def _interruptible() -> None:
+    """Ctrl-C drops the line or stops a follow even when the shell was started with SIGINT
+    ignored (from a background job or a script's ``&``): Python then installs no handler,
+    and the ignored signal is inherited."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _gateway_sim(args: argparse.Namespace) -> int:

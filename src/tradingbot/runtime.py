@@ -7,32 +7,26 @@ the event loop.
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import socket
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from tradingbot import __version__
-from tradingbot.broker import BrokerActor, BrokerSettings, BrokerStatus, MarketData
+from tradingbot.broker import BrokerActor, BrokerSettings, BrokerStatus, MarketData, RiskBook
 from tradingbot.config import Config
-from tradingbot.events.event_logger import EventLoggerActor, EventLoggerSettings
 from tradingbot.events.hub import EventHub, Listener
 from tradingbot.events.recorder import EventNotDurable, EventRecorder
 from tradingbot.events.spool import EventSpool
 from tradingbot.events.system import SystemEventRecorder
-from tradingbot.gateway import SimulatorThread, build_simulator
+from tradingbot.gateway import SimulatorThread
+from tradingbot.gateway.paper import start_embedded
 from tradingbot.health import HealthState
-from tradingbot.health.actor import HealthActor
-from tradingbot.health.checks import NamedCheck
 from tradingbot.health.components import HealthSources, component_checks
 from tradingbot.logconfig import Redactor, log_file_state, set_log_file_listener
 from tradingbot.logevents import record_log_file_change
 from tradingbot.logsink import LogFileState
-from tradingbot.metrics import NO_EVENT_COUNTERS, EventCounters, RuntimeMetrics
+from tradingbot.metrics import RuntimeMetrics
 from tradingbot.notify import (
     Notifier,
     NotifySettings,
@@ -40,139 +34,43 @@ from tradingbot.notify import (
 )
 from tradingbot.notify.actor import EventsPublished, NotifierActor
 from tradingbot.notify.routing import record_mail_failed
+from tradingbot.product_tree import root_spec
 from tradingbot.recovery import (
     CrashReport,
     RunLock,
     RunLockMonitor,
-    acquire_run_lock,
-    detect_crashes,
     report_crash,
 )
 from tradingbot.recovery.cleanstop import clean_stop_deadline, record_clean_stop
 from tradingbot.recovery.followup import CrashFollowUp, release_dead_claims
-from tradingbot.recovery.heartbeat import HeartbeatActor
 from tradingbot.recovery.lock_events import watch_run_lock
 from tradingbot.recovery.reconciler import ReconcilerActor, ReconcileResult, ReconcileSettings
+from tradingbot.recovery.run_start import open_run
 from tradingbot.scheduler import nyse
 from tradingbot.scheduler.actor import SchedulerActor, SchedulerSettings, shifted_clock
 from tradingbot.scheduler.health import scheduler_check
-from tradingbot.scheduler.shipped import net_liquidation, shipped_jobs
+from tradingbot.scheduler.shipped import (
+    after_reconciliation,
+    bar_update,
+    broker_account,
+    broker_bars,
+    shipped_jobs,
+)
 from tradingbot.scheduler.status import SchedulerStatus
 from tradingbot.storage import Database, RunRecord
 from tradingbot.storage.outbox import OutboxRecord
+from tradingbot.strategies.host import StrategyHost
 from tradingbot.supervision import (
-    Backoff,
-    ChildSpec,
-    Strategy,
     SupervisedActor,
     SupervisionTree,
-    supervisor,
-    worker,
 )
 from tradingbot.trading import KillSwitch, TradingState
+from tradingbot.trading.guards import TradingGuards
+from tradingbot.trading.risk_setup import loss_limit_actor, loss_limit_flatten, risk_book
 
 log = structlog.get_logger(__name__)
 
-ROOT_INTENSITY = 3
-ROOT_PERIOD_S = 5.0
-BROKER_BACKOFF = Backoff(min_s=0.5, max_s=30.0, reset_after_s=60.0)
 FILL_MEMORY = timedelta(days=8)  # gateways report executions of the last days at most
-
-
-def root_spec(
-    config: Config,
-    database: Database,
-    run_id: str,
-    spool: EventSpool,
-    hub: EventHub,
-    checks: list[NamedCheck],
-    health: HealthState,
-    *,
-    metrics: EventCounters = NO_EVENT_COUNTERS,
-    broker: Callable[[], SupervisedActor] | None = None,
-    broker_start_timeout_s: float = 30.0,
-    notifier: Callable[[], SupervisedActor] | None = None,
-    reconciler: Callable[[], SupervisedActor] | None = None,
-    scheduler: Callable[[], SupervisedActor] | None = None,
-) -> ChildSpec:
-    """The product's tree. Children start in this order and stop in reverse.
-
-    The event logger comes first: everything after it records events, and it is the
-    last to stop, so the final events of a shutdown are still stored. The notifier
-    (when given) comes next: it must be up before anything that mails (a crash alert of
-    a later actor), and it stops after them, finishing the delivery pass in progress.
-    It is *critical* like the others: its SMTP I/O runs on its own sender thread, so an
-    SMTP outage never makes it miss a liveness probe (see ``docs/notifications.md``).
-    The health actor comes last: its first report, taken in its setup, sees every other
-    actor running.
-    """
-    settings = EventLoggerSettings.from_config(config)
-    if scheduler is not None:  # retention is the scheduler's daily event_retention job
-        settings = dataclasses.replace(settings, retention_interval_s=None)
-    schedulers = [] if scheduler is None else [worker("scheduler", scheduler, shutdown_s=5.0)]
-    # The broker (when given) reconnects through its supervisor's backoff: its restarts
-    # do not count towards the root's intensity, an unreachable gateway never ends the tree.
-    brokers = (
-        []
-        if broker is None
-        else [
-            worker(
-                "broker",
-                broker,
-                shutdown_s=10.0,
-                start_timeout_s=broker_start_timeout_s,
-                backoff=BROKER_BACKOFF,
-            )
-        ]
-    )
-    notifiers = (
-        []
-        if notifier is None
-        else [worker("notifier", notifier, shutdown_s=config.shutdown_timeout_s / 2)]
-    )
-    # The reconciler gates trading: it opens the gate only when our books match the
-    # broker's. Not critical: a slow broker query must not withhold the systemd watchdog
-    # (the gate stays as it was meanwhile).
-    reconcilers = (
-        []
-        if reconciler is None
-        else [worker("reconciler", reconciler, shutdown_s=10.0, critical=False)]
-    )
-    return supervisor(
-        "root",
-        [
-            worker(
-                "event_logger",
-                lambda: EventLoggerActor(database, spool, hub, settings, metrics=metrics),
-                shutdown_s=config.shutdown_timeout_s / 2,
-            ),
-            *notifiers,
-            worker(
-                "heartbeat",
-                lambda: HeartbeatActor(database, run_id, config.heartbeat_interval_s),
-                shutdown_s=5.0,
-            ),
-            *brokers,
-            *reconcilers,
-            *schedulers,
-            worker(
-                "health",
-                lambda: HealthActor(
-                    checks,
-                    health,
-                    interval_s=config.health_interval_s,
-                    timeout_s=config.health_check_timeout_s,
-                ),
-                shutdown_s=5.0,
-                start_timeout_s=config.health_check_timeout_s + 10.0,
-                critical=False,
-            ),
-        ],
-        strategy=Strategy.ONE_FOR_ONE,
-        intensity=ROOT_INTENSITY,
-        period_s=ROOT_PERIOD_S,
-        shutdown_s=config.shutdown_timeout_s,
-    )
 
 
 class Runtime:
@@ -207,6 +105,9 @@ class Runtime:
         self.reconciliations: list[ReconcileResult] = []  # this process's, oldest first
         self._follow_up: CrashFollowUp | None = None
         self.kill_switch: KillSwitch | None = None  # pause/resume; read by health, shell, HTTP
+        self.risk_book: RiskBook | None = None  # the risk limits and today's memory of them
+        # The live-account and restart-window gates (start_gate: for the strategy host).
+        self.guards = TradingGuards(config, self.broker_status, lambda: self.recorder)
         # The scheduler's jobs, as health, the shell and /metrics see them; its wall
         # clock (shifted by TRADINGBOT_SCHEDULER_CLOCK, a test/ops setting).
         self.scheduler_status = SchedulerStatus()
@@ -214,6 +115,11 @@ class Runtime:
         # Called (monitor thread) when another process took the run lock after we lost
         # it: the service stops this process then.
         self.on_run_lock_taken: Callable[[], None] | None = None
+        # Strategies start only when this says None (besides reconciliation): by default
+        # the live-account check; an embedding program may add its own condition.
+        self.strategy_start_gate: Callable[[], str | None] = self.guards.start_gate
+        self.strategies: StrategyHost | None = None
+        self._strategy_listener: Listener | None = None
 
     def broker_settings(self) -> BrokerSettings:
         """Where the broker connects: the in-process simulator, or the configured gateway."""
@@ -237,39 +143,18 @@ class Runtime:
         except OSError as exc:  # logs:file says so; stdout still gets every line
             log.warning("log_folder_unusable", path=str(config.log_dir), error=str(exc))
         database = self.database = Database.open(config.database_url)
-        # The run lock first: a live process's run is not a crash (AlreadyRunning leaves).
-        self.run_lock = acquire_run_lock(
+        # The run lock, the schema, this run's record, the earlier runs that crashed.
+        opened = open_run(
             database,
-            self.account,
-            pid=os.getpid(),
-            host=socket.gethostname(),
+            account=self.account,
             run_id=self.run_id,
-        )
-        applied = database.upgrade()
-        if applied:
-            log.info("database_migrated", revisions=applied, url=database.redacted_url)
-        self.run = database.system_state.start_run(
-            run_id=self.run_id,
-            pid=os.getpid(),
-            host=socket.gethostname(),
-            version=__version__,
             started_at=self.started_at,
-            account=self.account,
-        )
-        self.crashes = detect_crashes(
-            database,
-            account=self.account,
-            current_run_id=self.run_id,
             crash_timeout_s=config.crash_timeout_s,
-            now=datetime.now(UTC),
         )
+        self.run_lock, self.run, self.crashes = opened.lock, opened.record, opened.crashes
         if config.broker == "sim":
-            # The same code path as a real gateway, on an ephemeral loopback port.
-            # Its account is the configured one, so TRADINGBOT_IB_ACCOUNT works with it too.
-            simulator = build_simulator(seed=0, account=config.ib_account)
-            self.simulator = SimulatorThread(simulator, host="127.0.0.1", port=0)
-            port = self.simulator.start()
-            log.info("gateway_simulator_started", host="127.0.0.1", port=port)
+            self.simulator = start_embedded(config.ib_account, config.home / "simulator.json")
+            log.info("gateway_simulator_started", host="127.0.0.1", port=self.simulator.port)
         notifier = self.notifier = Notifier(
             database,
             NotifySettings.from_config(config),
@@ -286,8 +171,19 @@ class Runtime:
             database.events.trade_exec_ids(self.started_at - FILL_MEMORY)
         )
 
+        # The pre-trade risk limits, with today's memory of them read back.
+        book = self.risk_book = risk_book(database, config, self.account)
+
         def broker() -> SupervisedActor:
-            return BrokerActor(broker_settings, self.broker_status, self.recorder, self.market_data)
+            assert self.tree is not None
+            return BrokerActor(
+                broker_settings,
+                self.broker_status,
+                self.recorder,
+                self.market_data,
+                risk=book,
+                pnl_sink=self.tree.handle("risk"),
+            )
 
         reconcile_settings = ReconcileSettings.from_config(config)
 
@@ -310,7 +206,18 @@ class Runtime:
             database, self.account, self.broker_status, lambda: self.recorder
         )
         self.kill_switch.load()
+        switch = self.kill_switch
+        self.guards.start()
 
+        strategies = self.strategies = StrategyHost.from_config(
+            config,
+            database,
+            broker=lambda: self._tree().handle("broker"),
+            status=self.broker_status,
+            market=self.market_data,
+            recorder=lambda: self.recorder,
+            start_gate=lambda: self.strategy_start_gate(),
+        )
         tree = SupervisionTree(
             root_spec(
                 config,
@@ -329,6 +236,8 @@ class Runtime:
                         lock_lost=lambda: self.lock_lost,
                         trading_state=self._trading_state,
                         scheduler=scheduler_check(self.scheduler_status, self.scheduler_now),
+                        restart_window=self.guards.health_check(),
+                        broker_expected_down=self.guards.broker_expected_down,
                     ),
                 ),
                 self.health,
@@ -336,12 +245,28 @@ class Runtime:
                 broker=broker,
                 broker_start_timeout_s=broker_settings.connect_timeout_s + 10.0,
                 reconciler=reconciler,
+                risk=loss_limit_actor(
+                    book,
+                    switch,
+                    lambda: self.recorder,
+                    loss_limit_flatten(lambda: tree.handle("broker"), self.broker_status),
+                ),
+                restart_window=self.guards.actor(),
                 scheduler=lambda: SchedulerActor(
                     shipped_jobs(
                         database,
                         nyse(),
                         self.account,
-                        lambda: net_liquidation(self.tree, self.broker_status),
+                        broker_account(lambda: self.tree, self.broker_status),
+                        after_reconciliation(self.reconciliations, enabled=True),
+                        bars=bar_update(
+                            database,
+                            nyse(),
+                            strategies.symbols,
+                            broker_bars(lambda: self.tree, self.broker_status),
+                            lambda: self.recorder,
+                        ),
+                        now=self.scheduler_now,
                     ),
                     database,
                     nyse(),
@@ -357,6 +282,7 @@ class Runtime:
                 notifier=lambda: NotifierActor(
                     notifier, stop_timeout_s=config.shutdown_timeout_s / 4
                 ),
+                strategies=strategies.spec(),
             ),
             probe_interval_s=config.liveness_probe_interval_s,
             probe_deadline_s=config.liveness_deadline_s,
@@ -376,8 +302,10 @@ class Runtime:
             lambda events: notifier_handle.tell(EventsPublished(tuple(events)))
         )
         self.metrics.watch(tree)  # tradingbot_actor_restarts_total
+        self._strategy_listener = strategies.attach(tree, self.hub)
         tree.start()
         log.info("tree_started", run_id=self.run_id, actors=tree.actor_ids())
+        self.guards.started()
         self.lock_monitor = watch_run_lock(
             self.run_lock,
             config.heartbeat_interval_s,
@@ -399,8 +327,13 @@ class Runtime:
     def _reconciled(self, result: ReconcileResult) -> None:
         """After each reconciliation and acceptance (reconciler thread)."""
         self.reconciliations.append(result)
+        self.guards.on_reconciled(result)
         if self._follow_up is not None:
             self._follow_up.on_reconciled(result.record)
+
+    def _tree(self) -> SupervisionTree:
+        assert self.tree is not None, "the tree is built before any actor starts"
+        return self.tree
 
     def _trading_state(self) -> TradingState | None:
         return None if self.kill_switch is None else self.kill_switch.state()
@@ -430,9 +363,10 @@ class Runtime:
         if self.lock_monitor is not None:
             self.lock_monitor.stop()
             self.lock_monitor = None
-        if self._event_listener is not None:
-            self._event_listener.close()
-            self._event_listener = None
+        for listener in (self._event_listener, self._strategy_listener):
+            if listener is not None:
+                listener.close()
+        self._event_listener = self._strategy_listener = None
         failed = self.tree is not None and self.tree.exit is not None and not self.tree.exit.clean
         if self.tree is not None:
             self.tree.stop()

@@ -24,7 +24,7 @@ from aiohttp import web
 from tradingbot import exitcodes, systemd
 from tradingbot.config import Config
 from tradingbot.control import ControlServer, ControlServerError
-from tradingbot.control.commands import RuntimeCommands
+from tradingbot.control.wiring import runtime_commands
 from tradingbot.recovery import AlreadyRunning
 from tradingbot.runtime import Runtime
 from tradingbot.storage import StorageError
@@ -79,7 +79,7 @@ async def _serve(config: Config) -> int:
     runtime.on_run_lock_taken = on_lock_taken
     app = create_app(runtime)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    commands = RuntimeCommands(runtime)
+    commands = runtime_commands(runtime)
     control = ControlServer(
         config.control_socket_path,
         commands,

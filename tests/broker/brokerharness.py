@@ -2,42 +2,31 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any, TypeVar
 
+from support.memory_events import MemorySink
 from support.waiting import wait_until
-from tradingbot.broker import BrokerActor, BrokerSettings, BrokerStatus, ConnectionState
+from tradingbot.broker import BrokerActor, BrokerSettings, BrokerStatus, ConnectionState, RiskBook
 from tradingbot.broker.market import MarketData
-from tradingbot.events import Event
-from tradingbot.events.recorder import EventRecorder, RecordEvents
+from tradingbot.events.recorder import EventRecorder
+from tradingbot.gateway import SimulatorThread
 from tradingbot.supervision import ActorSnapshot, Backoff, SupervisionTree, supervisor, worker
+from tradingbot.tellable import Tellable
 
 T = TypeVar("T")
 
 BACKOFF = Backoff(min_s=0.2, max_s=1.0, reset_after_s=60.0)
 
 
-class MemorySink:
-    """Stands in for the event logger: keeps events, acknowledges durable ones at once."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.events: list[Event] = []
-
-    def tell(self, message: Any) -> None:
-        assert isinstance(message, RecordEvents)
-        with self._lock:
-            self.events.extend(message.events)
-        if message.ack is not None:
-            message.ack.set_result(None)
-
-    def of_type(self, type_: str) -> list[Event]:
-        with self._lock:
-            return [e for e in self.events if e.type == type_]
-
-
 class BrokerHarness:
-    def __init__(self, port: int, **settings: Any) -> None:
+    def __init__(
+        self,
+        port: int,
+        *,
+        risk: RiskBook | None = None,
+        pnl_sink: Tellable | None = None,
+        **settings: Any,
+    ) -> None:
         options: dict[str, Any] = {
             "host": "127.0.0.1",
             "port": port,
@@ -59,7 +48,14 @@ class BrokerHarness:
                 [
                     worker(
                         "broker",
-                        lambda: BrokerActor(self.settings, self.status, self.recorder, self.market),
+                        lambda: BrokerActor(
+                            self.settings,
+                            self.status,
+                            self.recorder,
+                            self.market,
+                            risk=risk,
+                            pnl_sink=pnl_sink,
+                        ),
                         backoff=BACKOFF,
                         start_timeout_s=10.0,
                     )
@@ -89,3 +85,8 @@ class BrokerHarness:
             timeout_s,
             f"broker state in {[s.value for s in states]} (now {self.state.value})",
         )
+
+
+def at_gateway(sim: SimulatorThread, ref: str) -> list[str]:
+    """Statuses of the simulator's orders carrying ``ref`` (the brokerage keeps them all)."""
+    return sim.call(lambda s: [o.status for o in s.brokerage.orders.values() if o.order_ref == ref])

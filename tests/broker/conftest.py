@@ -12,7 +12,8 @@ import pytest
 from brokerharness import BrokerHarness
 
 from support.ib_errors import IbErrorGuard, guard_ib_errors
-from tradingbot.gateway import SimulatorThread, build_simulator
+from support.simulator import running_simulator
+from tradingbot.gateway import SimulatorThread
 
 
 @pytest.fixture(autouse=True)
@@ -24,10 +25,8 @@ def ib_errors() -> Iterator[IbErrorGuard]:
 @pytest.fixture
 def sim() -> Iterator[SimulatorThread]:
     """A gateway simulator on an ephemeral loopback port, in its own thread."""
-    thread = SimulatorThread(build_simulator(seed=0, tick_interval_s=0.05), port=0)
-    thread.start()
-    yield thread
-    thread.stop()
+    with running_simulator() as thread:
+        yield thread
 
 
 @pytest.fixture

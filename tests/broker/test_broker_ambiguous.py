@@ -3,29 +3,29 @@
 from __future__ import annotations
 
 import pytest
-from brokerharness import BrokerHarness, wait_until
+from brokerharness import BrokerHarness, at_gateway, wait_until
 
 from support.ib_errors import IbErrorGuard
 from tradingbot.broker import (
     BrokerNotReady,
     ConnectionState,
     OrderRequest,
+    TradingBlocked,
     UnknownOrder,
     cancel_order,
     place_order,
 )
+from tradingbot.broker.status import KILL_SWITCH_GATE
 from tradingbot.events import ORDER, TRADE, Event
 from tradingbot.gateway import SimulatorThread
 
+# What ib_async logs when the gateway drops the connection; a close with unread data in
+# the socket is a reset (errno 104) rather than an end of stream.
 DROPPED = (
     r"API connection failed|Make sure API port|ConnectionRefusedError|Connect call failed"
     r"|TimeoutError|timed out|Peer closed connection|Socket disconnect"
+    r"|Connection reset by peer"
 )
-
-
-def at_gateway(sim: SimulatorThread, ref: str) -> list[str]:
-    """Statuses of the simulator's orders carrying ``ref`` (the brokerage keeps them all)."""
-    return sim.call(lambda s: [o.status for o in s.brokerage.orders.values() if o.order_ref == ref])
 
 
 def events(broker: BrokerHarness, type_: str, ref: str) -> list[Event]:
@@ -73,6 +73,64 @@ def test_retry_with_the_same_key_creates_one_order(
     assert len(events(broker, TRADE, ref)) == 1
 
 
+def test_a_placed_order_is_recorded_whole_then_sent_as_recorded(sim: SimulatorThread) -> None:
+    """The ORDER event names the order, account, strategy and signal; our record holds the
+    order as asked plus the gateway's order id once the caller has its answer; the gateway
+    gets it for that account, in dollars, at that limit."""
+    account = sim.call(lambda s: s.brokerage.account_ids[0])
+    broker = BrokerHarness(sim.port, account=account)
+    broker.start()
+    try:
+        broker.wait_state(ConnectionState.SYNCED)
+        limit = round(sim.call(lambda s: s.brokerage.prices.price("MSFT")) * 0.5, 2)
+        request = OrderRequest(
+            "MSFT", "BUY", 3, "LMT", limit, client_order_id="whole-1", strategy_id="dip",
+            signal_id="sig-2",
+        )  # fmt: skip
+        ref = place(broker, request)
+        record = broker.status.order(ref)  # as the caller got its answer
+        [gateway] = wait_until(
+            lambda: sim.call(
+                lambda s: [o for o in s.brokerage.orders.values() if o.order_ref == ref]
+            ),
+            message="the order at the gateway",
+        )
+        assert record is not None
+        assert (record.symbol, record.side, record.quantity) == ("MSFT", "BUY", 3)
+        assert (record.order_type, record.limit_price) == ("LMT", limit)
+        assert (record.client_order_id, record.strategy_id, record.signal_id) == (
+            "whole-1",
+            "dip",
+            "sig-2",
+        )
+        assert record.order_id == gateway.order_id
+        assert (gateway.account_id, gateway.lmt_price) == (account, limit)
+        assert gateway.instrument.currency == "USD"
+        [placed] = placements(broker, ref)
+        assert placed.message == f"BUY 3 MSFT LMT {limit:g}"
+        assert placed.strategy_id == "dip"
+        assert placed.context == {
+            "order_ref": ref,
+            "symbol": "MSFT",
+            "side": "BUY",
+            "quantity": 3,
+            "order_type": "LMT",
+            "limit_price": limit,
+            "client_order_id": "whole-1",
+            "action": "place",
+            "account": account,
+            "strategy_id": "dip",
+            "signal_id": "sig-2",
+        }
+        # Trading paused: a retry of this key is no new order, it gets its order back.
+        broker.status.block_trading("paused by the test", gate=KILL_SWITCH_GATE)
+        assert place(broker, request) == ref
+        with pytest.raises(TradingBlocked, match="paused by the test"):
+            place(broker, OrderRequest("MSFT", "BUY", 1, client_order_id="whole-2"))
+    finally:
+        broker.stop()
+
+
 def test_bad_client_order_id_is_rejected() -> None:
     """A client_order_id with spaces or over 40 characters is a ValueError."""
     with pytest.raises(ValueError, match="client_order_id"):
@@ -107,7 +165,8 @@ def test_order_lost_in_a_frozen_gateway_stays_unresolved(
     sim: SimulatorThread, ib_errors: IbErrorGuard
 ) -> None:
     """An order sent to a frozen gateway whose connection then closes stays unresolved (in
-    the status and the snapshot), is never marked rejected, and a retry sends nothing."""
+    the status and the snapshot), is never marked rejected, a retry sends nothing, and a
+    cancel of it is refused as not open at the gateway, with no CANCEL event stored."""
     ib_errors.allow(DROPPED)
     # Slow probes: the order must be sent before a missed probe degrades the connection.
     broker = BrokerHarness(sim.port, probe_interval_s=2.0, probe_timeout_s=5.0)
@@ -138,6 +197,10 @@ def _frozen_scenario(broker: BrokerHarness, sim: SimulatorThread) -> None:
     assert at_gateway(sim, ref) == []
     assert status_of(broker, ref) == "Unresolved"
     assert events(broker, TRADE, ref) == []
+    # Not open at the gateway: a cancel is refused before anything is stored or sent.
+    with pytest.raises(ValueError, match=f"order {ref} is not open at the gateway"):
+        cancel_order(broker.tree.handle("broker"), broker.status, ref)
+    assert [e.context.get("action") for e in events(broker, ORDER, ref)] == ["place"]
 
 
 def test_broker_crash_with_an_order_in_flight(
@@ -164,12 +227,19 @@ def test_broker_crash_with_an_order_in_flight(
 def test_cancel_a_resting_limit_order(
     broker: BrokerHarness, sim: SimulatorThread, ib_errors: IbErrorGuard
 ) -> None:
-    """A resting limit order is cancelled by its id; the cancel is an ORDER event and the
-    gateway's order ends Cancelled; unknown and final orders are refused clearly."""
+    """A resting limit order is cancelled by its id; the cancel is an ORDER event naming the
+    order, its gateway id and the strategy and signal behind it, and the gateway's order ends
+    Cancelled; unknown and final orders are refused clearly."""
     broker.wait_state(ConnectionState.SYNCED)
     market = sim.call(lambda s: s.brokerage.prices.price("MSFT"))
-    ref = place(broker, OrderRequest("MSFT", "BUY", 3, "LMT", round(market * 0.5, 2)))
+    request = OrderRequest(
+        "MSFT", "BUY", 3, "LMT", round(market * 0.5, 2), strategy_id="dip", signal_id="sig-1"
+    )
+    ref = place(broker, request)
     wait_until(lambda: status_of(broker, ref) == "Submitted", message="the order to rest")
+    gateway_id = sim.call(
+        lambda s: [o.order_id for o in s.brokerage.orders.values() if o.order_ref == ref]
+    )
     handle = broker.tree.handle("broker")
     assert cancel_order(handle, broker.status, ref) == ref
     wait_until(lambda: status_of(broker, ref) == "Cancelled", message="the order to be cancelled")
@@ -178,6 +248,14 @@ def test_cancel_a_resting_limit_order(
     recorded = events(broker, ORDER, ref)
     assert [e.context.get("action") for e in recorded] == ["place", "cancel", "final"]
     assert recorded[-1].context["status"] == "Cancelled"
+    cancel = recorded[1]
+    assert (cancel.trade_id, cancel.strategy_id) == (ref, "dip")
+    assert {k: cancel.context.get(k) for k in ("order_ref", "order_id", "strategy_id")} == {
+        "order_ref": ref,
+        "order_id": gateway_id[0],
+        "strategy_id": "dip",
+    }
+    assert cancel.context["signal_id"] == "sig-1"
     with pytest.raises(ValueError, match="not open"):
         cancel_order(handle, broker.status, ref)
     with pytest.raises(UnknownOrder, match="unknown order id"):

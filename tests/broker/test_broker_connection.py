@@ -8,6 +8,7 @@ import pytest
 from brokerharness import BrokerHarness, wait_until
 
 from support.ib_errors import IbErrorGuard
+from support.ports import free_port
 from tradingbot.broker import ConnectionState
 from tradingbot.events import SYSTEM, Severity
 from tradingbot.gateway import SimulatorThread
@@ -68,6 +69,48 @@ def test_frozen_gateway_is_detected_and_recovers(
     )
 
 
+def test_a_gateway_frozen_for_good_is_dropped_after_the_missed_probes(
+    broker: BrokerHarness, sim: SimulatorThread, ib_errors: IbErrorGuard
+) -> None:
+    """Each unanswered heartbeat probe is counted in the degraded state's error; the third
+    in a row drops the connection, saying so; after unfreeze the broker reconnects."""
+    ib_errors.allow(r"TimeoutError|timed out|Peer closed connection|API connection failed")
+    broker.wait_state(SYNCED)
+    sim.call(lambda s: s.freeze())
+
+    def system_messages() -> list[str]:
+        return [e.message for e in broker.sink.of_type(SYSTEM)]
+
+    lost = "broker connection lost: the gateway did not answer 3 heartbeat probes"
+    wait_until(lambda: lost in system_messages(), message="the connection dropped")
+    degraded = [m for m in system_messages() if m.startswith("broker degraded")]
+    assert degraded == ["broker degraded: heartbeat probe 1 failed: TimeoutError"]
+    sim.call(lambda s: s.unfreeze())
+    broker.wait_state(SYNCED, timeout_s=15)
+    assert broker.node().restarts >= 1
+
+
+def test_a_gateway_that_refuses_connections_is_named_in_the_last_error(
+    ib_errors: IbErrorGuard,
+) -> None:
+    """With nothing listening on the gateway's port the broker stays disconnected and its
+    last error names the address and the refusal (what the health check shows)."""
+    ib_errors.allow(r"API connection failed|Make sure API port|Connect call failed")
+    port = free_port()
+    broker = BrokerHarness(port)
+    broker.start()
+    try:
+        wait_until(
+            lambda: (broker.status.view().last_error or "").startswith(
+                f"connect to 127.0.0.1:{port} failed: ConnectionRefusedError"
+            ),
+            message="the refused connect in the last error",
+        )
+        assert broker.status.view().state in NOT_SYNCED
+    finally:
+        broker.stop()
+
+
 def test_restart_window_is_survived(
     broker: BrokerHarness, sim: SimulatorThread, ib_errors: IbErrorGuard
 ) -> None:
@@ -78,18 +121,51 @@ def test_restart_window_is_survived(
     wait_until(lambda: broker.node().restarts >= 2, message="failed reconnect attempts")
     broker.wait_state(SYNCED, timeout_s=15)
     assert broker.status.view().connects == 2
+    assert broker.status.view().last_error is None  # the refused connects are over
 
 
 def test_connectivity_notices_degrade_and_restore(
-    broker: BrokerHarness, sim: SimulatorThread, ib_errors: IbErrorGuard
+    sim: SimulatorThread, ib_errors: IbErrorGuard
 ) -> None:
-    """Error 1100 makes the broker degraded without reconnecting; 1102 makes it synced again."""
-    broker.wait_state(SYNCED)
-    sim.call(lambda s: s.connectivity_lost())
-    broker.wait_state(DEGRADED)
-    sim.call(lambda s: s.connectivity_restored())
-    broker.wait_state(SYNCED)
-    assert broker.node().restarts == 0
+    """Error 1100 makes the broker degraded without reconnecting, and it stays so while the
+    gateway still answers its heartbeat; 1102 makes it synced again; after that a heartbeat
+    hiccup degrades it and the next answered probe syncs it, saying so."""
+    ib_errors.allow(r"TimeoutError|timed out")
+    # Many misses allowed: the hiccup must be recovered by a probe, never by a reconnect.
+    broker = BrokerHarness(sim.port, max_probe_misses=100)
+    broker.start()
+    try:
+        broker.wait_state(SYNCED)
+        sim.call(lambda s: s.connectivity_lost())
+        broker.wait_state(DEGRADED)
+        assert (broker.status.view().last_error or "").startswith("1100: ")
+        answered_at = broker.status.view().last_ok or 0.0
+        wait_until(
+            lambda: (broker.status.view().last_ok or 0.0) > answered_at + 0.3,
+            message="heartbeat probes answered while IB is cut off",
+        )
+        assert broker.status.view().state == DEGRADED
+        sim.call(lambda s: s.connectivity_restored())
+        broker.wait_state(SYNCED)
+        assert broker.status.view().last_error is None
+        assert messages(broker)[-1] == (
+            "broker synced again: Connectivity between IB and Trader Workstation has been"
+            " restored - data maintained."
+        )
+        sim.call(lambda s: s.freeze())
+        broker.wait_state(DEGRADED)
+        sim.call(lambda s: s.unfreeze())
+        broker.wait_state(SYNCED, timeout_s=15)
+        assert broker.status.view().last_error is None
+        assert messages(broker)[-1] == "broker synced again: the gateway answers"
+        assert broker.node().restarts == 0
+    finally:
+        broker.stop()
+
+
+def messages(broker: BrokerHarness, severity: Severity = Severity.INFO) -> list[str]:
+    """The SYSTEM events of ``severity`` the broker recorded."""
+    return [e.message for e in broker.sink.of_type(SYSTEM) if e.severity == severity]
 
 
 def test_health_check_follows_the_connection(

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from brokerharness import BrokerHarness, wait_until
 
+from support.bot_config import bot_environ
 from support.ib_errors import IbErrorGuard
 from tradingbot.broker import BrokerNotReady, ConnectionState, OrderRequest, place_order
 from tradingbot.broker.messages import PlaceOrder
@@ -33,15 +34,8 @@ class CountingSink:
 
 def config_for(tmp_path: Path, **env: str) -> Config:
     """The configuration of a bot in ``tmp_path``: ``env`` (TRADINGBOT_*) and no .env file."""
-    env_file = tmp_path / "empty.env"
-    env_file.write_text("")
-    return load_config(
-        environ={
-            "TRADINGBOT_HOME": str(tmp_path / "home"),
-            "TRADINGBOT_ENV_FILE": str(env_file),
-            **env,
-        }
-    )
+    # STRATEGIES: no example strategy trading under the test.
+    return load_config(environ={**bot_environ(tmp_path, STRATEGIES=""), **env})
 
 
 @pytest.fixture
@@ -69,6 +63,7 @@ def test_runtime_starts_the_simulator_and_the_broker_syncs(runtime: Runtime) -> 
         "event_logger",
         "notifier",
         "heartbeat",
+        "risk",
         "broker",
         "reconciler",
         "scheduler",
@@ -109,10 +104,13 @@ def test_market_order_fills_and_one_trade_event_is_stored(runtime: Runtime) -> N
     assert context["exec_id"]
     assert context["order_id"] > 0
     assert context["perm_id"] > 0
+    assert context["account"] == ""  # no account configured: the gateway's only one
     orders = database.events.query(EventQuery(types=(ORDER,), trade_id=ref)).events
     assert [e.context["action"] for e in reversed(orders)] == ["place", "final"]
     assert orders[-1].timestamp <= trade.timestamp  # recorded before the order was sent
     assert orders[0].context["status"] == "Filled"
+    assert orders[0].context["account"] == ""
+    assert (orders[-1].message, orders[-1].context["account"]) == ("BUY 10 AAPL MKT", "")
     simulator = runtime.simulator
     assert simulator is not None
     at_gateway = simulator.call(
@@ -280,17 +278,80 @@ def test_connection_settings_come_from_the_configuration(tmp_path: Path) -> None
 
 def test_the_built_in_simulator_uses_the_configured_account(tmp_path: Path) -> None:
     """With TRADINGBOT_IB_ACCOUNT set, the in-process simulator's account is that one, so
-    the broker syncs (a gateway without the account would never answer its sync)."""
+    the broker syncs (a gateway without the account would never answer its sync), and a fill's
+    TRADE event is the gateway's execution (account, price, commission, currency, realized
+    P&L, execution time, the strategy and signal that decided the order), as is its end."""
     config = config_for(tmp_path, TRADINGBOT_IB_ACCOUNT="DU777")
     bot = Runtime(config)
     bot.start()
     try:
-        assert bot.simulator is not None
-        assert bot.simulator.call(lambda s: s.brokerage.account_ids) == ["DU777"]
+        simulator, database, tree = bot.simulator, bot.database, bot.tree
+        assert simulator is not None
+        assert database is not None
+        assert tree is not None
+        assert simulator.call(lambda s: s.brokerage.account_ids) == ["DU777"]
         wait_until(
             lambda: bot.broker_status.view().state == ConnectionState.SYNCED,
             timeout_s=15,
             message="the broker to sync with the DU777 simulator",
         )
+        wait_until(lambda: bot.broker_status.trading_blocked() is None, 20, "trading to open")
+        request = OrderRequest("MSFT", "BUY", 3, strategy_id="dip", signal_id="sig-7")
+        ref = place_order(tree.handle("broker"), bot.broker_status, request)
+        [trade] = wait_until(
+            lambda: database.events.query(EventQuery(types=(TRADE,), trade_id=ref)).events,
+            message="the TRADE event in the database",
+        )
+        [execution] = simulator.call(
+            lambda s: [e for e in s.brokerage.executions if e.order.order_ref == ref]
+        )
+        assert (trade.strategy_id, trade.source) == ("dip", "broker")
+        assert trade.context == {
+            "symbol": "MSFT",
+            "side": "BUY",
+            "quantity": 3.0,
+            "price": execution.price,
+            "commission": execution.commission,
+            "currency": "USD",
+            "realized_pnl": execution.realized_pnl,
+            "order_ref": ref,
+            "order_id": execution.order.order_id,
+            "perm_id": execution.order.perm_id,
+            "exec_id": execution.exec_id,
+            "account": "DU777",
+            "exec_time": pytest.approx(execution.time.timestamp(), abs=1.0),
+            "strategy_id": "dip",
+            "signal_id": "sig-7",
+        }
+        [end] = wait_until(
+            lambda: [
+                e
+                for e in database.events.query(EventQuery(types=(ORDER,), trade_id=ref)).events
+                if e.context.get("action") == "final"
+            ],
+            message="the order's end in our books",
+        )
+        assert end.strategy_id == "dip"
+        record = bot.broker_status.order(ref)  # what the strategies API shows
+        assert record is not None
+        assert (record.status, record.filled, record.avg_fill_price) == (
+            "Filled",
+            3.0,
+            execution.avg_price,
+        )
+        assert (record.order_id, record.perm_id) == (
+            execution.order.order_id,
+            execution.order.perm_id,
+        )
+        assert end.context == {
+            "strategy_id": "dip",
+            "signal_id": "sig-7",
+            "order_ref": ref,
+            "action": "final",
+            "status": "Filled",
+            "filled": 3.0,
+            "avg_fill_price": execution.avg_price,
+            "account": "DU777",
+        }
     finally:
         bot.stop()

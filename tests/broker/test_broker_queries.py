@@ -1,4 +1,5 @@
-"""Positions, account values, executions and open orders through the broker actor.
+"""Positions, the portfolio with marks, account values, executions and open orders through
+the broker actor.
 
 Every answer is checked against the simulator's own books, and every failure mode
 (not synced, frozen gateway, unknown query) must raise, never answer with an empty list.
@@ -22,6 +23,7 @@ from tradingbot.broker import (
     executions,
     open_orders,
     place_order,
+    portfolio,
     positions,
 )
 from tradingbot.broker.messages import Query
@@ -67,6 +69,28 @@ def test_account_values_are_the_gateways(broker: BrokerHarness, sim: SimulatorTh
     cash = sim.call(lambda s: s.brokerage.accounts[account].cash)
     assert float(by_tag[("TotalCashValue", "USD")]) == pytest.approx(cash)
     assert ("NetLiquidation", "USD") in by_tag
+
+
+def test_the_portfolio_has_the_gateways_marks_of_now(
+    broker: BrokerHarness, sim: SimulatorThread
+) -> None:
+    """Each open position comes with the gateway's current market price, value and
+    unrealized P&L, and the net liquidation read right after is as fresh."""
+    account = sim.call(lambda s: s.brokerage.account_ids[0])
+    sim.call(lambda s: s.brokerage.seed_position(account, "MSFT", -25, 401.5))
+    broker.wait_state(ConnectionState.SYNCED)
+    handle = broker.tree.handle("broker")
+    for price in (390.0, 410.0):  # the mark follows the price: a fresh request each time
+        sim.call(lambda s, price=price: s.brokerage.prices.set_price("MSFT", price))
+        [item] = [i for i in portfolio(handle, broker.status) if i.symbol == "MSFT"]
+        assert (item.account, item.quantity, item.avg_cost) == (account, -25, 401.5)
+        assert item.market_price == pytest.approx(price)
+        assert item.market_value == pytest.approx(-25 * price)
+        assert item.unrealized_pnl == pytest.approx((price - 401.5) * -25)
+        values = account_values(handle, broker.status)
+        [net] = [v.value for v in values if v.tag == "NetLiquidation" and v.account == account]
+        cash = sim.call(lambda s: s.brokerage.accounts[account].cash)
+        assert float(net) == pytest.approx(cash - 25 * price)
 
 
 def test_executions_carry_our_order_ref_and_commission(
@@ -124,7 +148,7 @@ def test_queries_while_disconnected_are_refused_at_once(
     sim.run(sim.call(lambda s: s.refuse_connections(30.0)))
     broker.wait_state(ConnectionState.DISCONNECTED, ConnectionState.CONNECTING)
     handle = broker.tree.handle("broker")
-    for query in (positions, account_values, executions, open_orders):
+    for query in (positions, portfolio, account_values, executions, open_orders):
         with pytest.raises(BrokerNotReady, match="not synced"):
             query(handle, broker.status, timeout_s=5.0)
 

@@ -16,9 +16,10 @@ import pytest
 from brokerharness import wait_until
 from prometheus_client import CollectorRegistry
 
+from support.bot_config import bot_config
 from support.ib_errors import IbErrorGuard
 from tradingbot.broker import ConnectionState, OrderRequest, place_order
-from tradingbot.config import Config, load_config
+from tradingbot.config import Config
 from tradingbot.events import TRADE, Event
 from tradingbot.gateway import SimulatorThread
 from tradingbot.runtime import Runtime
@@ -29,17 +30,14 @@ from tradingbot.storage.event_query import EventQuery
 @pytest.fixture
 def config(tmp_path: Path, sim: SimulatorThread) -> Config:
     """The runtime's configuration for a real gateway at the simulator's port."""
-    env_file = tmp_path / "empty.env"
-    env_file.write_text("")
-    return load_config(
-        environ={
-            "TRADINGBOT_HOME": str(tmp_path / "home"),
-            "TRADINGBOT_ENV_FILE": str(env_file),
-            "TRADINGBOT_BROKER": "ibkr",
-            "TRADINGBOT_IB_HOST": "127.0.0.1",
-            "TRADINGBOT_IB_PORT": str(sim.port),
-            "TRADINGBOT_IB_CLIENT_ID": "11",
-        }
+    return bot_config(
+        tmp_path,
+        BROKER="ibkr",
+        IB_HOST="127.0.0.1",
+        IB_PORT=str(sim.port),
+        IB_CLIENT_ID="11",
+        # A resting limit order at half the market is far outside the price band.
+        RISK_PRICE_BAND_PCT="100",
     )
 
 

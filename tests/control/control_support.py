@@ -9,8 +9,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tradingbot.control import CommandError, CommandResult, ControlServer
+from tradingbot.control.registry import RuntimeCommands
 
 T = TypeVar("T")
+
+
+def run(commands: RuntimeCommands, line: str) -> CommandResult:
+    """Run one shell command line (``name args...``) through ``commands``."""
+    name, *args = line.split()
+    return asyncio.run(commands(name, args))
 
 
 class DemoHandler:

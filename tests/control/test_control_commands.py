@@ -2,32 +2,30 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from control_support import run
 
 from tradingbot.config import load_config
 from tradingbot.control.commands import MAX_EVENTS_SHOWN, MAX_NOTE_CHARS, RuntimeCommands
-from tradingbot.control.server import CommandError, CommandResult
+from tradingbot.control.server import CommandError
+from tradingbot.control.wiring import runtime_commands
 from tradingbot.runtime import Runtime
 
 
 @pytest.fixture(scope="module")
 def commands(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeCommands]:
     home: Path = tmp_path_factory.mktemp("home")
-    runtime = Runtime(load_config(environ={"TRADINGBOT_HOME": str(home)}))
+    runtime = Runtime(
+        load_config(environ={"TRADINGBOT_HOME": str(home), "TRADINGBOT_STRATEGIES": ""})
+    )
     runtime.start()
     try:
-        yield RuntimeCommands(runtime)
+        yield runtime_commands(runtime)
     finally:
         runtime.stop()
-
-
-def run(commands: RuntimeCommands, line: str) -> CommandResult:
-    name, *args = line.split()
-    return asyncio.run(commands(name, args))
 
 
 def test_note_is_stored_and_listed_by_events(commands: RuntimeCommands) -> None:

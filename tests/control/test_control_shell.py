@@ -49,6 +49,22 @@ def test_json_prints_the_result_pretty_and_sorted(server: ServerThread) -> None:
     assert out.index('"children"') < out.index('"id"') < out.index('"kind"')
 
 
+def test_control_characters_in_answers_are_shown_not_obeyed(server: ServerThread) -> None:
+    """An escape sequence inside an answer (an event message, a reason) is printed as a
+    visible ``\\xNN`` escape, in text, JSON and error output, so it cannot clear or
+    retitle the operator's terminal; plain text, newlines and non-ASCII stay as they are."""
+    hostile = "\x1b[2J\x1b]0;pwned\x07caf\u00e9\x9b"
+    code, out, err = shell(server.path, f"echo '{hostile}'")
+    assert (code, err) == (0, "")
+    assert out == "\\x1b[2J\\x1b]0;pwned\\x07caf\u00e9\\x9b\n"
+    code, out, err = shell(server.path, f"echo '{hostile}'", as_json=True)
+    assert not set(out) & set("\x1b\x9b\x07")
+    assert json.loads(out) == {"args": [hostile]}
+    code, out, err = shell(server.path, f"state '{hostile}'")
+    assert code == 1
+    assert err == "error: unknown actor: \\x1b[2J\\x1b]0;pwned\\x07caf\u00e9\\x9b\n"
+
+
 def test_failed_command_prints_one_error_line_and_exits_1(server: ServerThread) -> None:
     """A command the process rejects prints one error line on stderr and exits 1."""
     assert shell(server.path, "state nope") == (1, "", "error: unknown actor: nope\n")

@@ -113,6 +113,7 @@ def _messages() -> list[tuple[str, str]]:
             SRC / "control" / "client.py", {"ControlUnavailable", "ProtocolError"}
         ),
         *_raised_or_returned(SRC / "storage" / "backup.py", {"BackupError"}),
+        *_raised_or_returned(SRC / "storage" / "backup_postgres.py", {"BackupError"}),
         *_shell_errors(),
         *_setup_errors(),
     ]

@@ -45,7 +45,7 @@ def bot_factory(request: pytest.FixtureRequest, short_tmp: Path) -> Iterator[Bot
 
     def factory(
         database_url: str | None = None,
-        extra_env: Mapping[str, str] | None = None,
+        extra_env: Mapping[str, str | None] | None = None,
         *,
         ready: bool = True,
         home: Path | None = None,

@@ -45,6 +45,9 @@ def clean_env(home: Path, **extra: str) -> dict[str, str]:
         "LANG": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",
         "TRADINGBOT_HOME": os.fspath(home),
+        # No strategy unless a test configures one (the example trades by default
+        # with the simulator; empty means none).
+        "TRADINGBOT_STRATEGIES": "",
     }
     if "PYTHONPATH" in os.environ:  # where the interpreter finds trading-bot, if set
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
@@ -233,7 +236,7 @@ BotFactory = Callable[..., Bot]
 def start_bot(
     base: Path,
     database_url: str | None,
-    extra_env: Mapping[str, str] | None = None,
+    extra_env: Mapping[str, str | None] | None = None,
     *,
     home: Path | None = None,
     preexec_fn: Callable[[], object] | None = None,
@@ -255,7 +258,11 @@ def start_bot(
     )
     if database_url is not None:
         env["TRADINGBOT_DATABASE_URL"] = database_url
-    env.update(extra_env or {})
+    for key, value in (extra_env or {}).items():  # None: leave the variable unset
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
     stdout_path = base / "bot.stdout"
     stderr_path = base / "bot.stderr"
     with stdout_path.open("wb") as out, stderr_path.open("wb") as err:

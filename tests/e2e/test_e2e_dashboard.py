@@ -44,10 +44,19 @@ def api(bot: Bot, path: str, method: str = "GET", body: Any = None) -> tuple[int
 
 @pytest.fixture(scope="module")
 def bot() -> Iterator[Bot]:
-    """One real ``trading-bot run`` with an API token, on SQLite."""
+    """One real ``trading-bot run`` with an API token, on SQLite, running the example
+    strategy with a crossing gap it never reaches (so it runs without trading: the
+    account's positions are the tests' own)."""
     require_browser()
     base = Path(tempfile.mkdtemp(prefix="tb-web-", dir="/tmp"))
-    started = start_bot(base, None, {"TRADINGBOT_API_TOKEN": TOKEN})
+    quiet = base / "strategies.toml"
+    quiet.write_text("[ma_cross]\nmin_gap_bps = 1000000.0\n")
+    settings = {
+        "TRADINGBOT_API_TOKEN": TOKEN,
+        "TRADINGBOT_STRATEGIES": None,  # unset: the shipped example
+        "TRADINGBOT_STRATEGY_CONFIG": str(quiet),
+    }
+    started = start_bot(base, None, settings)
     try:
         wait_ready(started)
         yield started
@@ -134,6 +143,31 @@ def test_pause_and_resume_from_the_browser(page: Any, bot: Bot) -> None:
     page.click("#resume-form button")
     page.locator("#control-result", has_text="trading is running").wait_for()
     assert trading_state(bot)["kill_switch"]["mode"] == "running"
+
+
+def test_flatten_from_the_browser_asks_first(page: Any, bot: Bot) -> None:
+    """The flatten button asks first (dismissed: nothing is done); confirmed, it flattens
+    the account, says what it did, and the flatten is recorded as made by the session."""
+    dialogs: list[str] = []
+
+    def answer(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss() if len(dialogs) == 1 else dialog.accept()
+
+    page.on("dialog", answer)
+    page.fill("#flatten-reason", "browser flatten drill")
+    page.click("#flatten-form button")
+    assert dialogs[0].startswith("FLATTEN the account?")
+    assert page.inner_text("#control-result") == ""
+    page.click("#flatten-form button")
+    page.locator("#control-result", has_text="no position to close").wait_for()
+    screenshot(page, "overview-flattened")
+    status, body = api(bot, "/api/events?type=RISK&limit=50")
+    assert status == 200
+    flattens = [e["message"] for e in body["events"] if e["message"].startswith("flatten by")]
+    assert len(flattens) == 1
+    assert flattens[0].startswith("flatten by dashboard session")
+    assert flattens[0].endswith("browser flatten drill")
 
 
 def _walk(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -228,3 +262,39 @@ def test_without_a_session_the_api_refuses_the_browser(browser: Any, bot: Bot) -
     assert tab.evaluate(pause + ".then(r => r.status)") == 401
     context.close()
     assert trading_state(bot)["kill_switch"]["mode"] == "running"
+
+
+def test_the_strategies_page_shows_the_running_example(page: Any, bot: Bot) -> None:
+    """The Strategies link opens the page showing the example strategy running, with its
+    class and watchlist, as GET /api/strategies says."""
+    page.click("nav >> text=Strategies")
+    page.wait_for_url(bot.url("/strategies"))
+    section = page.locator('section[data-strategy="ma_cross"]')
+    page.locator('section[data-strategy="ma_cross"][data-state="running"]').wait_for()
+    assert "running" in section.locator(".strategy-state").inner_text()
+    status, body = api(bot, "/api/strategies")
+    assert status == 200
+    entry = next(s for s in body["strategies"] if s["id"] == "ma_cross")
+    assert entry["state"] == "running"
+    assert "MovingAverageCrossover" in section.inner_text()
+    for symbol in entry["watchlist"]:
+        assert symbol in section.inner_text()
+    page.locator("#live-status", has_text="Live: updated").wait_for()
+    screenshot(page, "strategies")
+
+
+def test_the_overview_shows_a_position_with_its_pnl(page: Any, bot: Bot) -> None:
+    """A position bought through the shell appears on the overview with its quantity,
+    average cost, market price and unrealized P&L in words; today's P&L and the equity
+    are shown too."""
+    result = bot.shell("order BUY 3 MSFT")
+    assert result.returncode == 0, result.stderr
+    row = page.locator('#positions tr[data-symbol="MSFT"]')
+    row.wait_for()
+    cells = row.inner_text()
+    assert "3" in cells
+    assert any(word in cells for word in ("gain", "loss", "flat"))
+    page.locator("#equity", has_text="USD").wait_for()
+    assert page.locator("#pnl-daily").inner_text() != ""
+    assert page.locator("#account-stale").count() == 0  # the broker is connected
+    screenshot(page, "overview-position")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
+import re
 import signal
+from datetime import date
 
 import pytest
 from e2e_support import BotFactory, wait_until
@@ -18,8 +22,9 @@ AFTER_THE_SUMMARY = {"TRADINGBOT_SCHEDULER_CLOCK": "2026-03-10T16:45:00-04:00"}
 
 
 def test_a_missed_summary_is_sent_once_across_two_restarts(bot_factory: BotFactory) -> None:
-    """Started after 16:30 ET on a session, the bot mails the day's summary once; a clean
-    restart and a kill -9 restart do not mail it again, and health passes."""
+    """Started after 16:30 ET on a session, the bot mails the day's summary once, with the
+    broker's equity and positions recorded for the date; a clean restart and a kill -9
+    restart do not mail it again, and health passes."""
     first = bot_factory(None, AFTER_THE_SUMMARY)
     outbox = first.home / "outbox"
 
@@ -32,6 +37,16 @@ def test_a_missed_summary_is_sent_once_across_two_restarts(bot_factory: BotFacto
 
     [mail] = wait_until(summaries, message="the daily summary e-mail")
     assert "Tomorrow's watchlist" in mail
+    message = email.message_from_string(mail, policy=email.policy.default)
+    text = message.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    # The broker's account at the summary: its equity, and positions "at the broker".
+    assert re.search(r"Net liquidation: [0-9,]+\.[0-9]{2} USD", text), text
+    assert "at the broker, marks as of" in text, text
+    with Database.open(first.database_url) as database:
+        recorded = database.equity_marks.get("", date(2026, 3, 10))
+    assert recorded is not None
+    assert recorded.equity is not None
+    assert recorded.equity > 0
     jobs = json.loads(first.shell("jobs", as_json=True).stdout)
     summary = next(job for job in jobs if job["job"] == "daily_summary")
     wait_until(lambda: first.get("/api/health/scheduler").status == 200)
@@ -56,7 +71,7 @@ def test_a_missed_summary_is_sent_once_across_two_restarts(bot_factory: BotFacto
     unknown = third.shell("run nosuchjob")
     assert unknown.returncode == 1
     assert unknown.stderr.strip().splitlines() == [
-        "error: no job 'nosuchjob'; the jobs are: daily_summary, event_retention"
+        "error: no job 'nosuchjob'; the jobs are: bar_update, daily_summary, event_retention"
     ]
     holiday = third.shell("run daily_summary 2026-12-25")
     assert holiday.returncode == 1

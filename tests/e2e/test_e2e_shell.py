@@ -60,6 +60,7 @@ def test_text_tree_lists_the_actors(sqlite_bot: Bot) -> None:
         "  event_logger [worker] running",
         "  notifier [worker] running",
         "  heartbeat [worker] running",
+        "  risk [worker] running",  # the daily loss limit's monitor
         "  broker [worker] running",  # the broker actor (in-process simulator)
         "  reconciler [worker] running",
         "  scheduler [worker] running",

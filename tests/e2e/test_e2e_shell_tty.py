@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -36,8 +37,9 @@ def bot() -> Iterator[Bot]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def shell(bot: Bot) -> Any:
-    """``trading-bot shell`` on a fresh pseudo-terminal, at its first prompt."""
+def shell(bot: Bot, *, sigint_ignored: bool = False) -> Any:
+    """``trading-bot shell`` on a fresh pseudo-terminal, at its first prompt; with
+    ``sigint_ignored`` started as from a background job (SIGINT ignored)."""
     command = cli_command()
     env = {**bot.env, "TERM": "xterm", "INPUTRC": "/dev/null"}
     child = pexpect.spawn(
@@ -48,9 +50,14 @@ def shell(bot: Bot) -> Any:
         encoding="utf-8",
         timeout=TIMEOUT_S,
         dimensions=(40, 160),
+        preexec_fn=_ignore_sigint if sigint_ignored else None,
     )
     child.expect_exact(PROMPT)
     return child
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def leave(child: Any) -> None:
@@ -124,5 +131,24 @@ def test_events_follow_and_watch_tree_run_until_ctrl_c(bot: Bot) -> None:
     child.expect_exact("heartbeat")
     child.sendintr()
     child.expect_exact("(stopped watching)")
+    child.expect_exact(PROMPT)
+    leave(child)
+
+
+def test_ctrl_c_works_in_a_shell_started_with_sigint_ignored(bot: Bot) -> None:
+    """A shell started from a background job (SIGINT ignored, inherited) still takes Ctrl-C:
+    it drops the typed line and stops a follow."""
+    child = shell(bot, sigint_ignored=True)
+    child.send("state")
+    child.expect_exact("state")  # the line editor has it
+    child.sendintr()
+    child.expect_exact(PROMPT)
+    child.sendline("events --follow SYSTEM")
+    child.expect_exact("events --follow SYSTEM")
+    result = bot.shell("note followed-while-ignored")
+    assert result.returncode == 0, result.stderr
+    child.expect_exact("followed-while-ignored")  # the follow is running
+    child.sendintr()
+    child.expect_exact("(stopped following)")
     child.expect_exact(PROMPT)
     leave(child)

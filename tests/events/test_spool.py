@@ -273,7 +273,9 @@ def test_commit_refuses_when_the_spool_no_longer_starts_with_what_was_read(
     second.read()
     second.commit(1)
 
-    with pytest.raises(SpoolError, match="changed since read"):
+    with pytest.raises(
+        SpoolError, match=f"changed since read\\(\\): record 1 is {events[1].id}, expected"
+    ):
         first.commit(2)
     assert EventSpool(tmp_path).read() == events[1:]
 

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import contextlib
+import os
+import time
+import zlib
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 
+import orjson
 import pytest
+from structlog.testing import capture_logs
 
+from tradingbot.events import spool as spool_module
 from tradingbot.events.model import TRADE, Event
 from tradingbot.events.spool import SPOOL_FILE_NAME, EventSpool, SpoolFull
 
@@ -123,3 +131,202 @@ def test_every_torn_tail_is_counted(tmp_path: Path) -> None:
         spool.append(events(3)[n + 1 : n + 2])  # cuts the torn tail off first
     assert spool.torn_tail == 2
     assert len(spool.read()) == 3
+
+
+def record(payload: bytes) -> bytes:
+    return b"%08x %s\n" % (zlib.crc32(payload), payload)
+
+
+def test_an_append_that_fills_the_spool_exactly_is_accepted(tmp_path: Path) -> None:
+    """max_bytes is the size the spool may reach, not one byte less: the record that fills
+    it exactly is spooled, the next one is refused and health shows the refusal's text."""
+    size = len(b"".join(lines_of(_spooled(tmp_path / "probe", events(1)).path)))
+    spool = EventSpool(tmp_path / "exact", max_bytes=size)
+    spool.append(events(1))
+    assert (spool.depth(), spool.size_bytes()) == (1, size)
+    with pytest.raises(SpoolFull) as raised:
+        spool.append(events(2)[1:])
+    assert spool.stats().write_error == str(raised.value)  # what health shows
+
+
+def _spooled(directory: Path, written: list[Event]) -> EventSpool:
+    spool = EventSpool(directory)
+    spool.append(written)
+    return spool
+
+
+GOOD = events(3)
+
+
+def _damaged(kind: str) -> bytes:
+    """One damaged line of the given kind (a good record of GOOD[2] made bad)."""
+    good = record(payload_of(GOOD[2]))
+    if kind == "cut":
+        return good[: len(good) // 2]
+    if kind == "crc":
+        return good.replace(b"fill 2", b"fill 7")
+    if kind == "short":
+        return b"short\n"
+    if kind == "separator":
+        return good[:8] + b"X" + good[9:]  # the CRC still matches the payload
+    if kind == "array":
+        return record(b"[1]")
+    if kind == "empty":
+        return record(b"")  # "00000000 \n": a complete record, its CRC right, no JSON
+    raise AssertionError(kind)
+
+
+def payload_of(event: Event) -> bytes:
+    return orjson.dumps(event.to_dict())
+
+
+@pytest.mark.parametrize(
+    ("kind", "where", "counted", "level", "reason"),
+    [
+        ("cut", "last", "torn", "warning", "no newline"),
+        ("crc", "last", "torn", "warning", "CRC mismatch"),
+        ("short", "last", "torn", "warning", "malformed record header"),
+        ("empty", "last", "corrupt", "error", "bad JSON: "),
+        ("crc", "middle", "corrupt", "error", "CRC mismatch"),
+        ("separator", "middle", "corrupt", "error", "malformed record header"),
+        ("array", "middle", "corrupt", "error", "record is not a JSON object"),
+    ],
+)
+def test_each_kind_of_damage_is_classified_and_logged_with_where_it_is(
+    tmp_path: Path, kind: str, where: str, counted: str, level: str, reason: str
+) -> None:
+    """A damaged line is skipped, counted as a torn tail or a corrupt record, and logged once
+    with the spool's path, its line number, byte offset, length and why it is bad."""
+    lines = [record(payload_of(event)) for event in GOOD[:2]]
+    bad = _damaged(kind)
+    after = [record(payload_of(GOOD[2]))] if where == "middle" else []
+    (tmp_path / SPOOL_FILE_NAME).write_bytes(b"".join([*lines, bad, *after]))
+
+    with capture_logs() as logs:
+        spool = EventSpool(tmp_path)
+        assert spool.read() == GOOD[:2] + (GOOD[2:] if where == "middle" else [])
+    assert (spool.torn_tail, spool.corrupt_records) == ((counted == "torn"), (counted == "corrupt"))
+    [entry] = logs
+    assert str(entry.pop("reason")).startswith(reason)
+    message = {
+        "torn": "event spool: torn tail ignored (crash during append)",
+        "corrupt": "event spool: corrupt record skipped",
+    }[counted]
+    assert entry == {
+        "event": message,
+        "log_level": level,
+        "path": str(spool.path),
+        "line": 3,
+        "offset": len(b"".join(lines)),
+        "bytes": len(bad),
+    }
+
+
+def _with_corrupt_first_record(spool: EventSpool) -> None:
+    """Damage the spool's first record (others follow it, so it is corrupt, not torn)."""
+    lines = lines_of(spool.path)
+    lines[0] = lines[0].replace(b"fill", b"FILL")
+    spool.path.write_bytes(b"".join(lines))
+
+
+@contextlib.contextmanager
+def local_time_zone(zone: str) -> Iterator[None]:
+    previous = os.environ.get("TZ")
+    os.environ["TZ"] = zone
+    time.tzset()
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = previous
+        time.tzset()
+
+
+def test_the_quarantine_file_is_named_by_the_utc_time_and_logged(tmp_path: Path) -> None:
+    """The quarantine file is ``events.spool.corrupt-<UTC time, to the microsecond>Z`` even
+    on a machine whose local time is not UTC, and its path and record count are logged."""
+    spool = _spooled(tmp_path, events(3))
+    _with_corrupt_first_record(spool)
+    spool.read()
+    with local_time_zone("JST-9"), capture_logs() as logs:
+        before = datetime.now(UTC)
+        spool.commit(0)
+        after = datetime.now(UTC)
+    [quarantine] = tmp_path.glob(f"{SPOOL_FILE_NAME}.corrupt-*")
+    stamp = quarantine.name.removeprefix(f"{SPOOL_FILE_NAME}.corrupt-")
+    found = datetime.strptime(stamp, "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
+    assert before <= found <= after
+    assert logs == [
+        {
+            "event": "event spool: corrupt records quarantined",
+            "log_level": "error",
+            "path": str(spool.path),
+            "quarantine": str(quarantine),
+            "records": 1,
+        }
+    ]
+
+
+class StuckClock(datetime):
+    """A clock that shows the same microsecond every time (as after a step back by NTP)."""
+
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> StuckClock:
+        return cls(2026, 12, 6, 10, 0, tzinfo=tz)
+
+
+def test_quarantines_in_the_same_microsecond_get_numbered_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Quarantines whose timestamps collide never overwrite each other: the second and third
+    get ``-2`` and ``-3`` after the name, each with its own record."""
+    monkeypatch.setattr(spool_module, "datetime", StuckClock)
+    written = events(4)
+    spool = _spooled(tmp_path, written)
+    for _ in range(3):
+        _with_corrupt_first_record(spool)
+        spool.read()
+        spool.commit(0)
+    base = f"{SPOOL_FILE_NAME}.corrupt-20261206T100000000000Z"
+    names = sorted(p.name for p in tmp_path.glob(f"{SPOOL_FILE_NAME}.corrupt-*"))
+    assert names == [base, f"{base}-2", f"{base}-3"]
+    quarantined = b"".join((tmp_path / name).read_bytes() for name in names)
+    assert quarantined.count(b"FILL") == 3
+    assert spool.read() == written[3:]
+
+
+def test_removing_the_temp_file_of_an_interrupted_commit_is_logged(tmp_path: Path) -> None:
+    """Opening a spool that finds a crashed commit's temp file removes it and logs its path."""
+    written = _spooled(tmp_path, events(2)).read()
+    leftover = tmp_path / f".{SPOOL_FILE_NAME}.tmp-abc123"
+    leftover.write_bytes(b"half a rewrite")
+    with capture_logs() as logs:
+        assert EventSpool(tmp_path).read() == written
+    assert logs == [
+        {
+            "event": "event spool: removed temp file of an interrupted commit",
+            "log_level": "warning",
+            "path": str(leftover),
+        }
+    ]
+
+
+def test_a_temp_file_that_cannot_be_removed_is_logged_and_the_spool_still_opens(
+    tmp_path: Path,
+) -> None:
+    """A leftover temp name that cannot be removed (a directory sits there) is logged with
+    its path and the error; the spool opens and replays as usual."""
+    written = _spooled(tmp_path, events(2)).read()
+    stuck = tmp_path / f".{SPOOL_FILE_NAME}.tmp-abc123"
+    stuck.mkdir()
+    with capture_logs() as logs:
+        assert EventSpool(tmp_path).read() == written
+    [entry] = logs
+    assert "Is a directory" in str(entry.pop("error"))
+    assert entry == {
+        "event": "event spool: cannot remove temp file",
+        "log_level": "warning",
+        "path": str(stuck),
+    }

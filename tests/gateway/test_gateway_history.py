@@ -116,7 +116,8 @@ def test_pnl_and_pnl_single_follow_fills_and_prices() -> None:
 
 def test_exchange_calendar_holds_market_orders_until_the_open() -> None:
     """With the XNYS calendar a market order placed on a Saturday rests until Monday's
-    open; contract details show the weekend closed; daily bars skip Thanksgiving."""
+    open; contract details show the weekend closed, the extended trading hours and the
+    regular liquid hours; daily bars skip Thanksgiving."""
     now = [datetime(2026, 11, 28, 15, 0, tzinfo=UTC)]  # Saturday
     brokerage = Brokerage(prices=PriceModel(2), clock=lambda: now[0], calendar=calendar("XNYS"))
 
@@ -125,7 +126,8 @@ def test_exchange_calendar_holds_market_orders_until_the_open() -> None:
             aapl = await _aapl(ib)
             [details] = await ib.reqContractDetailsAsync(aapl)
             assert "20261128:CLOSED" in details.tradingHours
-            assert "20261130:0930-20261130:1600" in details.tradingHours
+            assert "20261130:0400-20261130:2000" in details.tradingHours
+            assert "20261130:0930-20261130:1600" in details.liquidHours
             daily = await ib.reqHistoricalDataAsync(aapl, "", "1 M", "1 day", "TRADES", True)
             days = [b.date for b in daily]
             assert datetime(2026, 11, 26).date() not in days  # Thanksgiving
@@ -174,3 +176,83 @@ def test_daily_pnl_resets_at_the_session_boundary() -> None:
     assert broker.position_pnl(pos)[0] == 0.0
     broker.prices.set_price("IBM", 99.0)
     assert broker.pnl(broker.account_ids[0])[0] == -20.0
+
+
+def test_use_rth_0_serves_pre_market_and_after_hours_bars() -> None:
+    """With the XNYS calendar, useRTH=0 adds the extended hours: hourly bars from 04:00
+    to 20:00 New York instead of 09:30 to 16:00, daily bars whose range and volume include
+    them and whose close is the regular close; the head timestamp is at 04:00."""
+    now = [datetime(2026, 12, 2, 22, 0, tzinfo=UTC)]  # Wednesday 17:00 New York
+    brokerage = Brokerage(prices=PriceModel(5), clock=lambda: now[0], calendar=calendar("XNYS"))
+
+    async def scenario() -> None:
+        async with running_simulator(brokerage=brokerage) as sim, connected(sim) as ib:
+            aapl = await _aapl(ib)
+            end = "20261201 20:00:00 America/New_York"  # Tuesday 1 December, whole
+            rth = await ib.reqHistoricalDataAsync(aapl, end, "1 D", "1 hour", "TRADES", True)
+            ext = await ib.reqHistoricalDataAsync(aapl, end, "1 D", "1 hour", "TRADES", False)
+            assert [b.date.strftime("%H:%M") for b in rth] == [
+                "09:30", "10:00", "11:00", "12:00", "13:00", "14:00", "15:00"
+            ]  # fmt: skip
+            assert [b.date.hour for b in ext] == list(range(4, 20))
+            assert [b.date.minute for b in ext] == [0] * 16
+            regular = {b.date.hour: b for b in rth}
+            assert ext[10].close == regular[14].close  # 14:00 bars agree
+            days_rth = await ib.reqHistoricalDataAsync(aapl, end, "5 D", "1 day", "TRADES", True)
+            days_ext = await ib.reqHistoricalDataAsync(aapl, end, "5 D", "1 day", "TRADES", False)
+            assert [b.date for b in days_rth] == [b.date for b in days_ext]
+            for r, e in zip(days_rth, days_ext, strict=True):
+                assert e.high >= r.high
+                assert e.low <= r.low
+                assert e.volume > r.volume
+                assert (e.open, e.close) == (r.open, r.close)
+            assert days_ext[-1].high == max(b.high for b in ext)
+            assert days_ext[-1].volume == sum(b.volume for b in ext)
+            head = await ib.reqHeadTimeStampAsync(aapl, "TRADES", False, 1)
+            assert (head.hour, head.minute) == (4, 0)
+
+    run(scenario())
+
+
+def test_use_rth_makes_no_difference_with_the_always_open_calendar() -> None:
+    """The default always-open calendar has no extended hours: useRTH=0 and useRTH=1
+    give the same bars."""
+
+    async def scenario() -> None:
+        async with running_simulator(seed=6) as sim, connected(sim) as ib:
+            aapl = await _aapl(ib)
+            rth = await ib.reqHistoricalDataAsync(aapl, "", "1 M", "1 day", "TRADES", True)
+            ext = await ib.reqHistoricalDataAsync(aapl, "", "1 M", "1 day", "TRADES", False)
+            assert [(b.date, b.close, b.volume) for b in rth[:-1]] == [
+                (b.date, b.close, b.volume) for b in ext[:-1]
+            ]
+
+    run(scenario())
+
+
+def test_history_is_the_same_however_deep_and_in_whatever_order_it_is_asked() -> None:
+    """A year of daily bars asked first and two years asked later give the same bars as
+    two years asked at once (same seed and anchor), and the minutes of a synthetic day
+    add up to its daily bar, with and without the extended hours."""
+    now = datetime(2026, 12, 2, 15, 0, tzinfo=UTC)
+    end = now + timedelta(minutes=1)
+
+    def brokerage() -> Brokerage:
+        return Brokerage(prices=PriceModel(3), clock=lambda: now, calendar=calendar("XNYS"))
+
+    for rth in (True, False):
+        stepwise, at_once = brokerage().history, brokerage().history
+        year = stepwise.bars("IBM", end - timedelta(days=365), end, 1440, rth)
+        two = stepwise.bars("IBM", end - timedelta(days=700), end, 1440, rth)
+        fresh = at_once.bars("IBM", end - timedelta(days=700), end, 1440, rth)
+        assert two.close.tolist() == fresh.close.tolist()
+        assert two.high.tolist() == fresh.high.tolist()
+        assert year.volume.tolist() == fresh.volume[-len(year) :].tolist()
+        old = two.bar(-400)
+        [session] = stepwise.calendar.sessions(old.start.date(), old.start.date())
+        first, last = session.bounds(rth)
+        minutes = stepwise.bars("IBM", first, last, 1, rth)
+        assert minutes.open[0] == old.open
+        assert minutes.close[-1] == old.close
+        assert (minutes.high.max(), minutes.low.min()) == (old.high, old.low)
+        assert minutes.volume.sum() == old.volume

@@ -207,3 +207,19 @@ def test_a_bad_seeded_execution_is_a_usage_error(
     err = capsys.readouterr().err
     assert err.startswith("trading-bot gateway-sim: bad --seed-file:")
     assert err.count("\n") == 1
+
+
+def test_gateway_sim_help_shows_partial_fills_and_refuses_a_bad_size(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`gateway-sim --help` lists --max-fill-shares; a size that is not above 0 is a
+    usage error (exit 2) naming the option, not a traceback."""
+    with pytest.raises(SystemExit) as shown:
+        main(["--help"])
+    assert shown.value.code == 0
+    assert "--max-fill-shares SHARES" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as refused:
+        main(["--max-fill-shares", "0"])
+    assert refused.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --max-fill-shares: want a number of shares above 0, got '0'" in err

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tradingbot.config import load_config
+from support.bot_config import bot_config
 from tradingbot.health import FAIL, PASS, WARN, Check, HealthReport, HealthState
 from tradingbot.health.actor import HealthActor, RefreshHealth
 from tradingbot.health.checks import NamedCheck
@@ -239,11 +239,7 @@ def test_a_hung_slow_check_warns_and_keeps_the_others_fresh(health_tree: HealthT
 @pytest.fixture
 def served_runtime(tmp_path: Path) -> Iterator[tuple[Runtime, Callable[[str], Any]]]:
     """A runtime (not started: no tree of its own) whose app is served on a loopback port."""
-    env_file = tmp_path / "empty.env"
-    env_file.write_text("")
-    config = load_config(
-        environ={"TRADINGBOT_HOME": str(tmp_path / "home"), "TRADINGBOT_ENV_FILE": str(env_file)}
-    )
+    config = bot_config(tmp_path, STRATEGIES="")
     runtime = Runtime(config)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import smtplib
 from pathlib import Path
 
@@ -85,7 +86,7 @@ def test_plain_auth_with_a_wrong_password_keeps_the_mail_pending(
         assert stored is not None
         assert stored.status == PENDING
         assert stored.last_error is not None
-        assert "535" in stored.last_error
+        assert stored.last_error.startswith("SMTPAuthenticationError: (535")  # the real cause
         assert server.auth_failures >= 1
         assert notifier.status.snapshot()["server"] == "down"
 
@@ -193,6 +194,26 @@ def test_without_a_server_mail_is_written_as_eml_files(
     assert f"Message-ID: {record.message_id}" in text
     assert notifier.deliver_due().claimed == 0
     assert notifier.status.snapshot()["mode"] == "eml"
+
+
+def test_a_mail_being_written_is_never_visible_as_an_eml_file(
+    database: Database, tmp_path: Path, wall: WallClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a message is being written (at its fsync) no ``*.eml`` file shows a partial mail."""
+    notifier = Notifier(database, notify_settings(tmp_path, None), now=wall)
+    notifier.enqueue("trade_execution", TRADE)
+    seen_during_write: list[list[str]] = []
+    real_fsync = os.fsync
+
+    def watching_fsync(fd: int) -> None:
+        seen_during_write.append(sorted(p.name for p in (tmp_path / "outbox").glob("*.eml")))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", watching_fsync)
+    assert notifier.deliver_due().sent == 1
+    assert seen_during_write[0] == []  # the file's own fsync, before its rename
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
+    assert list((tmp_path / "outbox").glob(".tmp-*")) == []
 
 
 def test_a_sent_row_is_never_claimed_by_a_second_notifier(

@@ -61,7 +61,11 @@ def test_outbox_gauges_are_exported(tmp_path: Path) -> None:
     empty = tmp_path / "empty.env"
     empty.write_text("")
     config = load_config(
-        {"TRADINGBOT_HOME": str(tmp_path / "home"), "TRADINGBOT_ENV_FILE": str(empty)}
+        {
+            "TRADINGBOT_HOME": str(tmp_path / "home"),
+            "TRADINGBOT_ENV_FILE": str(empty),
+            "TRADINGBOT_STRATEGIES": "",
+        }
     )
     runtime = Runtime(config)
     runtime.notify_status.update(

@@ -73,6 +73,45 @@ def test_daily_summary_mail_in_both_parts() -> None:
         assert "TRADE: 2" in part or "TRADE: 2" in part.replace("<li>", "")
 
 
+def test_daily_summary_mail_shows_the_brokers_account_in_both_parts() -> None:
+    """With the broker's account recorded, the summary shows the net liquidation, its
+    change since the last recorded one, the broker's P&L of the day and the positions
+    at the broker with their marks and the time of those marks."""
+    broker = {
+        "positions": [
+            {
+                "symbol": "MSFT",
+                "quantity": 5,
+                "avg_cost": 410.1,
+                "market_price": 405.0,
+                "unrealized_pnl": -25.5,
+            }
+        ],
+        "positions_source": "broker",
+        "position_differences": [],
+        "equity": 101_024.25,
+        "equity_previous": {"date": "2025-01-03", "equity": 100_000.0},
+        "equity_change": 1_024.25,
+        "equity_change_pct": 1.02,
+        "broker_pnl": {"daily": 1_009.0, "realized": 1_234.5, "unrealized": -225.5},
+        "broker": {"recorded": True, "as_of": "2025-01-06T21:30:00+00:00", "note": None},
+    }
+    rendered = Renderer().render("daily_summary", {**DAILY_SUMMARY, **broker, "count": 1})
+    for part in parts(rendered):
+        for fact in (
+            "101,024.25",
+            "+1,024.25",
+            "(+1.02%)",
+            "since 2025-01-03",
+            "+1,009.00",
+            "at the broker, marks as of 2025-01-06 21:30:00 UTC",
+            "405.00",
+            "-25.50",
+        ):
+            assert fact in part, fact
+        assert "from our books" not in part
+
+
 def test_recovery_report_mail_in_both_parts() -> None:
     """The recovery report gives the previous run, the downtime and each discrepancy."""
     rendered = Renderer().render("recovery_report", {**RECOVERY_REPORT, "count": 1})

@@ -8,6 +8,9 @@ blocking ones until accepted, and the start after that must be clean.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,15 +19,18 @@ from typing import Any
 import pytest
 
 from support.ports import free_port
+from support.simulator import running_simulator
 from support.waiting import wait_until
 from tradingbot.broker import ConnectionState, OrderRequest, TradingBlocked, place_order
+from tradingbot.broker import orders as orders_module
 from tradingbot.config import Config, load_config
 from tradingbot.events import ORDER, TRADE, Event
 from tradingbot.events.recorder import EventRecorder, RecordEvents
 from tradingbot.gateway import SimulatorThread, build_simulator
 from tradingbot.gateway.brokerage import OrderRequest as GatewayOrderRequest
 from tradingbot.health.model import Check
-from tradingbot.recovery.reconciler import Accept, ReconcileResult
+from tradingbot.recovery import reconciler as reconciler_module
+from tradingbot.recovery.reconciler import Accept, ReconcileResult, RunNow
 from tradingbot.runtime import Runtime
 from tradingbot.storage import Database
 from tradingbot.storage.event_query import EventQuery
@@ -34,10 +40,8 @@ CLIENT_ID = 21
 
 @pytest.fixture
 def sim() -> Iterator[SimulatorThread]:
-    thread = SimulatorThread(build_simulator(seed=3, tick_interval_s=0.05), port=0)
-    thread.start()
-    yield thread
-    thread.stop()
+    with running_simulator(seed=3) as thread:
+        yield thread
 
 
 def bot_config(tmp_path: Path, port: int, **extra: str) -> Config:
@@ -52,6 +56,8 @@ def bot_config(tmp_path: Path, port: int, **extra: str) -> Config:
         "TRADINGBOT_IB_CLIENT_ID": str(CLIENT_ID),
         "TRADINGBOT_IB_CONNECT_TIMEOUT_S": "2",
         "TRADINGBOT_HEALTH_INTERVAL_S": "0.2",
+        # The scenarios rest limit orders at half the market: far outside the price band.
+        "TRADINGBOT_RISK_PRICE_BAND_PCT": "100",
         **{f"TRADINGBOT_{k}": v for k, v in extra.items()},
     }
     return load_config(environ=environ)
@@ -308,3 +314,73 @@ def test_an_unknown_id_never_reaches_the_broker(bots: Bots) -> None:
     assert (result.record.status, result.record.discrepancies) == ("clean", ())
     assert result.record.positions == {}
     assert uuid.UUID(result.record.id)
+
+
+def run_now(bot: Runtime) -> dict[str, Any]:
+    """An operator's ``reconcile run``: the summary of one reconciliation while trading."""
+    assert bot.tree is not None
+    command = RunNow()
+    bot.tree.handle("reconciler").tell(command)
+    return command.reply.result(30)
+
+
+def test_an_order_placed_while_the_broker_is_asked_is_ours_not_unknown(
+    bots: Bots, sim: SimulatorThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An order placed after our books were read and before the broker's snapshot (trading goes on
+    during a periodic run) is open at the broker and ours: the run is clean, trading stays open."""
+    bot = bots.start()
+    trading_open(bot)
+    assert bot.tree is not None
+    handle, status = bot.tree.handle("broker"), bot.broker_status
+    limit = round(sim.call(lambda s: s.brokerage.prices.price("MSFT")) * 0.5, 2)
+    placed: list[str] = []
+    real_executions = reconciler_module.executions
+
+    def place_then_ask(*args: Any, **kwargs: Any) -> Any:
+        if not placed:  # the snapshot's first question: our books were read just before
+            placed.append(place_order(handle, status, OrderRequest("MSFT", "BUY", 2, "LMT", limit)))
+            assert status.wait_for_order(placed[0], {"Submitted"}, 10) is not None
+        return real_executions(*args, **kwargs)
+
+    monkeypatch.setattr(reconciler_module, "executions", place_then_ask)
+    summary = run_now(bot)
+    assert placed
+    assert (summary["status"], summary["discrepancies"]) == ("clean", []), summary
+    assert status.trading_blocked() is None
+
+
+def test_an_order_still_being_sent_when_the_broker_is_asked_is_in_flight_not_orphaned(
+    bots: Bots, sim: SimulatorThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reduce-only order stored but held in its position check while the broker is asked is in
+    flight, not an orphaned order: the run is clean, and the order completes once released."""
+    bot = bots.start()
+    trading_open(bot)
+    world = World(bot, sim)
+    assert bot.tree is not None
+    handle, status = bot.tree.handle("broker"), bot.broker_status
+    held, release = threading.Event(), threading.Event()
+    real_check = orders_module.refuse_unless_reducing
+
+    async def held_check(*args: Any) -> None:
+        held.set()
+        while not release.is_set():
+            await asyncio.sleep(0.01)
+        await real_check(*args)
+
+    monkeypatch.setattr(orders_module, "refuse_unless_reducing", held_check)
+    request = OrderRequest("AAPL", "SELL", 5, client_order_id="flatten-aapl", reduce_only=True)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        sent = pool.submit(place_order, handle, status, request)
+        assert held.wait(10), "the reduce-only order to reach its position check"
+        try:
+            summary = run_now(bot)
+        finally:
+            release.set()
+        order_ref = sent.result(10)
+    assert (summary["status"], summary["discrepancies"]) == ("clean", []), summary
+    assert status.trading_blocked() is None
+    assert status.wait_for_order(order_ref, {"Filled"}, 10) is not None
+    assert world.bought != order_ref
+    assert run_now(bot)["status"] == "clean"  # the next run sees it, filled, in both books

@@ -1,4 +1,5 @@
-"""The daily summary's numbers against a hand-computed fixture, on SQLite and PostgreSQL."""
+"""The daily summary's numbers against a hand-computed fixture, and the broker's account
+recorded at the close, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from typing import Any
 
 import pytest
 
+from tradingbot.broker import AccountPnL, AccountValue, BrokerNotReady, PortfolioItem
 from tradingbot.events.model import SIGNAL, SYSTEM, TRADE, Event, Severity
 from tradingbot.notify import Renderer
+from tradingbot.reports.account import NOT_RECORDED, BrokerAccount, mark_from_broker, record_mark
 from tradingbot.reports.daily import daily_report
 from tradingbot.scheduler import EXCHANGE_TZ, nyse
 from tradingbot.storage import Database
@@ -179,3 +182,151 @@ def test_the_summary_mail_shows_win_rate_chart_incidents_and_watchlist(
         assert "6.00" in part  # commissions
     assert rendered.html.count("height: 12px") == 3  # three closing trades
     assert "http" not in rendered.html.replace("http-equiv", "")
+
+
+NOW = et(DAY, 16, 30)  # the summary's time on the day
+
+
+def broker_account(msft: float = 60, nvda_price: float = 99.0) -> BrokerAccount:
+    """What the broker says at the close: MSFT and NVDA with marks, equity, P&L."""
+
+    def item(symbol: str, qty: float, avg: float, price: float) -> PortfolioItem:
+        return PortfolioItem(
+            account="DU1",
+            symbol=symbol,
+            con_id=1,
+            quantity=qty,
+            avg_cost=avg,
+            market_price=price,
+            market_value=qty * price,
+            unrealized_pnl=(price - avg) * qty,
+            realized_pnl=0.0,
+        )
+
+    return BrokerAccount(
+        portfolio=[item("NVDA", 5, 100.2, nvda_price), item("MSFT", msft, 400.01, 412.0)],
+        values=[
+            AccountValue(account="DU1", tag="TotalCashValue", value="75000", currency="USD"),
+            AccountValue(account="DU1", tag="NetLiquidation", value="100713.40", currency="USD"),
+        ],
+        pnl=AccountPnL(
+            account="DU1", daily=1058.0, unrealized=713.4, realized=344.6, received_at=NOW
+        ),
+    )
+
+
+def yesterday(database: Database, equity: float) -> None:
+    database.equity_marks.add(
+        mark_from_broker(
+            "DU1",
+            date(2026, 3, 9),
+            BrokerAccount(
+                portfolio=[],
+                values=[
+                    AccountValue(
+                        account="DU1", tag="NetLiquidation", value=str(equity), currency="USD"
+                    )
+                ],
+                pnl=None,
+            ),
+            et(date(2026, 3, 9), 16, 30),
+        )
+    )
+
+
+def test_the_summary_shows_the_brokers_positions_equity_and_its_change(
+    database: Database,
+) -> None:
+    """Made at the close, the summary lists the broker's positions with their marks, the
+    net liquidation, its change since the last recorded one and the broker's P&L."""
+    database.events.insert_many(FILLS)
+    yesterday(database, 99_655.40)
+    note = record_mark(database, nyse(), "DU1", DAY, broker_account, NOW)
+    assert note is None
+    report = daily_report(database, DAY, nyse(), account="DU1")
+    assert report["positions_source"] == "broker"
+    assert report["broker"] == {
+        "recorded": True,
+        "as_of": NOW.astimezone(UTC).isoformat(),
+        "note": None,
+    }
+    positions = {p["symbol"]: p for p in report["positions"]}
+    assert positions["MSFT"]["market_price"] == 412.0
+    assert positions["MSFT"]["unrealized_pnl"] == pytest.approx(719.40)
+    assert positions["MSFT"]["opened_at"] is not None  # from our books
+    assert positions["NVDA"]["unrealized_pnl"] == pytest.approx(-6.0)
+    assert report["unrealized_pnl"] == pytest.approx(713.40)
+    assert report["position_differences"] == []
+    assert report["equity"] == pytest.approx(100_713.40)
+    assert report["equity_previous"] == {"date": "2026-03-09", "equity": 99_655.40}
+    assert report["equity_change"] == pytest.approx(1_058.0)
+    assert report["equity_change_pct"] == pytest.approx(1.06)
+    assert report["broker_pnl"] == {"daily": 1058.0, "realized": 344.6, "unrealized": 713.4}
+
+
+def test_a_later_summary_of_the_date_shows_what_was_recorded_then(database: Database) -> None:
+    """Run again later (or for a past date), the summary shows the marks recorded at the
+    close, not the broker's present: the broker is not even asked."""
+    database.events.insert_many(FILLS)
+    record_mark(database, nyse(), "DU1", DAY, broker_account, NOW)
+    asked: list[bool] = []
+
+    def moved() -> BrokerAccount:
+        asked.append(True)
+        return broker_account(nvda_price=150.0)
+
+    assert record_mark(database, nyse(), "DU1", DAY, moved, et(DAY, 17)) is None
+    next_day = et(date(2026, 3, 11), 16, 30)
+    assert record_mark(database, nyse(), "DU1", date(2026, 3, 9), moved, next_day) is None
+    assert asked == []
+    report = daily_report(database, DAY, nyse(), account="DU1")
+    assert {p["symbol"]: p["market_price"] for p in report["positions"]} == {
+        "MSFT": 412.0,
+        "NVDA": 99.0,
+    }
+    past = daily_report(database, date(2026, 3, 9), nyse(), account="DU1")
+    assert past["positions_source"] == "books"
+    assert past["equity"] is None
+    assert past["broker"]["note"] == NOT_RECORDED
+    assert [p["symbol"] for p in past["positions"]] == ["MSFT"]
+
+
+def test_an_unreachable_broker_falls_back_to_our_books_and_says_why(
+    database: Database,
+) -> None:
+    """When the broker cannot answer at the close, the summary shows our books' positions,
+    marked as such, with the broker's error, and nothing is recorded for the date."""
+    database.events.insert_many(FILLS)
+
+    def down() -> BrokerAccount:
+        raise BrokerNotReady("account refused: the broker is disconnected, not synced")
+
+    note = record_mark(database, nyse(), "DU1", DAY, down, NOW)
+    assert note is not None
+    assert "not reachable at 16:30 ET" in note
+    assert "disconnected, not synced" in note
+    report = daily_report(database, DAY, nyse(), account="DU1", broker_note=note)
+    assert report["positions_source"] == "books"
+    assert report["broker"] == {"recorded": False, "as_of": None, "note": note}
+    assert [p["symbol"] for p in report["positions"]] == ["MSFT", "NVDA"]
+    assert report["equity"] is None
+    assert database.equity_marks.get("DU1", DAY) is None
+    rendered = Renderer().render("daily_summary", {**report, "count": 1})
+    for part in (rendered.text, rendered.html):
+        assert "not reachable at 16:30 ET" in part
+        assert "from our books" in part
+        assert "not recorded" in part  # the net liquidation
+
+
+def test_positions_that_differ_from_our_books_are_pointed_out(database: Database) -> None:
+    """A quantity at the broker that is not the one of our books is listed in the report
+    and in both parts of the mail."""
+    database.events.insert_many(FILLS)
+    record_mark(database, nyse(), "DU1", DAY, lambda: broker_account(msft=50), NOW)
+    report = daily_report(database, DAY, nyse(), account="DU1")
+    assert report["position_differences"] == [{"symbol": "MSFT", "broker": 50.0, "books": 60.0}]
+    rendered = Renderer().render("daily_summary", {**report, "count": 1})
+    for part in (rendered.text, rendered.html):
+        assert "MSFT broker 50, books 60" in part
+        assert "at the broker, marks as of" in part
+        assert "100,713.40" in part

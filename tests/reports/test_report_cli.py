@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tradingbot import exitcodes
 from tradingbot.cli import main
 from tradingbot.events.model import TRADE, Event
-from tradingbot.storage import Database
+from tradingbot.storage import Database, EquityMark
 
 
 @pytest.fixture
@@ -62,6 +63,46 @@ def test_report_daily_prints_a_table_and_json(
     assert main(["report", "daily", "--date", "2026-03-10", "--json"]) == exitcodes.OK
     data = json.loads(capsys.readouterr().out)
     assert data["realized_pnl"] == pytest.approx(198.0)
+
+
+def _mark(day: date, equity: float, positions: list[dict[str, Any]]) -> EquityMark:
+    return EquityMark(
+        account="",
+        trading_date=day,
+        recorded_at=datetime(day.year, day.month, day.day, 20, 30, tzinfo=UTC),
+        equity=equity,
+        currency="USD",
+        daily_pnl=250.0,
+        realized_pnl=198.0,
+        unrealized_pnl=52.0,
+        positions=positions,
+    )
+
+
+def test_report_daily_shows_the_equity_and_positions_recorded_at_the_summary(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A date whose summary recorded the broker's account shows its equity, the change
+    since the day before and the broker's positions; a date without says "not recorded"."""
+    held = {"symbol": "AAPL", "quantity": 10.0, "avg_cost": 180.0, "market_price": 185.2}
+    with Database.open(f"sqlite:///{home / 'trading-bot.db'}") as database:
+        database.equity_marks.add(_mark(date(2026, 3, 9), 100_000.0, []))
+        database.equity_marks.add(
+            _mark(date(2026, 3, 10), 100_250.0, [{**held, "unrealized_pnl": 52.0}])
+        )
+    assert main(["report", "daily", "--date", "2026-03-10"]) == exitcodes.OK
+    table = capsys.readouterr().out
+    assert "Net liquidation     100,250.00 USD" in table
+    assert "Equity change          +250.00 USD (+0.25%) since 2026-03-09" in table
+    assert "Broker's P&L           +250.00 USD today" in table
+    assert "Open positions (1, at the broker, marks as of 16:30:00 New York time)" in table
+    assert "AAPL           10 @   180.0000  market     185.20  unrealized +52.00" in table
+    assert "our books differ: AAPL broker 10, books 0" in table
+    assert main(["report", "daily", "--date", "2026-03-11"]) == exitcodes.OK
+    table = capsys.readouterr().out
+    assert "Net liquidation   not recorded" in table
+    assert "Open positions (0, from our books)" in table
+    assert "were not recorded for this date" in table
 
 
 def test_report_pnl_by_month(home: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import pytest
 
+from support.clocks import WallClock
 from support.waiting import wait_until
 from tradingbot.scheduler import EXCHANGE_TZ, AfterClose, Job, Slot, nyse
 from tradingbot.scheduler.actor import RunJob, RunResult, SchedulerActor, SchedulerSettings
@@ -24,22 +25,6 @@ DAY = date(2026, 3, 10)  # a Tuesday session, after the March DST switch
 
 def et(day: date, hour: int, minute: int = 0) -> datetime:
     return datetime.combine(day, time(hour, minute), tzinfo=EXCHANGE_TZ)
-
-
-class WallClock:
-    """A wall clock the test moves by hand."""
-
-    def __init__(self, start: datetime) -> None:
-        self._now = start
-        self._lock = threading.Lock()
-
-    def __call__(self) -> datetime:
-        with self._lock:
-            return self._now
-
-    def set(self, at: datetime) -> None:
-        with self._lock:
-            self._now = at
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +240,72 @@ def test_a_failed_run_warns_and_a_manual_run_retries_it(
     assert not again.ran  # idempotent by key: a date that succeeded is never rerun
     assert process.seen == ["2026-03-10", "2026-03-10"]
     wait_until(lambda: process.health()[0] == "pass")
+
+
+def test_running_a_job_whose_actor_is_missing_says_so_plainly(
+    database: Database, processes: list[Process]
+) -> None:
+    """`run JOB` for a job whose actor is not in the tree answers one plain sentence naming
+    the actor (never a bare KeyError) and claims nothing, so a later run is not blocked."""
+    clock = WallClock(et(DAY, 17, 0))
+    orphan = replace(summary_job(), actor="reporter")
+    process = Process(database, clock, orphan)
+    processes.append(process)
+    with pytest.raises(RuntimeError, match="its actor 'reporter' is not running"):
+        process.run(DAY)
+    assert database.job_runs.get("daily_summary", "2026-03-10") is None
+
+
+def test_a_due_summary_waits_for_readiness_then_runs_once(
+    database: Database, processes: list[Process]
+) -> None:
+    """A due job whose readiness check names a reason waits (the reason shows in its
+    state) and runs once the check passes, e.g. the summary after the first reconciliation."""
+    clock = WallClock(et(DAY, 16, 0))
+    reconciled = threading.Event()
+    job = replace(
+        summary_job(),
+        ready=lambda: None if reconciled.is_set() else "waiting for the first reconciliation",
+    )
+    process = Process(database, clock, job)
+    processes.append(process)
+    clock.set(et(DAY, 16, 31))
+    wait_until(
+        lambda: (
+            (s := process.status.get("daily_summary")) is not None
+            and s.waiting == "waiting for the first reconciliation"
+        ),
+        message="the summary to wait",
+    )
+    assert process.seen == []
+    reconciled.set()
+    wait_until(lambda: process.last_status() == "ok", message="the summary once ready")
+    assert process.seen == ["2026-03-10"]
+    state = process.status.get("daily_summary")
+    assert state is not None
+    assert state.waiting is None
+
+
+def test_a_job_that_is_never_ready_runs_anyway_after_its_wait(
+    database: Database, processes: list[Process]
+) -> None:
+    """A readiness check that never passes holds a due job back at most ``ready_wait``:
+    the summary still goes out (late) rather than never."""
+    clock = WallClock(et(DAY, 16, 0))
+    job = replace(
+        summary_job(), ready=lambda: "the broker is down", ready_wait=timedelta(minutes=5)
+    )
+    process = Process(database, clock, job)
+    processes.append(process)
+    clock.set(et(DAY, 16, 31))
+    wait_until(
+        lambda: (s := process.status.get("daily_summary")) is not None and s.waiting is not None,
+        message="the summary to wait",
+    )
+    assert process.seen == []
+    clock.set(et(DAY, 16, 36))
+    wait_until(lambda: process.last_status() == "ok", message="the summary after the wait")
+    assert process.seen == ["2026-03-10"]
 
 
 def test_a_scheduler_that_stopped_advancing_fails_health(

@@ -7,6 +7,7 @@ import random
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -158,6 +159,24 @@ def test_first_occurrence_of_a_repeated_id_wins(events: EventRepository) -> None
     stored = events.get(first.id)
     assert stored is not None
     assert stored.message == "first"
+
+
+def test_two_databases_in_one_process_each_store_only_their_own_events(
+    database: Database, tmp_path: Path
+) -> None:
+    """Events inserted alternately into two open databases land each in its own, counted right."""
+    other = Database.open(f"sqlite:///{tmp_path / 'other' / 'trading-bot.db'}")
+    try:
+        other.upgrade()
+        mine, theirs = [event(i) for i in range(3)], [event(10 + i) for i in range(2)]
+        for a, b in zip(mine, theirs, strict=False):
+            assert database.events.insert_many([a]) == 1
+            assert other.events.insert_many([b]) == 1
+        assert database.events.insert_many(mine) == 1  # the third; the first two are stored
+        assert {e.id for e in walk(database.events, EventQuery())} == {e.id for e in mine}
+        assert {e.id for e in walk(other.events, EventQuery())} == {e.id for e in theirs}
+    finally:
+        other.dispose()
 
 
 def test_a_batch_is_one_transaction(database_url: str, database: Database) -> None:

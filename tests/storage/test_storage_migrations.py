@@ -149,6 +149,9 @@ def test_migration_files_are_shipped_as_package_data() -> None:
         "0007_outbox_one_mail_per_event.py",
         "0008_trading_state.py",
         "0009_job_runs.py",
+        "0010_bars.py",
+        "0011_books_snapshots.py",
+        "0012_equity_marks.py",
     }
     for path in shipped:
         relative = path.relative_to(package_root)

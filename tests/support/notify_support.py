@@ -7,7 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from support.smtp_server import SmtpServer
-from tradingbot.notify import NotifySettings, SmtpSettings
+from tradingbot.events import TRADE as TRADE_TYPE
+from tradingbot.events import Event
+from tradingbot.notify import Notifier, NotifySettings, SmtpSettings, route
+from tradingbot.storage import Database
 from tradingbot.supervision import ManualClock
 
 EPOCH = datetime(2025, 1, 6, 14, 30, tzinfo=UTC)
@@ -143,3 +146,38 @@ RECOVERY_REPORT = {
     ],
     "notes": ["position closed by hand while the bot was down?"],
 }
+
+
+def notifier_over_smtp(
+    database: Database, server: SmtpServer, tmp_path: Path, wall: WallClock, **settings: Any
+) -> Notifier:
+    """A notifier on ``database`` mailing through ``server``, on the wall clock ``wall``."""
+    return Notifier(
+        database, notify_settings(tmp_path, smtp_settings(server), **settings), now=wall
+    )
+
+
+def notifier_to_folder(
+    database: Database, tmp_path: Path, wall: WallClock, **settings: Any
+) -> Notifier:
+    """A notifier on ``database`` writing mails to the outbox folder, on ``wall``."""
+    return Notifier(database, notify_settings(tmp_path, None, **settings), now=wall)
+
+
+def trade_event(wall: WallClock, symbol: str) -> Event:
+    """A TRADE event (BUY 1 ``symbol``) stamped now on ``wall``."""
+    context = {**TRADE, "symbol": symbol}
+    return Event(type=TRADE_TYPE, message=f"BUY 1 {symbol}", context=context, timestamp=wall())
+
+
+def mailed_by_the_actor(database: Database, notifier: Notifier, event: Event) -> None:
+    """What the running notifier does with a stored event: route it, enqueue it."""
+    database.events.insert_many([event])
+    wanted = route(event, notifier.settings)
+    assert wanted is not None
+    notifier.enqueue_notification(wanted)
+
+
+def mailed_event_ids(notifier: Notifier) -> list[str | None]:
+    """The event id of every outbox row, in the outbox's order."""
+    return [row.event_id for row in notifier.repository.rows()]

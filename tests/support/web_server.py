@@ -179,6 +179,7 @@ def web_config(
     environ = {
         "TRADINGBOT_HOME": str(tmp / "home"),
         "TRADINGBOT_ENV_FILE": str(env_file),
+        "TRADINGBOT_STRATEGIES": "",  # no example strategy trading under the test
         **(settings or {}),
     }
     if token is not None:

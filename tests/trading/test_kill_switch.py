@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from support.bot_config import bot_config
 from support.waiting import wait_until
 from tradingbot.broker import OrderRequest, TradingBlocked, place_order
-from tradingbot.config import Config, load_config
+from tradingbot.config import Config
+from tradingbot.health.checks import trading_check
 from tradingbot.runtime import Runtime
 from tradingbot.storage import Database, EventQuery, StorageError
 from tradingbot.trading import KILL_SWITCH_SOURCE, TradingMode
@@ -21,16 +23,8 @@ from tradingbot.trading import KILL_SWITCH_SOURCE, TradingMode
 @pytest.fixture
 def config(tmp_path: Path) -> Config:
     """A runtime on a SQLite file with the built-in simulator; mail goes to .eml files."""
-    env_file = tmp_path / "empty.env"
-    env_file.write_text("")
-    return load_config(
-        environ={
-            "TRADINGBOT_HOME": str(tmp_path / "home"),
-            "TRADINGBOT_ENV_FILE": str(env_file),
-            "TRADINGBOT_HEARTBEAT_INTERVAL_S": "0.2",
-            "TRADINGBOT_HEALTH_INTERVAL_S": "0.2",
-        }
-    )
+    # STRATEGIES: no example strategy trading under the test.
+    return bot_config(tmp_path, STRATEGIES="", HEARTBEAT_INTERVAL_S="0.2", HEALTH_INTERVAL_S="0.2")
 
 
 @pytest.fixture
@@ -143,7 +137,7 @@ def test_pause_without_the_database_still_stops_orders_but_resume_is_refused(
     config: Config, runtimes: list[Runtime]
 ) -> None:
     """With the state table unwritable a pause still closes the gate (saying it is not
-    stored); a resume is refused, so trading stays stopped."""
+    stored, also in health); a resume is refused, so trading stays stopped."""
     runtime = _start(config, runtimes)
     assert runtime.kill_switch is not None
     assert runtime.database is not None
@@ -164,3 +158,7 @@ def test_pause_without_the_database_still_stops_orders_but_resume_is_refused(
         runtime.kill_switch.resume(by="ops", reason="try")
     assert runtime.kill_switch.state().mode is TradingMode.PAUSED
     assert (runtime.broker_status.trading_blocked() or "").startswith("paused by ops")
+    [gate] = trading_check(runtime.broker_status, runtime.kill_switch.state)()
+    assert gate.status == "warn"
+    assert gate.output is not None
+    assert gate.output.startswith("paused by ops: db trouble (not stored: a restart would not")

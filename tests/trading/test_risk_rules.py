@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
 
+from support.bot_config import bot_environ
+from tradingbot.config import ConfigError, load_config
 from tradingbot.trading.risk import (
     OrderIntent,
     RiskInputs,
@@ -148,3 +153,73 @@ def test_the_daily_loss_limit_trips_at_the_limit(pnl: float, tripped: bool) -> N
     use, crossed = check_daily_loss(pnl, LIMITS)
     assert crossed is tripped
     assert use.value == max(0.0, -pnl)
+
+
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        pytest.param(_inputs(last_price=None), id="no-quote"),
+        pytest.param(_inputs(open_orders=3, orders_last_minute=5), id="counts-full"),
+        pytest.param(_inputs(last_price=500.0), id="order-value"),
+    ],
+)
+def test_a_market_order_that_closes_a_position_passes_every_limit(inputs: RiskInputs) -> None:
+    """Closing a long of 150 with a market order passes without a quote, with the order
+    counts full and at a value above the order limit: a flatten must always get out."""
+    position = replace(inputs, position=150)
+    verdict = check_order(OrderIntent(symbol="AAPL", side="SELL", quantity=150), position, LIMITS)
+    assert verdict.allowed, verdict.reason
+
+
+def test_an_order_that_flips_the_position_is_judged_like_any_other() -> None:
+    """Selling 150 out of a long 100 opens a short of 50: the order value limit applies."""
+    verdict = check_order(
+        OrderIntent(symbol="AAPL", side="SELL", quantity=150),
+        _inputs(position=100, last_price=50.0),
+        LIMITS,
+    )
+    assert not verdict.allowed
+    assert verdict.refused is not None
+    assert verdict.refused.limit == "max_order_usd"
+
+
+def test_a_reducing_limit_order_still_keeps_to_the_price_band() -> None:
+    """A closing sell limit 40 % under the market is a fat finger: refused by the band."""
+    verdict = check_order(
+        OrderIntent(symbol="AAPL", side="SELL", quantity=10, limit_price=30.0),
+        _inputs(position=10),
+        LIMITS,
+    )
+    assert verdict.refused is not None
+    assert verdict.refused.limit == "price_band_pct"
+
+
+def test_the_limits_come_from_the_risk_settings(tmp_path: Path) -> None:
+    """TRADINGBOT_RISK_* set the limits; unset ones keep their documented defaults."""
+    config = load_config(
+        environ={
+            **bot_environ(tmp_path),
+            "TRADINGBOT_RISK_MAX_ORDER_USD": "2500",
+            "TRADINGBOT_RISK_WARN_AT": "0.9",
+        }
+    )
+    limits = RiskLimits.from_config(config)
+    assert (limits.max_order_usd, limits.warn_at) == (2500.0, 0.9)
+    assert limits.daily_loss_limit_usd == 2000.0
+    assert limits.max_orders_per_minute == 30
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("RISK_MAX_ORDER_USD", "0"),
+        ("RISK_PRICE_BAND_PCT", "500"),
+        ("RISK_MAX_OPEN_ORDERS", "many"),
+        ("RISK_WARN_AT", "1.5"),
+        ("RISK_DAILY_LOSS_LIMIT_USD", "nan"),
+    ],
+)
+def test_a_bad_risk_setting_is_refused_naming_it(tmp_path: Path, name: str, value: str) -> None:
+    """An out-of-range or malformed limit is a configuration error naming the variable."""
+    with pytest.raises(ConfigError, match=f"TRADINGBOT_{name}"):
+        load_config(environ={**bot_environ(tmp_path), f"TRADINGBOT_{name}": value})

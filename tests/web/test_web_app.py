@@ -46,12 +46,14 @@ def test_actors_returns_the_supervision_tree_as_json(server: Server) -> None:
     for node in (tree, *tree["children"]):
         assert {"id", "kind", "status", "restarts", "children"} <= node.keys()
     assert (tree["id"], tree["kind"], tree["status"]) == ("root", "supervisor", "running")
-    # The broker, the reconciler and the scheduler sit between the heartbeat and health.
+    # The risk monitor, the broker, the reconciler and the scheduler sit between the
+    # heartbeat and health.
     ids = [child["id"] for child in tree["children"]]
     assert ids == [
         "event_logger",
         "notifier",
         "heartbeat",
+        "risk",
         "broker",
         "reconciler",
         "scheduler",

@@ -9,6 +9,7 @@ disabled with a line saying how to enable them.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +26,13 @@ from tradingbot.storage.outbox import NewMail, OutboxRepository
 from tradingbot.web import create_app
 from tradingbot.web.app import RUNTIME
 from tradingbot.web.dashboard import NO_TOKEN_HINT, PAGES
-from tradingbot.web.session import COOKIE, CSRF_HEADER
+from tradingbot.web.session import (
+    COOKIE,
+    CSRF_HEADER,
+    LOGIN_FAILURES_MAX,
+    LOGIN_WINDOW_S,
+    Sessions,
+)
 
 TOKEN = "dashboard-T0ken_for.tests"
 HTML = "text/html"
@@ -168,6 +175,70 @@ def test_logout_ends_the_session(server: Server) -> None:
     assert browser.call("/api/actors").status == 401
 
 
+def test_logging_out_closes_the_live_event_stream_opened_with_the_session(
+    server: Server,
+) -> None:
+    """A live event stream a browser opened with its session is closed (1008, "log in
+    again") when that session logs out: a stolen or forgotten tab stops receiving events."""
+    browser = Browser(server)
+    browser.login()
+    csrf = browser.csrf()
+
+    async def watch() -> tuple[int | None, str]:
+        headers = {"Cookie": f"{COOKIE}={browser.cookie}"}
+        url = server.url("/api/events/stream")
+        async with server.session.ws_connect(url, headers=headers) as ws:
+            await asyncio.to_thread(browser.call, "/logout", "POST", data={"csrf_token": csrf})
+            message = await asyncio.wait_for(ws.receive(), 30)
+            return ws.close_code, str(message.extra or "")
+
+    code, reason = server.loop.run(watch())
+    assert code == 1008
+    assert "log in again" in reason
+
+
+def test_the_session_cookie_is_secure_behind_a_tls_proxy(server: Server) -> None:
+    """Behind a TLS-terminating proxy (``X-Forwarded-Proto: https``) the session cookie
+    is marked Secure, so the browser never sends it over plain http."""
+    reply = Browser(server).call(
+        "/login", "POST", data={"token": TOKEN}, headers={"X-Forwarded-Proto": "https"}
+    )
+    assert reply.status == 303
+    assert "Secure" in reply.headers["Set-Cookie"]
+    plain = Browser(server).login()
+    assert "Secure" not in plain.headers["Set-Cookie"]
+
+
+def test_wrong_tokens_at_the_login_form_are_throttled(
+    loop_thread: LoopThread, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """After ten wrong tokens within a minute the login form answers 429 with Retry-After
+    to every attempt, the right token included, so the token cannot be guessed quickly."""
+    runtime = Runtime(web_config(tmp_path_factory.mktemp("dash-throttle"), token=TOKEN))
+    with Server(loop_thread, create_app(runtime)) as served:
+        browser = Browser(served)
+        for attempt in range(LOGIN_FAILURES_MAX):
+            assert browser.login(f"wrong-token-{attempt:04d}").status == 401
+        refused = browser.login()
+        assert refused.status == 429
+        assert 0 < int(refused.headers["Retry-After"]) <= 60
+        assert "Too many wrong tokens" in refused.text()
+        assert "Set-Cookie" not in refused.headers
+
+
+def test_the_login_throttle_lets_attempts_through_once_the_window_passed() -> None:
+    """Failures older than the window no longer count: the form takes attempts again."""
+    now = [1000.0]
+    sessions = Sessions(TOKEN, clock=lambda: now[0])
+    for _ in range(LOGIN_FAILURES_MAX):
+        assert sessions.login_wait_s() == 0
+        sessions.login_failed()
+        now[0] += 1.0
+    assert sessions.login_wait_s() == pytest.approx(LOGIN_WINDOW_S - LOGIN_FAILURES_MAX)
+    now[0] += LOGIN_WINDOW_S
+    assert sessions.login_wait_s() == 0
+
+
 def test_static_assets_and_the_login_form_are_public(server: Server) -> None:
     """The login form, the stylesheet, the script and Swagger UI load without a session."""
     browser = Browser(server)
@@ -274,10 +345,14 @@ def test_overview_lists_the_open_orders_of_this_process(open_server: Server) -> 
         "the simulator broker to sync and reconciliation to open the gate",
     )
     assert runtime.tree is not None
+    assert runtime.simulator is not None
+    # 3 % under the market: it rests, and it is inside the risk limits' 5 % price band.
+    market = runtime.simulator.call(lambda s: s.brokerage.prices.price("MSFT"))
+    limit = round(market * 0.97, 2)
     order_ref = place_order(
         runtime.tree.handle("broker"),
         status,
-        OrderRequest("MSFT", "BUY", 7, "LMT", 1.25, client_order_id="dash-resting"),
+        OrderRequest("MSFT", "BUY", 7, "LMT", limit, client_order_id="dash-resting"),
     )
     text = Browser(open_server).call("/").text()
     assert order_ref in text

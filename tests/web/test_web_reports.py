@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
+import jsonschema_rs
 import pytest
 
 from support.web_server import LoopThread, Server, web_config
 from tradingbot.events.model import TRADE, Event
 from tradingbot.runtime import Runtime
+from tradingbot.storage import EquityMark
 from tradingbot.web import create_app
+from tradingbot.web.openapi import build_document
 
 
 def _fill(at: str, side: str, qty: float, price: float) -> Event:
@@ -44,6 +47,20 @@ def server(tmp_path_factory: pytest.TempPathFactory, loop_thread: LoopThread) ->
                 _fill("2026-03-12T11:00:00-04:00", "SLD", 10, 99.0),  # -11.00 - 1 = -12.00
             ]
         )
+        for day, equity in ((date(2026, 3, 11), 50_000.0), (date(2026, 3, 12), 49_988.0)):
+            runtime.database.equity_marks.add(
+                EquityMark(
+                    account=runtime.account,
+                    trading_date=day,
+                    recorded_at=datetime(2026, 3, day.day, 20, 30, tzinfo=UTC),
+                    equity=equity,
+                    currency="USD",
+                    daily_pnl=-12.0,
+                    realized_pnl=-12.0,
+                    unrealized_pnl=0.0,
+                    positions=[],
+                )
+            )
         yield served
 
 
@@ -55,6 +72,31 @@ def test_daily_report_answers_the_summary_of_a_date(server: Server) -> None:
     assert body["realized_pnl"] == pytest.approx(8.0)
     assert len(body["trades"]) == 2
     assert body["round_trips"]["win_rate"] == 1.0
+
+
+def test_daily_report_shows_the_equity_recorded_at_that_dates_summary(server: Server) -> None:
+    """A date whose summary recorded the broker's account answers its equity and the
+    change since the one before; a date without says the broker's figures were not
+    recorded; both match the documented schema."""
+    document = build_document(token_required=False)
+    schema = document["paths"]["/api/reports/daily"]["get"]["responses"]["200"]["content"]
+    validator = jsonschema_rs.Draft202012Validator(
+        {**schema["application/json"]["schema"], "components": document["components"]},
+        validate_formats=True,
+    )
+    recorded = server.request("/api/reports/daily?date=2026-03-12").json()
+    validator.validate(recorded)
+    assert recorded["equity"] == 49_988.0
+    assert recorded["equity_previous"] == {"date": "2026-03-11", "equity": 50_000.0}
+    assert recorded["equity_change"] == -12.0
+    assert recorded["broker_pnl"]["daily"] == -12.0
+    assert recorded["positions_source"] == "broker"
+    assert recorded["broker"]["recorded"] is True
+    missing = server.request("/api/reports/daily?date=2026-03-10").json()
+    validator.validate(missing)
+    assert missing["equity"] is None
+    assert missing["positions_source"] == "books"
+    assert "not recorded" in missing["broker"]["note"]
 
 
 def test_pnl_report_groups_by_week(server: Server) -> None:

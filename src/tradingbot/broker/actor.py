@@ -27,8 +27,12 @@ connects again. Error 1102 (connectivity restored, data kept) only ends ``degrad
 1101 (restored, data lost) also asks the gateway again for open orders, executions,
 account updates and market data, since it may have dropped them.
 
-Orders are :mod:`tradingbot.broker.orders`, queries :mod:`tradingbot.broker.queries`,
-market data :mod:`tradingbot.broker.streams`; callers use :mod:`tradingbot.broker.api`.
+Orders are :mod:`tradingbot.broker.orders` (with the pre-trade risk checks of
+:mod:`tradingbot.broker.pretrade` when a :class:`RiskBook` is given; cancel-all
+:mod:`tradingbot.broker.flatten`), queries (historical bars too)
+:mod:`tradingbot.broker.queries`, market data :mod:`tradingbot.broker.streams`, bar
+streams :mod:`tradingbot.broker.barstreams`, the account's positions and P&L
+:mod:`tradingbot.broker.account`; callers use :mod:`tradingbot.broker.api`.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ from typing import Any
 
 import structlog
 
+from tradingbot.broker.account import follow_account, renew_pnl
+from tradingbot.broker.barstreams import BarStreams
 from tradingbot.broker.client import (
     CONNECTIVITY_LOST,
     CONNECTIVITY_RESTORED_DATA_LOST,
@@ -51,15 +57,20 @@ from tradingbot.broker.client import (
     request_lost_data,
 )
 from tradingbot.broker.errors import BrokerConnectionError, BrokerNotReady
+from tradingbot.broker.flatten import send_cancel_all
 from tradingbot.broker.iblog import correct_ib_log_levels
 from tradingbot.broker.loop import LoopThread
 from tradingbot.broker.market import MarketData
 from tradingbot.broker.messages import (
     QUERIES,
+    BarArrived,
+    BarStreamStarted,
+    CancelAll,
     CancelChecked,
     CancelOrder,
     ConnectFailed,
     ConnectionLost,
+    FetchBars,
     FillReported,
     GatewayNotice,
     OrderStatusChanged,
@@ -67,26 +78,40 @@ from tradingbot.broker.messages import (
     Probe,
     ProbeResult,
     Query,
+    QuoteFetched,
     QuotesArrived,
     SendFailed,
     StreamStarted,
     Subscribe,
+    SubscribeBars,
     Unsubscribe,
+    UnsubscribeBars,
 )
 from tradingbot.broker.orders import Orders
 from tradingbot.broker.parsing import synced_state
-from tradingbot.broker.queries import submit_query
+from tradingbot.broker.pretrade import PreTrade
+from tradingbot.broker.queries import submit_fetch_bars, submit_query
+from tradingbot.broker.riskbook import RiskBook
 from tradingbot.broker.settings import BrokerSettings
 from tradingbot.broker.status import BrokerStatus, ConnectionState, OrderRecord
 from tradingbot.broker.streams import Streams
 from tradingbot.events import SYSTEM, Severity
 from tradingbot.events.recorder import EventRecorder
 from tradingbot.supervision import SupervisedActor, tell_if_alive
+from tradingbot.tellable import Tellable
 
 log = structlog.get_logger(__name__)
 
 # Reports about one connection: ignored when they reach a later incarnation.
-EPOCH_BOUND = ConnectFailed | ProbeResult | ConnectionLost | GatewayNotice | QuotesArrived
+EPOCH_BOUND = (
+    ConnectFailed
+    | ProbeResult
+    | ConnectionLost
+    | GatewayNotice
+    | QuotesArrived
+    | BarArrived
+    | QuoteFetched
+)
 
 
 class BrokerActor(SupervisedActor):
@@ -98,15 +123,25 @@ class BrokerActor(SupervisedActor):
         status: BrokerStatus,
         recorder: EventRecorder | None = None,
         market: MarketData | None = None,
+        risk: RiskBook | None = None,
+        pnl_sink: Tellable | None = None,
     ) -> None:
         super().__init__()
         self._settings = settings
         self._status = status
         self._recorder = recorder.bind(source="broker") if recorder is not None else None
-        self._orders = Orders(settings, status, self._recorder)
-        self._streams = Streams(
-            market if market is not None else MarketData(), settings.request_timeout_s
+        market = market if market is not None else MarketData()
+        pretrade = (
+            None
+            if risk is None
+            else PreTrade(risk, status, market, self._recorder, settings.request_timeout_s)
         )
+        self._orders = Orders(settings, status, self._recorder, pretrade)
+        self._streams = Streams(market, settings.request_timeout_s)
+        self._bar_streams = BarStreams(market.bars, settings.request_timeout_s)
+        self._bar_contracts: dict[str, Any] = {}  # qualified for history (loop thread only)
+        self._pnl_sink = pnl_sink
+        self._account = ""  # the account whose positions and P&L are followed
         self._loop: LoopThread | None = None
         self._client: Client | None = None
         self._closing = threading.Event()  # set before our own disconnect (loop thread reads)
@@ -150,6 +185,10 @@ class BrokerActor(SupervisedActor):
             # Crashing on the first message hands the retry to the supervisor's backoff.
             self.actor_ref.tell(ConnectFailed(self._epoch, error))
             return
+        # The accounts before the state: whoever reacts to them (the live-account gate)
+        # has done so before anyone sees the broker synced.
+        accounts = loop.call(lambda: tuple(client.ib.managedAccounts()), s.request_timeout_s)
+        self._status.update(accounts=accounts)
         view = self._set_state(
             ConnectionState.SYNCED,
             last_ok=self._status.now(),
@@ -170,18 +209,26 @@ class BrokerActor(SupervisedActor):
                 self.actor_ref.tell(fact)
         if adopted:
             log.info("broker_orders_adopted", count=adopted)
-        if self._streams.start_all(client):
+        status, sink = self._status, self._pnl_sink
+        self._account = loop.call(
+            lambda: follow_account(ib, s.account, status, sink), s.request_timeout_s
+        )
+        if self._streams.start_all(client) | self._bar_streams.start_all(client):
             self._publish()
         self.every(s.probe_interval_s, Probe())
 
     def teardown(self, reason: str) -> None:
         self._shutdown_client()
         self._streams.abandon(f"the broker stopped ({reason})")
+        self._bar_streams.abandon(f"the broker stopped ({reason})")
+        self._orders.abandon(f"the broker stopped ({reason})")
         self._set_state(ConnectionState.DISCONNECTED, last_error=f"stopped ({reason})")
 
     def on_crash(self, failure: Any) -> None:
         self._shutdown_client()
         self._streams.abandon("the broker actor crashed")
+        self._bar_streams.abandon("the broker actor crashed")
+        self._orders.abandon("the broker actor crashed")
         self._orders.mark_unresolved("the broker actor crashed")
 
     def _shutdown_client(self) -> None:
@@ -213,9 +260,17 @@ class BrokerActor(SupervisedActor):
                 if (client := self._synced_client(message.reply, "order")) is not None:
                     self._publish_if(self._orders.place(message, client))
                 return None
+            case QuoteFetched():
+                if (client := self._synced_client(message.place.reply, "order")) is not None:
+                    self._publish_if(self._orders.quote_fetched(message, client))
+                return None
             case CancelOrder():
                 if (client := self._synced_client(message.reply, "cancel")) is not None:
                     self._orders.cancel(message, client)
+                return None
+            case CancelAll():
+                if (client := self._synced_client(message.reply, "cancel-all")) is not None:
+                    send_cancel_all(message, client, self._settings.account or "", self._recorder)
                 return None
             case CancelChecked():
                 return self._orders.cancel_checked(message, self._client)
@@ -239,6 +294,22 @@ class BrokerActor(SupervisedActor):
                 return None
             case QuotesArrived():
                 return self._streams.quotes(message)
+            case FetchBars():
+                if (client := self._synced_client(message.reply, "bars")) is not None:
+                    submit_fetch_bars(client.loop, client.ib, message, self._bar_contracts)
+                return None
+            case SubscribeBars():
+                if (client := self._synced_client(message.reply, "subscribe")) is not None:
+                    self._publish_if(self._bar_streams.subscribe(message, client))
+                return None
+            case UnsubscribeBars():
+                return self._publish_if(self._bar_streams.unsubscribe(message, self._client))
+            case BarStreamStarted():
+                if message.epoch == self._epoch:
+                    self._publish_if(self._bar_streams.started(message))
+                return None
+            case BarArrived():
+                return self._bar_streams.arrived(message)
             case _:
                 return super().on_receive(message)
 
@@ -356,6 +427,12 @@ class BrokerActor(SupervisedActor):
         except RuntimeError as exc:  # the loop stopped meanwhile: the reconnect syncs anyway
             log.warning("broker_lost_data_request_failed", error=str(exc))
         self._streams.request_again(client)
+        self._bar_streams.request_again(client)
+        account = self._account
+        try:
+            client.loop.submit(_call(lambda: renew_pnl(client.ib, account)))
+        except RuntimeError as exc:  # the loop stopped meanwhile: the reconnect subscribes
+            log.warning("broker_pnl_request_failed", error=str(exc))
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -374,6 +451,7 @@ class BrokerActor(SupervisedActor):
         details["probe_misses"] = self._misses
         details["unresolved_orders"] = self._status.unresolved_orders()
         details["market_data_symbols"] = self._streams.symbols()
+        details["bar_streams"] = self._bar_streams.streams()
         self.publish_details(**details)
 
     def _system(self, severity: Severity, message: str) -> None:
@@ -386,3 +464,8 @@ class BrokerActor(SupervisedActor):
             severity=severity,
             context={"state": view.state.value, "host": view.host, "port": view.port},
         )
+
+
+async def _call(fn: Any) -> None:
+    """Run ``fn`` on the loop (as a coroutine, for ``LoopThread.submit``)."""
+    fn()

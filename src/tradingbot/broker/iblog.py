@@ -19,6 +19,7 @@ import re
 # Gateway codes (``Error <code>, reqId <id>: ...`` from ib_async.wrapper) and their level.
 GATEWAY_CODE_LEVELS: dict[int, int] = {
     200: logging.WARNING,  # no security definition: the caller gets UnknownSymbol
+    162: logging.WARNING,  # historical data refused: the caller gets BarsUnavailable
     201: logging.WARNING,  # order rejected: recorded as the order's final ORDER event
     202: logging.INFO,  # order cancelled: the confirmation of a cancel
     1100: logging.WARNING,  # connectivity to IB lost: the broker turns degraded

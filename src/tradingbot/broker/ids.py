@@ -4,14 +4,18 @@ Every order the bot places carries ``orderRef`` = ``TB-<key>``: the prefix is ho
 broker adopts its own orders again after a restart and how reconciliation tells the
 bot's orders from anyone else's. A TRADE event's id is derived from the execution id, so
 a fill reported again (after a reconnect, a restart, or by reconciliation) is stored once.
-This module is the only place either rule is written.
+This module is the only place either rule is written (and the form of a strategy's
+reference: :func:`strategy_of`).
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 
 ORDER_REF_PREFIX = "TB-"
+# A strategy's order: ``TB-<strategy id>.<16 hex digits>`` (tradingbot.strategies).
+_STRATEGY_ORDER_REF = re.compile(r"TB-([a-z][a-z0-9_-]{0,22})\.[0-9a-f]{16}")
 TRADE_EVENT_NAMESPACE = uuid.UUID("5f0c3f9e-8a4b-4c1d-9a57-2b1e0d6c7a10")
 
 
@@ -30,6 +34,16 @@ def is_bot_order(order_ref: str) -> bool:
 def client_order_id_of(order_ref: str) -> str:
     """The idempotency key inside one of our order references."""
     return order_ref.removeprefix(ORDER_REF_PREFIX)
+
+
+def strategy_of(order_ref: str) -> str | None:
+    """The strategy that placed the order with this ``orderRef`` (None: not a strategy's).
+
+    Strategies derive their client order ids as ``<strategy id>.<16 hex digits>``, so an
+    order adopted after a restart is still known as that strategy's.
+    """
+    match = _STRATEGY_ORDER_REF.fullmatch(order_ref)
+    return None if match is None else match.group(1)
 
 
 def trade_event_id(exec_id: str) -> uuid.UUID:

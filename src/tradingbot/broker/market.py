@@ -4,7 +4,8 @@ A :class:`MarketData` outlives broker actor incarnations (the runtime creates it
 like :class:`~tradingbot.broker.BrokerStatus`): after a reconnect the new incarnation
 subscribes again to every symbol in it, so a strategy's subscription survives a lost
 connection. Quotes are read from any thread without asking the actor; subscribers are
-also *told* every new :class:`Quote` of their symbols.
+also *told* every new :class:`Quote` of their symbols. Its ``bars`` are the bar
+subscriptions (:class:`~tradingbot.broker.bars.BarSubscriptions`), shared the same way.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from tradingbot.broker.bars import BarSubscriptions
 from tradingbot.tellable import Tellable
 
 
@@ -33,9 +35,10 @@ class Quote:
 
 
 class MarketData:
-    """Thread-safe subscriptions and latest quotes."""
+    """Thread-safe subscriptions and latest quotes (and the bar subscriptions)."""
 
     def __init__(self) -> None:
+        self.bars = BarSubscriptions()
         self._lock = threading.Lock()
         self._sinks: dict[str, list[Tellable]] = {}
         self._quotes: dict[str, Quote] = {}

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import concurrent.futures
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from tradingbot.broker.bars import Bar
 from tradingbot.broker.market import Quote
 from tradingbot.tellable import Tellable
 
+MAX_REASON_CHARS = 500  # as the kill switch's reasons
 CLIENT_ORDER_ID = re.compile(r"[A-Za-z0-9_.:-]{1,40}")
 
 
@@ -29,6 +32,13 @@ class OrderRequest:
     ``client_order_id`` is an optional idempotency key chosen by the caller: the order's
     id (its ``orderRef``) becomes ``TB-<client_order_id>``, and placing again with a key
     whose order is already known returns that order's id without sending anything.
+    ``strategy_id`` and ``signal_id`` name the strategy and the SIGNAL event behind the
+    order; its ORDER and TRADE events carry them.
+
+    ``reduce_only`` marks an order that only reduces a position (a flatten's closing
+    order): it passes the kill switch's gate (not reconciliation's), and the broker
+    refuses it when, against the gateway's position at the moment of sending, it would
+    increase or flip the position.
     """
 
     symbol: str
@@ -39,6 +49,10 @@ class OrderRequest:
     exchange: str = "SMART"
     currency: str = "USD"
     client_order_id: str | None = None
+    # Who decided it (tradingbot.strategies): carried into the ORDER and TRADE events.
+    strategy_id: str | None = None
+    signal_id: str | None = None
+    reduce_only: bool = False
 
     def __post_init__(self) -> None:
         if not self.symbol:
@@ -53,6 +67,18 @@ class OrderRequest:
             raise ValueError("limit_price: a LMT order needs a positive limit price")
         if self.client_order_id is not None and not CLIENT_ORDER_ID.fullmatch(self.client_order_id):
             raise ValueError("client_order_id: 1-40 characters from letters, digits and _ . : -")
+
+    def event_fields(self, order_ref: str) -> dict[str, Any]:
+        """The order as its ORDER and RISK events' context names it."""
+        return {
+            "order_ref": order_ref,
+            "symbol": self.symbol,
+            "side": self.side,
+            "quantity": self.quantity,
+            "order_type": self.order_type,
+            "limit_price": self.limit_price,
+            "client_order_id": self.client_order_id,
+        }
 
 
 # -- commands (from any thread) -----------------------------------------------------------
@@ -74,7 +100,33 @@ class CancelOrder:
     reply: concurrent.futures.Future[str] = field(default_factory=concurrent.futures.Future)
 
 
-QUERIES = ("positions", "account_values", "executions", "open_orders", "completed_orders")
+@dataclass(frozen=True, slots=True)
+class CancelAll:
+    """Command: the gateway's global cancel, recorded first (an ORDER event, and a RISK
+    event naming ``by`` and ``reason``); ``reply`` gets the orders open just before it."""
+
+    by: str
+    reason: str
+    flatten: bool = False  # part of a flatten: the RISK event says so
+    reply: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
+
+    def __post_init__(self) -> None:
+        # Both land in events, e-mail subjects and terminals: one line, bounded.
+        for name, text in (("by", self.by), ("reason", self.reason)):
+            if not text.strip() or len(text) > MAX_REASON_CHARS:
+                raise ValueError(f"{name}: 1-{MAX_REASON_CHARS} characters, got {len(text)}")
+            if any(unicodedata.category(ch) in ("Cc", "Cf") for ch in text):
+                raise ValueError(f"{name} must not contain control characters")
+
+
+QUERIES = (
+    "positions",
+    "portfolio",
+    "account_values",
+    "executions",
+    "open_orders",
+    "completed_orders",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +152,41 @@ class Unsubscribe:
     """Command: stop telling ``sink`` quotes of ``symbol``."""
 
     symbol: str
+    sink: Tellable
+    reply: concurrent.futures.Future[str] = field(default_factory=concurrent.futures.Future)
+
+
+@dataclass(frozen=True, slots=True)
+class FetchBars:
+    """Command: the gateway's historical bars of ``symbol``; ``reply`` gets a list of
+    :class:`Bar` (the arguments were checked by :func:`~tradingbot.broker.api.historical_bars`)."""
+
+    symbol: str
+    bar_size: str
+    duration: str
+    what_to_show: str
+    use_rth: bool
+    end: datetime | None
+    timeout_s: float
+    reply: concurrent.futures.Future[list[Bar]] = field(default_factory=concurrent.futures.Future)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SubscribeBars:
+    """Command: tell ``sink`` every completed :class:`Bar` of ``seconds`` of ``symbol``."""
+
+    symbol: str
+    seconds: int
+    sink: Tellable
+    reply: concurrent.futures.Future[str] = field(default_factory=concurrent.futures.Future)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class UnsubscribeBars:
+    """Command: stop telling ``sink`` bars of ``seconds`` of ``symbol``."""
+
+    symbol: str
+    seconds: int
     sink: Tellable
     reply: concurrent.futures.Future[str] = field(default_factory=concurrent.futures.Future)
 
@@ -163,6 +250,23 @@ class StreamStarted:
 
 
 @dataclass(frozen=True, slots=True)
+class BarArrived:
+    """A 5-second real-time bar of a symbol's bar stream (``RealTimeBarList.updateEvent``)."""
+
+    epoch: str
+    bar: Bar
+
+
+@dataclass(frozen=True, slots=True)
+class BarStreamStarted:
+    """A symbol's real-time bar request finished on the loop: ``error`` is None on success."""
+
+    epoch: str
+    symbol: str
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CancelChecked:
     """The order a :class:`CancelOrder` is about was looked up in the client: ``open`` says
     whether the gateway still has it open, ``order_id`` is its gateway id then."""
@@ -171,6 +275,17 @@ class CancelChecked:
     cancel: CancelOrder
     open: bool
     order_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class QuoteFetched:
+    """The snapshot quote a pre-trade check asked for arrived (``price`` None: none to be
+    had): the order ``place`` (our id ``order_ref``) goes on from its risk check."""
+
+    epoch: str
+    place: PlaceOrder
+    order_ref: str
+    price: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +299,8 @@ class SendFailed:
 class OrderStatusChanged:
     """An order status report. When ``applied`` (on the loop thread, already in the
     status), ``resolved`` says it settled an unresolved order and ``final`` that it
-    made the order final."""
+    made the order final. ``never_sent``: why the broker cancelled the order itself
+    before sending it (a gate closed at the last moment); the gateway never saw it."""
 
     order_ref: str
     status: str
@@ -195,6 +311,7 @@ class OrderStatusChanged:
     applied: bool = False
     resolved: bool = False
     final: bool = False
+    never_sent: str = ""
 
 
 @dataclass(frozen=True, slots=True)

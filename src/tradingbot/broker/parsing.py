@@ -10,13 +10,20 @@ is not a free one.
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from ib_async import IB, Ticker
 
-from tradingbot.broker.answers import AccountValue, Execution, GatewayOrder, Position
-from tradingbot.broker.ids import client_order_id_of, is_bot_order
+from tradingbot.broker.answers import (
+    AccountValue,
+    Execution,
+    GatewayOrder,
+    PortfolioItem,
+    Position,
+)
+from tradingbot.broker.bars import REALTIME_BAR_S, Bar
+from tradingbot.broker.ids import client_order_id_of, is_bot_order, strategy_of
 from tradingbot.broker.market import Quote
 from tradingbot.broker.messages import FillReported, OrderStatusChanged
 from tradingbot.broker.status import OrderRecord
@@ -95,6 +102,48 @@ def quote(ticker: Ticker, now: float) -> Quote:
     )
 
 
+def realtime_bar(symbol: str, bar: Any) -> Bar:
+    """A 5-second real-time bar (``RealTimeBar``: ``time``, ``open_``, ...)."""
+    return Bar(
+        symbol=symbol,
+        start=bar.time.astimezone(UTC),
+        seconds=REALTIME_BAR_S,
+        open=float(bar.open_),
+        high=float(bar.high),
+        low=float(bar.low),
+        close=float(bar.close),
+        volume=max(0.0, number(bar.volume) or 0.0),
+        wap=_positive(bar.wap),
+    )
+
+
+def historical_bar(symbol: str, seconds: int, bar: Any) -> Bar:
+    """A historical bar (``BarData``); a daily bar's date becomes 00:00 UTC of that date."""
+    when = bar.date
+    if isinstance(when, datetime):
+        start = when.astimezone(UTC) if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    elif isinstance(when, date):
+        start = datetime(when.year, when.month, when.day, tzinfo=UTC)
+    else:
+        raise ValueError(f"{symbol}: a historical bar without a date ({when!r})")
+    return Bar(
+        symbol=symbol,
+        start=start,
+        seconds=seconds,
+        open=float(bar.open),
+        high=float(bar.high),
+        low=float(bar.low),
+        close=float(bar.close),
+        volume=max(0.0, number(bar.volume) or 0.0),  # MIDPOINT bars have none (-1)
+        wap=_positive(bar.average),
+    )
+
+
+def _positive(value: Any) -> float | None:
+    found = number(value)
+    return found if found is not None and found > 0 else None
+
+
 def synced_state(ib: IB) -> list[OrderRecord | OrderStatusChanged | FillReported]:
     """After a (re)connect: our orders, their statuses and every fill with its commission.
 
@@ -125,6 +174,7 @@ def synced_state(ib: IB) -> list[OrderRecord | OrderStatusChanged | FillReported
                 order_id=int(order.orderId),
                 perm_id=int(order.permId),
                 client_order_id=client_order_id_of(ref),
+                strategy_id=strategy_of(ref),
             )
         )
     found.extend(order_status(trade) for trade in trades)
@@ -146,6 +196,22 @@ def position(p: Any) -> Position:
         con_id=int(p.contract.conId),
         quantity=float(p.position),
         avg_cost=float(p.avgCost),
+        currency=p.contract.currency or "USD",
+    )
+
+
+def portfolio_item(p: Any) -> PortfolioItem:
+    """One portfolio row of the account-updates subscription (``ib_async.PortfolioItem``)."""
+    return PortfolioItem(
+        account=p.account,
+        symbol=p.contract.symbol,
+        con_id=int(p.contract.conId),
+        quantity=float(p.position),
+        avg_cost=float(p.averageCost),
+        market_price=number(p.marketPrice),
+        market_value=number(p.marketValue),
+        unrealized_pnl=number(p.unrealizedPNL),
+        realized_pnl=number(p.realizedPNL),
         currency=p.contract.currency or "USD",
     )
 

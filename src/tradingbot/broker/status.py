@@ -12,16 +12,23 @@ from __future__ import annotations
 import enum
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
+from tradingbot.broker.answers import AccountPnL, Holding
 from tradingbot.broker.errors import TradingBlocked
 from tradingbot.broker.ids import order_ref_for
 
 KILL_SWITCH_GATE = "kill_switch"  # the operator's pause, or the daily loss limit
+LIVE_ACCOUNT_GATE = "live_account"  # a non-paper account needs TRADINGBOT_LIVE_TRADING=yes
+RESTART_WINDOW_GATE = "restart_window"  # the IB Gateway's daily restart (tradingbot.trading)
 RECONCILIATION_GATE = "reconciliation"  # our books and the broker's must agree
-GATES = (KILL_SWITCH_GATE, RECONCILIATION_GATE)
+GATES = (KILL_SWITCH_GATE, LIVE_ACCOUNT_GATE, RESTART_WINDOW_GATE, RECONCILIATION_GATE)
+REDUCE_ONLY_PASSES = (KILL_SWITCH_GATE, RESTART_WINDOW_GATE)  # gates a flatten's orders pass
+
+ViewListener = Callable[["BrokerView", "BrokerView"], None]
 
 
 class ConnectionState(enum.StrEnum):
@@ -54,6 +61,7 @@ class BrokerView:
     last_roundtrip_ms: float | None = None
     last_error: str | None = None
     connects: int = 0
+    accounts: tuple[str, ...] = ()  # the managed accounts the gateway reported (last connect)
 
     def details(self, now: float) -> dict[str, Any]:
         """JSON-able facts for the tree snapshot."""
@@ -68,6 +76,7 @@ class BrokerView:
             else round(max(0.0, now - self.last_ok), 3),
             "last_error": self.last_error,
             "connects": self.connects,
+            "accounts": list(self.accounts),
         }
 
 
@@ -87,10 +96,18 @@ class OrderRecord:
     order_id: int = 0
     perm_id: int = 0
     client_order_id: str | None = None
+    strategy_id: str | None = None  # the strategy that placed it, and the SIGNAL behind it
+    signal_id: str | None = None
 
     @property
     def unresolved(self) -> bool:
         return self.status == UNRESOLVED
+
+    @property
+    def sending(self) -> bool:
+        """Stored and being sent: the gateway has given it no order id yet (a reduce-only
+        order checks the position before it goes out)."""
+        return self.order_id == 0 and self.status == "PendingSubmit"
 
 
 class BrokerStatus:
@@ -106,6 +123,15 @@ class BrokerStatus:
         self._orders: dict[str, OrderRecord] = {}
         # Why new orders are refused, per gate (the reconciliation, the kill switch).
         self._blocked: dict[str, str] = {}
+        # The account's positions (symbol -> signed shares) and P&L, as the gateway
+        # streams them: what the pre-trade checks and the loss limit read.
+        self._positions: dict[str, float] = {}
+        self._open: dict[str, OrderRecord] = {}  # our orders not final (for the risk checks)
+        self._pnl: AccountPnL | None = None
+        self._holdings: dict[str, Holding] = {}  # symbol -> its valuation (broker/valuations.py)
+        # Followed account values (tag -> (value, currency, received at UTC)).
+        self._values: dict[str, tuple[float, str, datetime]] = {}
+        self._listeners: tuple[ViewListener, ...] = ()
 
     def now(self) -> float:
         return self._clock()
@@ -114,8 +140,21 @@ class BrokerStatus:
         with self._lock:
             return self._view
 
+    def listen(self, listener: ViewListener) -> None:
+        """Call ``listener(old, new)`` after every :meth:`update`, on the updating thread
+        (the broker actor's), before ``update`` returns: a listener that closes a gate
+        on what the gateway reported has closed it before anyone else reads the view."""
+        with self._lock:
+            self._listeners = (*self._listeners, listener)
+
     def update(self, **changes: Any) -> BrokerView:
         """Change fields of the view; a new ``state`` restarts ``since`` (and ``down_since``)."""
+        old, new = self._update(changes)
+        for listener in self._listeners:
+            listener(old, new)
+        return new
+
+    def _update(self, changes: dict[str, Any]) -> tuple[BrokerView, BrokerView]:
         with self._lock:
             old = self._view
             state = changes.get("state", old.state)
@@ -127,7 +166,7 @@ class BrokerStatus:
                 elif old.down_since is None and state != ConnectionState.DEGRADED:
                     changes["down_since"] = now
             self._view = replace(old, **changes)
-            return self._view
+            return old, self._view
 
     def known_fills(self, exec_ids: set[str]) -> None:
         """Execution ids already recorded (by an earlier run): not new fills when seen again."""
@@ -155,10 +194,28 @@ class BrokerStatus:
             reasons += [r for g, r in self._blocked.items() if g not in GATES]
             return "; ".join(reasons) or None
 
-    def order_refusal(self, client_order_id: str | None) -> TradingBlocked | None:
+    def gates(self) -> dict[str, str | None]:
+        """Every gate's reason (``None``: open), in :data:`GATES` order, for the operator."""
+        with self._lock:
+            return {gate: self._blocked.get(gate) for gate in GATES}
+
+    def order_gate(self, *, reduce_only: bool = False) -> str | None:
+        """Why a new order is refused now, or ``None``. A reduce-only order (a flatten's
+        closing order) passes the kill switch's gate and the restart window's (a scheduled
+        pause must not stop an emergency flatten), never reconciliation's or the live
+        account's."""
+        if not reduce_only:
+            return self.trading_blocked()
+        with self._lock:
+            reasons = [r for g, r in self._blocked.items() if g not in REDUCE_ONLY_PASSES]
+            return "; ".join(reasons) or None
+
+    def order_refusal(
+        self, client_order_id: str | None, *, reduce_only: bool = False
+    ) -> TradingBlocked | None:
         """The refusal of a new order while trading is blocked, else ``None``; a retry of
         a known idempotency key is no new order (it gets its order back)."""
-        blocked = self.trading_blocked()
+        blocked = self.order_gate(reduce_only=reduce_only)
         if blocked is None:
             return None
         if client_order_id is not None and self.order(order_ref_for(client_order_id)) is not None:
@@ -178,9 +235,24 @@ class BrokerStatus:
             self._exec_ids.add(exec_id)
             return True
 
+    def _keep(self, record: OrderRecord) -> OrderRecord:
+        """Store ``record`` (the lock is held), indexing it as open while not final."""
+        self._orders[record.order_ref] = record
+        if record.status in FINAL_STATUSES:
+            self._open.pop(record.order_ref, None)
+        else:
+            self._open[record.order_ref] = record
+        return record
+
+    def forget_fill(self, exec_id: str) -> None:
+        """``exec_id`` was not stored after all: a later report (or reconciliation) of the
+        same execution must be taken as a new fill, not as one being recorded."""
+        with self._lock:
+            self._exec_ids.discard(exec_id)
+
     def put_order(self, record: OrderRecord) -> None:
         with self._lock:
-            self._orders[record.order_ref] = record
+            self._keep(record)
             self._order_changed.notify_all()
 
     def update_order(self, order_ref: str, **changes: Any) -> OrderRecord | None:
@@ -188,7 +260,7 @@ class BrokerStatus:
             record = self._orders.get(order_ref)
             if record is None:
                 return None
-            record = self._orders[order_ref] = replace(record, **changes)
+            record = self._keep(replace(record, **changes))
             self._order_changed.notify_all()
             return record
 
@@ -209,9 +281,7 @@ class BrokerStatus:
                 status not in FINAL_STATUSES or filled < before.filled
             ):
                 return None
-            after = self._orders[order_ref] = replace(
-                before, status=status, filled=filled, **changes
-            )
+            after = self._keep(replace(before, status=status, filled=filled, **changes))
             self._order_changed.notify_all()
             return before, after
 
@@ -243,7 +313,7 @@ class BrokerStatus:
                 if record.status not in FINAL_STATUSES and record.status != UNRESOLVED
             ]
             for ref in refs:
-                self._orders[ref] = replace(self._orders[ref], status=UNRESOLVED)
+                self._keep(replace(self._orders[ref], status=UNRESOLVED))
             if refs:
                 self._order_changed.notify_all()
             return refs
@@ -259,3 +329,78 @@ class BrokerStatus:
     def orders(self) -> list[OrderRecord]:
         with self._lock:
             return list(self._orders.values())
+
+    # -- the account (written on the client's loop thread) ----------------------------------
+
+    def set_positions(self, positions: Mapping[str, float]) -> None:
+        """Every position of the account, as reported at a (re)connect."""
+        with self._lock:
+            self._positions = {s: q for s, q in positions.items() if q}
+
+    def set_position(self, symbol: str, quantity: float) -> None:
+        """One position changed (a fill, a reconnect); zero removes it."""
+        with self._lock:
+            if quantity:
+                self._positions[symbol] = quantity
+            else:
+                self._positions.pop(symbol, None)
+
+    def position(self, symbol: str) -> float:
+        """Signed shares of ``symbol`` the gateway reports (0 when none)."""
+        with self._lock:
+            return self._positions.get(symbol, 0.0)
+
+    def positions(self) -> dict[str, float]:
+        with self._lock:
+            return dict(self._positions)
+
+    def working(self, symbol: str) -> float:
+        """Signed shares of our orders in ``symbol`` not yet filled (open or unresolved)."""
+        with self._lock:
+            return sum(
+                (r.quantity - r.filled) * (1 if r.side == "BUY" else -1)
+                for r in self._open.values()
+                if r.symbol == symbol
+            )
+
+    def open_orders(self) -> int:
+        """How many of our orders are not final (open, pending or unresolved)."""
+        with self._lock:
+            return len(self._open)
+
+    def set_pnl(self, pnl: AccountPnL) -> None:
+        with self._lock:
+            self._pnl = pnl
+
+    def pnl(self) -> AccountPnL | None:
+        """The account's latest P&L from the gateway (None before the first report)."""
+        with self._lock:
+            return self._pnl
+
+    def set_holdings(self, holdings: Collection[Holding]) -> None:
+        """Every holding's valuation, as the client had it at a (re)connect."""
+        with self._lock:
+            self._holdings = {h.symbol: h for h in holdings if h.quantity}
+
+    def set_holding(self, holding: Holding) -> None:
+        """One holding's new valuation (a zero quantity removes it)."""
+        with self._lock:
+            if holding.quantity:
+                self._holdings[holding.symbol] = holding
+            else:
+                self._holdings.pop(holding.symbol, None)
+
+    def holdings(self) -> dict[str, Holding]:
+        """The positions' latest valuations by symbol (average cost, price, unrealized)."""
+        with self._lock:
+            return dict(self._holdings)
+
+    def set_account_value(self, tag: str, value: float, currency: str, at: datetime) -> None:
+        """One numeric account value the gateway streamed (``NetLiquidation``, ...)."""
+        with self._lock:
+            self._values[tag] = (value, currency, at)
+
+    def account_value(self, tag: str) -> tuple[float, str, datetime] | None:
+        """The latest streamed ``tag`` (value, currency, when received), or None."""
+        with self._lock:
+            return self._values.get(tag)

@@ -12,27 +12,35 @@ symbol in the shared :class:`~tradingbot.broker.market.MarketData`; after a 1101
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 from typing import TYPE_CHECKING, Any
 
 import pykka
 import structlog
 from ib_async import IB, Stock
 
-from tradingbot.broker.errors import BrokerConnectionError, UnknownSymbol
+from tradingbot.broker import stream_starts
+from tradingbot.broker.errors import UnknownSymbol
 from tradingbot.broker.market import MarketData
 from tradingbot.broker.messages import QuotesArrived, StreamStarted, Subscribe, Unsubscribe
+from tradingbot.broker.stream_starts import StreamEvents, StreamStarts
 
 if TYPE_CHECKING:
     from tradingbot.broker.client import Client
 
 log = structlog.get_logger(__name__)
 
+EVENTS = StreamEvents(
+    subscribed="broker_market_data_subscribed",
+    resubscribe_failed="broker_resubscribe_failed",
+    request_failed="broker_market_data_request_failed",
+    requested_again="broker_market_data_requested_again",
+    cancel_failed="broker_market_data_cancel_failed",
+    unsubscribed="broker_market_data_unsubscribed",
+)
 
-async def start_stream(
-    ib: IB, contracts: dict[str, Any], market: MarketData, symbol: str, timeout_s: float
-) -> None:
-    """Qualify ``symbol`` at the gateway and request its market data (on the loop)."""
+
+async def qualify(ib: IB, symbol: str, timeout_s: float) -> Stock:
+    """The gateway's contract of stock ``symbol`` (on the loop); UnknownSymbol if none."""
     contract = Stock(symbol, "SMART", "USD")
     try:
         qualified = await asyncio.wait_for(ib.qualifyContractsAsync(contract), timeout_s)
@@ -40,6 +48,14 @@ async def start_stream(
         raise TimeoutError(f"{symbol}: no answer from the gateway within {timeout_s:g} s") from None
     if not qualified or qualified[0] is None or not contract.conId:
         raise UnknownSymbol(f"unknown symbol {symbol!r}: the gateway has no such contract")
+    return contract
+
+
+async def start_stream(
+    ib: IB, contracts: dict[str, Any], market: MarketData, symbol: str, timeout_s: float
+) -> None:
+    """Qualify ``symbol`` at the gateway and request its market data (on the loop)."""
+    contract = await qualify(ib, symbol, timeout_s)
     if not market.sinks(symbol):
         return  # the last subscriber left while the contract was qualified
     contracts[symbol] = contract
@@ -51,69 +67,31 @@ class Streams:
 
     def __init__(self, market: MarketData, request_timeout_s: float) -> None:
         self._market = market
-        self._timeout_s = request_timeout_s
         self._contracts: dict[str, Any] = {}  # symbol -> requested contract (loop thread only)
-        self._starting: dict[str, list[Subscribe]] = {}  # symbol -> who waits for its start
+        self._starts: StreamStarts[Subscribe] = StreamStarts(
+            lambda symbol, client: start_stream(
+                client.ib, self._contracts, market, symbol, request_timeout_s
+            ),
+            StreamStarted,
+            lambda symbol, subscribe: market.remove(symbol, subscribe.sink),
+            EVENTS,
+        )
 
     def symbols(self) -> list[str]:
         return self._market.symbols()
 
     def subscribe(self, message: Subscribe, client: Client) -> bool:
         """Handle :class:`Subscribe`; True when the snapshot changed (publish it)."""
-        symbol = message.symbol
-        first = self._market.add(symbol, message.sink)
-        if symbol in self._starting:  # its stream is starting: wait for the outcome
-            self._starting[symbol].append(message)
-            return False
-        if not first:
-            message.reply.set_result(symbol)
-            return True
-        self._starting[symbol] = [message]
-        return self._start(symbol, client)
+        first = self._market.add(message.symbol, message.sink)
+        return self._starts.subscribe(message, first, client)
 
     def start_all(self, client: Client) -> bool:
         """After a (re)connect: start the stream of every subscribed symbol again."""
-        changed = False
-        for symbol in self._market.symbols():
-            if symbol not in self._starting:
-                self._starting[symbol] = []
-                changed = self._start(symbol, client) or changed
-        return changed
-
-    def _start(self, symbol: str, client: Client) -> bool:
-        coro = start_stream(client.ib, self._contracts, self._market, symbol, self._timeout_s)
-        epoch, tell = client.epoch, client.tell
-
-        def done(future: concurrent.futures.Future[None]) -> None:  # loop thread
-            error = (
-                BrokerConnectionError(f"{symbol}: the connection closed")
-                if future.cancelled()
-                else future.exception()
-            )
-            tell(StreamStarted(epoch, symbol, error))
-
-        try:
-            client.loop.submit(coro).add_done_callback(done)
-        except RuntimeError as exc:  # the loop stopped meanwhile
-            return self.started(StreamStarted(epoch, symbol, exc))
-        return False
+        return self._starts.start_all(self._market.symbols(), client)
 
     def started(self, message: StreamStarted) -> bool:
         """Handle :class:`StreamStarted` of this incarnation; True: publish the snapshot."""
-        symbol, error = message.symbol, message.error
-        waiting = self._starting.pop(symbol, [])
-        if error is None:
-            if waiting:
-                log.info("broker_market_data_subscribed", symbol=symbol)
-            for subscribe in waiting:
-                subscribe.reply.set_result(symbol)
-            return True
-        if not waiting:
-            log.warning("broker_resubscribe_failed", symbol=symbol, error=str(error))
-        for subscribe in waiting:
-            self._market.remove(symbol, subscribe.sink)
-            subscribe.reply.set_exception(error)
-        return True
+        return self._starts.started(message)
 
     def request_again(self, client: Client) -> None:
         """After 1101 (data lost): cancel and request again every running stream."""
@@ -125,16 +103,7 @@ class Streams:
                 ib.reqMktData(contract)
             return sorted(contracts)
 
-        def done(future: concurrent.futures.Future[list[str]]) -> None:  # loop thread
-            if future.cancelled() or future.exception() is not None:
-                log.warning("broker_market_data_request_failed", error=str(future.exception()))
-            elif future.result():
-                log.info("broker_market_data_requested_again", symbols=future.result())
-
-        try:
-            client.loop.submit(again()).add_done_callback(done)
-        except RuntimeError as exc:  # the loop stopped meanwhile: the reconnect starts them
-            log.warning("broker_market_data_request_failed", error=str(exc))
+        stream_starts.request_again(client, again(), EVENTS)
 
     def unsubscribe(self, message: Unsubscribe, client: Client | None) -> bool:
         """Handle :class:`Unsubscribe`; the last subscriber out cancels the stream."""
@@ -144,24 +113,12 @@ class Streams:
             return True
         contracts, ib = self._contracts, client.ib
 
-        async def cancel() -> None:
+        async def stop() -> None:
             contract = contracts.pop(symbol, None)
             if contract is not None and ib.isConnected():
                 ib.cancelMktData(contract)
 
-        def done(future: concurrent.futures.Future[None]) -> None:  # loop thread
-            if future.cancelled() or future.exception() is not None:
-                error = "cancelled" if future.cancelled() else str(future.exception())
-                log.warning("broker_market_data_cancel_failed", symbol=symbol, error=error)
-            log.info("broker_market_data_unsubscribed", symbol=symbol)
-            reply.set_result(symbol)
-
-        try:
-            client.loop.submit(cancel()).add_done_callback(done)
-        except RuntimeError as exc:  # the stream ends with the connection
-            log.warning("broker_market_data_cancel_failed", symbol=symbol, error=str(exc))
-            log.info("broker_market_data_unsubscribed", symbol=symbol)
-            reply.set_result(symbol)
+        stream_starts.cancel(client, stop(), symbol, reply, EVENTS)
         return True
 
     def quotes(self, message: QuotesArrived) -> None:
@@ -176,8 +133,4 @@ class Streams:
 
     def abandon(self, why: str) -> None:
         """The incarnation ends: subscribers still waiting for a start are refused."""
-        for symbol, waiting in self._starting.items():
-            for subscribe in waiting:
-                self._market.remove(symbol, subscribe.sink)
-                subscribe.reply.set_exception(BrokerConnectionError(f"{symbol}: {why}"))
-        self._starting.clear()
+        self._starts.abandon(why)

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
+from tradingbot.config.window import EXAMPLE, DailyWindow, parse_daily_window
+
 # An RFC 5321 addr-spec, deliberately stricter than RFC 5322 (no quoted local parts,
 # no IP literals): what a mail server will accept, and nothing that could break a header.
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -25,6 +27,15 @@ _MAILBOX = re.compile(
     rf"\s*(?:(?P<name>{_DISPLAY_NAME})\s*<(?P<bracketed>{_ADDR_SPEC})>|(?P<bare>{_ADDR_SPEC}))\s*"
 )
 _EVENT_TYPE = re.compile(r"[A-Z][A-Z0-9_]{0,31}")
+# A ticker as the broker API accepts it (``tradingbot.broker.api.SYMBOL``; a test keeps
+# the two equal): config does not import the broker adapter (and with it ib_async).
+SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9 ._-]{0,19}")
+# ``[id=]package.module:Class``: a strategy id, a dotted module path and a class name.
+STRATEGY_ID = re.compile(r"[a-z][a-z0-9_-]{0,22}")
+_DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
+_STRATEGY_REF = re.compile(
+    rf"(?:(?P<id>[^=\s]+)=)?(?P<module>{_DOTTED}):(?P<cls>[A-Za-z_][A-Za-z0-9_]*)"
+)
 
 
 class Kind(Protocol):
@@ -64,15 +75,20 @@ class Text:
 
 @dataclass(frozen=True, slots=True)
 class Token:
-    """A secret token: printable, without blanks (a token with a space can never match)."""
+    """A secret token: printable, without blanks (a token with a space can never match),
+    and at least ``min_length`` characters (a short token can be guessed over HTTP)."""
+
+    min_length: int = 16
 
     def parse(self, raw: str) -> str:
         if any(ch.isspace() for ch in raw) or not raw.isprintable():
             raise Invalid("a token without spaces or control characters", None)
+        if len(raw) < self.min_length:
+            raise Invalid(f"a token of at least {self.min_length} characters", None)
         return raw
 
     def describe(self) -> str:
-        return "printable text without spaces"
+        return f"printable text without spaces, at least {self.min_length} characters"
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +222,63 @@ class Subset:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Symbols:
+    """Comma-separated ticker symbols (upper-cased, duplicates dropped, order kept)."""
+
+    def parse(self, raw: str) -> tuple[str, ...]:
+        values = tuple(dict.fromkeys(p.strip().upper() for p in raw.split(",") if p.strip()))
+        for value in values:
+            if not SYMBOL.fullmatch(value):
+                raise Invalid(
+                    "comma-separated symbols of 1-20 letters, digits and ' ._-' "
+                    f"(bad symbol {value!r})",
+                    raw,
+                )
+        return values
+
+    def describe(self) -> str:
+        return "comma-separated symbols"
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyRefs:
+    """Comma-separated ``[id=]module:Class`` references; ``none`` for no strategy.
+
+    Only the form is checked here; importing the classes and their parameters is
+    :func:`tradingbot.strategies.loader.load_strategies`' job, at start.
+    """
+
+    def parse(self, raw: str) -> tuple[str, ...]:
+        if raw.lower() == "none":
+            return ()
+        refs = tuple(p.strip() for p in raw.split(",") if p.strip())
+        for ref in refs:
+            match = _STRATEGY_REF.fullmatch(ref)
+            if match is None:
+                raise Invalid(
+                    f"comma-separated module:Class references (bad reference {ref!r})", raw
+                )
+            if match.group("id") is not None and not STRATEGY_ID.fullmatch(match.group("id")):
+                raise Invalid(
+                    "a strategy id of 1-23 lower-case letters, digits, '_' and '-' "
+                    f"(bad id {match.group('id')!r})",
+                    raw,
+                )
+        return refs
+
+    def describe(self) -> str:
+        return "`none` or comma-separated `[id=]module:Class`"
+
+
+def parse_strategy_ref(ref: str) -> tuple[str | None, str, str]:
+    """(id or None, module, class name) of one reference checked by :class:`StrategyRefs`."""
+    match = _STRATEGY_REF.fullmatch(ref)
+    if match is None:
+        raise ValueError(f"not a module:Class reference: {ref!r}")
+    return match.group("id"), match.group("module"), match.group("cls")
+
+
 def check_mailbox(value: str) -> str:
     """Return ``addr@host`` or ``Name <addr@host>`` normalised; ``ValueError`` otherwise.
 
@@ -262,6 +335,20 @@ class Instant:
 
     def describe(self) -> str:
         return "ISO 8601 date-time with an offset"
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A daily window of local time, ``HH:MM[:SS]-HH:MM[:SS] Zone`` (may span midnight)."""
+
+    def parse(self, raw: str) -> DailyWindow:
+        try:
+            return parse_daily_window(raw)
+        except ValueError as exc:
+            raise Invalid(str(exc)) from None
+
+    def describe(self) -> str:
+        return f"`HH:MM[:SS]-HH:MM[:SS] Zone`, e.g. `{EXAMPLE}`"
 
 
 @dataclass(frozen=True, slots=True)

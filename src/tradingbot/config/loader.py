@@ -23,7 +23,16 @@ from dotenv import dotenv_values
 
 from tradingbot.config.kinds import Invalid
 from tradingbot.config.model import Config
-from tradingbot.config.settings import BY_NAME, PREFIX, SETTINGS, SMTP_DEFAULT_PORTS, Setting
+from tradingbot.config.settings import (
+    BY_NAME,
+    DAY_S,
+    EXAMPLE_STRATEGY,
+    PREFIX,
+    SETTINGS,
+    SMTP_DEFAULT_PORTS,
+    Setting,
+)
+from tradingbot.config.window import DailyWindow
 
 # sockaddr_un.sun_path is 108 bytes including the terminating NUL.
 _MAX_UNIX_PATH = 107
@@ -103,6 +112,11 @@ def _default(
             return f"sqlite:///{values['home'] / 'trading-bot.db'}"  # type: ignore[operator]
         case "SMTP_TLS" if inputs.get("SMTP_STARTTLS") is False:
             return "none"
+        case "STRATEGIES":
+            # Set but empty means "no strategy"; unset means the broker's default.
+            if env.get(setting.variable) is not None or values["broker"] != "sim":
+                return ()
+            return (EXAMPLE_STRATEGY,)
         case "SMTP_PORT":
             return SMTP_DEFAULT_PORTS[str(values["smtp_tls"])]
         case "EMAIL_TO" if values.get("smtp_host") is not None:
@@ -156,6 +170,17 @@ def _check_relations(values: Mapping[str, object]) -> None:
             f"a number of seconds >= {PREFIX}LIVENESS_PROBE_INTERVAL_S ({probe:g})",
             f"{number('liveness_deadline_s'):g}",
         )
+    window = values["ib_restart_window"]
+    if isinstance(window, DailyWindow):
+        # One window's pause, window and grace must end before the next day's pause.
+        span = number("ib_restart_lead_s") + window.nominal_s + number("ib_restart_grace_s")
+        if span >= DAY_S:
+            raise ConfigError(
+                PREFIX + "IB_RESTART_GRACE_S",
+                f"a number of seconds that keeps {PREFIX}IB_RESTART_LEAD_S + the window "
+                f"({window}) + the grace under 24 hours",
+                f"{number('ib_restart_grace_s'):g}",
+            )
     warn = number("disk_warn_free_mb")
     if number("disk_fail_free_mb") > warn:
         raise ConfigError(

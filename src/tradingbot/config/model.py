@@ -12,6 +12,7 @@ from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlsplit
 
 from tradingbot.config.kinds import redact_url
 from tradingbot.config.settings import SECRET_FIELDS
+from tradingbot.config.window import DailyWindow
 
 BrokerKind = Literal["sim", "ibkr"]
 SmtpTls = Literal["none", "starttls", "tls"]
@@ -45,11 +46,23 @@ class Config:
     ib_probe_interval_s: float
     ib_probe_timeout_s: float
     ib_probe_misses: int
+    ib_restart_window: DailyWindow | None  # the gateway's daily restart; None: none
+    ib_restart_lead_s: float  # new orders pause this long before the window
+    ib_restart_grace_s: float  # not back this long after it: CRITICAL
+    live_trading: bool  # yes: a non-paper account may trade (BROKER=ibkr)
     heartbeat_interval_s: float
     crash_timeout_s: float
     reconcile_interval_s: float
     reconcile_cost_tolerance: float  # relative difference of average cost
     reconcile_accept: bool  # accept discrepancies without an operator
+    risk_max_position_shares: float
+    risk_max_position_usd: float
+    risk_max_order_usd: float
+    risk_max_open_orders: int
+    risk_max_orders_per_minute: int
+    risk_price_band_pct: float
+    risk_daily_loss_limit_usd: float
+    risk_warn_at: float  # share of a limit (0.8: 80 %)
     shutdown_timeout_s: float
     liveness_probe_interval_s: float
     liveness_deadline_s: float
@@ -80,6 +93,11 @@ class Config:
     notify_min_severity: str
     notify_storm_window_s: float
     notify_rate_limit_per_hour: int
+    strategies: tuple[str, ...]  # "[id=]module:Class" references (tradingbot.strategies)
+    strategy_config: Path | None  # TOML: a table of parameters per strategy id
+    watchlist: tuple[str, ...]
+    strategy_max_restarts: int
+    strategy_restart_period_s: float
     # Test/ops setting: the scheduler's wall clock starts at this instant (then runs at
     # normal speed), to rehearse a trading day at any hour. None: the real clock.
     scheduler_clock: datetime | None
@@ -140,6 +158,8 @@ class Config:
                 value = str(value)
             elif isinstance(value, datetime):
                 value = value.isoformat()
+            elif isinstance(value, DailyWindow):
+                value = str(value)
             elif isinstance(value, tuple):
                 value = list(value)
             data[field.name] = value

@@ -30,9 +30,12 @@ from tradingbot.config.kinds import (
     Mailboxes,
     Number,
     Port,
+    StrategyRefs,
     Subset,
+    Symbols,
     Text,
     Token,
+    Window,
 )
 
 PREFIX = "TRADINGBOT_"
@@ -44,6 +47,23 @@ NOTIFY_TYPES = ("trade_execution", "alert", "daily_summary", "recovery_report")
 DEFAULT_PERSIST_TYPES = ("TRADE", "SIGNAL", "ORDER", "RISK")
 DEFAULT_EMAIL_FROM = "trading-bot@localhost"
 DEFAULT_EMAIL_TO: tuple[str, ...] = ("operator@localhost",)
+
+# Liquid US symbols the built-in simulator knows (gateway/brokerage.py DEFAULT_SYMBOLS).
+DEFAULT_WATCHLIST = (
+    "AAPL",
+    "MSFT",
+    "AMZN",
+    "GOOG",
+    "NVDA",
+    "META",
+    "TSLA",
+    "JPM",
+    "XOM",
+    "IBM",
+    "SPY",
+    "QQQ",
+)
+EXAMPLE_STRATEGY = "tradingbot.strategies.example:MovingAverageCrossover"
 
 HOUR_S = 3600.0
 DAY_S = 86400.0
@@ -102,7 +122,8 @@ SETTINGS: tuple[Setting, ...] = (
         name="DATABASE_URL",
         kind=DatabaseUrl(),
         shown_default="`sqlite:///$TRADINGBOT_HOME/trading-bot.db`",
-        doc="the database; its password is a secret (shown as `***`)",
+        doc="the database; its password is a secret (shown as `***`); on PostgreSQL, "
+        "`?options=-csearch_path%3Dtb` keeps the tables in schema `tb` (docs/DEPLOYMENT.md)",
     ),
     Setting(
         name="HTTP_HOST",
@@ -211,6 +232,36 @@ SETTINGS: tuple[Setting, ...] = (
         doc="missed probes in a row after which the connection is dropped and reconnected",
     ),
     Setting(
+        name="IB_RESTART_WINDOW",
+        kind=Window(),
+        doc="the IB Gateway's daily restart, in the gateway's local time (may span midnight); "
+        "new orders pause `IB_RESTART_LEAD_S` before it and resume only after the broker is "
+        "synced and a reconciliation passed after it. Unset: none. "
+        "See [live trading](live-trading.md)",
+    ),
+    Setting(
+        name="IB_RESTART_LEAD_S",
+        kind=_s(0, 6 * HOUR_S),
+        default=120.0,
+        doc="seconds before the restart window at which new orders pause",
+    ),
+    Setting(
+        name="IB_RESTART_GRACE_S",
+        kind=_s(1, 6 * HOUR_S),
+        default=900.0,
+        doc="the broker not synced and reconciled this long after the window ended: a "
+        "CRITICAL SYSTEM event (an alert e-mail) and `/api/health/trading` warns",
+    ),
+    Setting(
+        name="LIVE_TRADING",
+        kind=Boolean(),
+        default=False,
+        doc="`yes`: trade a live (non-paper) account with `BROKER=ibkr`. Otherwise, when "
+        "the account (`IB_ACCOUNT`, else the one the gateway reports) does not start with "
+        "`DU`, strategies do not start and no new order goes out. "
+        "See [live trading](live-trading.md)",
+    ),
+    Setting(
         name="HEARTBEAT_INTERVAL_S",
         kind=_s(0.05, HOUR_S),
         default=30.0,
@@ -247,6 +298,58 @@ SETTINGS: tuple[Setting, ...] = (
         doc="`true`: accept reconciliation discrepancies without an operator (recorded "
         "as accepted by this setting); `false`: new orders stay blocked until "
         "`reconcile accept`",
+    ),
+    # Pre-trade risk limits (docs/risk.md): checked inside the broker's order path.
+    Setting(
+        name="RISK_MAX_POSITION_SHARES",
+        kind=Number(1, 10_000_000, "shares"),
+        default=2000.0,
+        doc="largest position per symbol, long or short, an order may build (an order "
+        "that reduces a position is never refused by it)",
+    ),
+    Setting(
+        name="RISK_MAX_POSITION_USD",
+        kind=Number(1, 1e9, "USD"),
+        default=20_000.0,
+        doc="largest value of a position per symbol (shares x price) an order may build",
+    ),
+    Setting(
+        name="RISK_MAX_ORDER_USD",
+        kind=Number(1, 1e9, "USD"),
+        default=10_000.0,
+        doc="largest value of one order (quantity x limit price, or x the last quote for "
+        "a market order)",
+    ),
+    Setting(
+        name="RISK_MAX_OPEN_ORDERS",
+        kind=Integer(1, 10_000),
+        default=20,
+        doc="most of our orders open at once (this order included)",
+    ),
+    Setting(
+        name="RISK_MAX_ORDERS_PER_MINUTE",
+        kind=Integer(1, 10_000),
+        default=30,
+        doc="most new orders in any 60 seconds (this order included; counted across restarts)",
+    ),
+    Setting(
+        name="RISK_PRICE_BAND_PCT",
+        kind=Number(0.1, 100, "percent"),
+        default=5.0,
+        doc="fat-finger guard: a limit price further than this from the last quote is refused",
+    ),
+    Setting(
+        name="RISK_DAILY_LOSS_LIMIT_USD",
+        kind=Number(1, 1e9, "USD"),
+        default=2000.0,
+        doc="the day's loss (the broker's daily P&L: realized plus unrealized) at which "
+        "the kill switch trips (RISK CRITICAL, mailed) and positions are flattened",
+    ),
+    Setting(
+        name="RISK_WARN_AT",
+        kind=Number(0.1, 1, "share of a limit"),
+        default=0.8,
+        doc="a limit used this much or more is a RISK WARNING, once per day per limit",
     ),
     Setting(
         name="SHUTDOWN_TIMEOUT_S",
@@ -290,7 +393,7 @@ SETTINGS: tuple[Setting, ...] = (
         name="EVENTS_PERSIST_TYPES",
         kind=EventTypes(),
         default=DEFAULT_PERSIST_TYPES,
-        doc="event types stored whatever their severity (TRADE and ORDER always are)",
+        doc="event types stored whatever their severity (TRADE, ORDER and SIGNAL always are)",
     ),
     Setting(
         name="EVENTS_MIN_SEVERITY",
@@ -446,6 +549,43 @@ SETTINGS: tuple[Setting, ...] = (
         kind=Integer(1, 100_000),
         default=30,
         doc="most mails sent in any hour; the overflow is sent as one digest when the limit allows",
+    ),
+    Setting(
+        name="STRATEGIES",
+        kind=StrategyRefs(),
+        shown_default="the example strategy with `sim`, none with `ibkr`",
+        doc="the strategies to run: comma-separated `[id=]module:Class` "
+        f"(`{EXAMPLE_STRATEGY}` is the shipped example); empty or `none`: no strategy. "
+        "Checked at start (exit 2 naming the class). See [strategies](strategies.md)",
+    ),
+    Setting(
+        name="STRATEGY_CONFIG",
+        kind=ExistingFile("an existing TOML file"),
+        doc="TOML file with one table per strategy id: its parameters and an optional "
+        "`watchlist`; an unknown strategy, key or ill-typed value exits 2 naming the file, "
+        "the strategy and the key",
+    ),
+    Setting(
+        name="WATCHLIST",
+        kind=Symbols(),
+        default=DEFAULT_WATCHLIST,
+        shown_default="`" + ",".join(DEFAULT_WATCHLIST) + "`",
+        doc="comma-separated symbols the strategies watch (a strategy's TOML table may "
+        "set its own `watchlist`); a symbol the gateway does not know is one WARNING event "
+        "and is skipped",
+    ),
+    Setting(
+        name="STRATEGY_MAX_RESTARTS",
+        kind=Integer(0, 1000),
+        default=3,
+        doc="restarts of one strategy within `STRATEGY_RESTART_PERIOD_S` after which it is "
+        "stopped for good (a SYSTEM event and an alert say so); the others keep running",
+    ),
+    Setting(
+        name="STRATEGY_RESTART_PERIOD_S",
+        kind=_s(0.1, DAY_S),
+        default=60.0,
+        doc="the window of `STRATEGY_MAX_RESTARTS`",
     ),
     Setting(
         name="SCHEDULER_CLOCK",

@@ -16,9 +16,10 @@ import orjson
 
 from tradingbot.control import (
     jobs,
+    order_commands,  # noqa: F401  (registers its commands)
     trading_commands,  # noqa: F401  (registers its commands)
 )
-from tradingbot.control.registry import COMMANDS, RuntimeCommands, command
+from tradingbot.control.registry import COMMANDS, ControlServices, RuntimeCommands, command
 from tradingbot.control.server import CommandError, CommandResult
 from tradingbot.events import SYSTEM, EventValidationError, Severity, check_type
 from tradingbot.events.recorder import EventNotDurable
@@ -32,7 +33,14 @@ from tradingbot.supervision import (
 )
 
 # The dispatcher and the registry, importable from here with every command registered.
-__all__ = ["COMMANDS", "MAX_EVENTS_SHOWN", "MAX_NOTE_CHARS", "RuntimeCommands", "command"]
+__all__ = [
+    "COMMANDS",
+    "MAX_EVENTS_SHOWN",
+    "MAX_NOTE_CHARS",
+    "ControlServices",
+    "RuntimeCommands",
+    "command",
+]
 
 #: Largest id a row can have (a signed 64-bit integer in both databases).
 MAX_ROW_ID = 2**63 - 1
@@ -173,9 +181,7 @@ MAX_HANG_S = 3600.0
     mutating=lambda args: bool(args) and args[0] == "retry",
 )
 async def _mail(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
-    notifier = ctx.runtime.notifier
-    if notifier is None:
-        raise CommandError("the notifier is not running")
+    notifier = ctx.notifier
     if args and args[0] == "retry":
         if len(args) != 2:
             raise CommandError(f"usage: {COMMANDS['mail'][0]}")
@@ -322,12 +328,12 @@ async def _reconcile(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
 
 
 async def _reconcile_show(ctx: RuntimeCommands) -> CommandResult:
-    database, account = ctx.database, ctx.runtime.account
+    database, account = ctx.database, ctx.account
     try:
         records = await asyncio.to_thread(database.reconciliations.latest, account, 5)
     except StorageError as exc:
         raise CommandError(f"cannot read reconciliations: {exc}") from None
-    blocked = ctx.runtime.broker_status.trading_blocked()
+    blocked = ctx.broker_status.trading_blocked()
     rows = [
         ReconcileResult(record=r, trigger=r.trigger, imported=0, closed=0).summary()
         for r in records

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from tradingbot.control.protocol import Response
+from tradingbot.control.terminal import printable
 
 POLL_S = 0.5
 FOLLOW_BACKLOG = 10
@@ -31,7 +32,7 @@ def follow_events(request: Request, types: list[str], out: TextIO, err: TextIO) 
         while True:
             response = request("events", [str(FOLLOW_PAGE), *types])
             if not response.ok:
-                err.write(f"error: {response.error}\n")
+                err.write(f"error: {printable(str(response.error))}\n")
                 return 1
             rows: list[dict[str, Any]] = list(response.result or [])
             fresh = [row for row in reversed(rows) if row.get("id") not in seen]
@@ -55,13 +56,14 @@ def watch_tree(request: Request, out: TextIO, err: TextIO, *, clear: bool) -> in
         while True:
             response = request("tree", [])
             if not response.ok:
-                err.write(f"error: {response.error}\n")
+                err.write(f"error: {printable(str(response.error))}\n")
                 return 1
             if response.text != shown:
                 shown = response.text
                 moment = datetime.now(UTC).strftime("%H:%M:%S UTC")
                 header = f"tree at {moment} (Ctrl-C to stop)\n"
-                out.write((CLEAR if clear else "") + header + response.text.rstrip("\n") + "\n")
+                body = printable(response.text.rstrip("\n"))
+                out.write((CLEAR if clear else "") + header + body + "\n")
                 out.flush()
             time.sleep(POLL_S)
     except KeyboardInterrupt:
@@ -71,7 +73,7 @@ def watch_tree(request: Request, out: TextIO, err: TextIO, *, clear: bool) -> in
 
 def _event_line(row: dict[str, Any]) -> str:
     stamp = str(row.get("timestamp", ""))[:19]
-    return (
+    return printable(
         f"{stamp} {row.get('severity', ''):<8} {row.get('type', ''):<7} "
         f"{row.get('source') or '-'}: {row.get('message', '')}"
-    )
+    ).replace("\n", "\\n")

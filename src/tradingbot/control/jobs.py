@@ -28,7 +28,7 @@ async def jobs(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
     """``jobs``: every scheduled job with its schedule, next run and last run."""
     if args:
         raise CommandError(f"usage: {JOBS_USAGE}")
-    states = [state.to_dict() for state in ctx.runtime.scheduler_status.snapshot()]
+    states = [state.to_dict() for state in ctx.scheduler_status.snapshot()]
     return CommandResult(result=states, text=_render_jobs(states))
 
 
@@ -44,9 +44,9 @@ async def run(ctx: RuntimeCommands, args: list[str]) -> CommandResult:
             raise CommandError(f"not a date like 2026-03-10: {args[1]!r}") from None
     if "scheduler" not in ctx.tree.actor_ids():
         raise CommandError("the scheduler is not running")
-    state = ctx.runtime.scheduler_status.get(args[0])
+    state = ctx.scheduler_status.get(args[0])
     if state is None:
-        known = ", ".join(s.job.name for s in ctx.runtime.scheduler_status.snapshot())
+        known = ", ".join(s.job.name for s in ctx.scheduler_status.snapshot())
         raise CommandError(f"no job {args[0]!r}; the jobs are: {known}")
     handle = ctx.tree.handle("scheduler")
     try:
@@ -88,6 +88,8 @@ def _render_jobs(states: list[dict[str, Any]]) -> str:
         lines.append(f"{s['job']:<16} {s['schedule']:<32} next {next_run}  last {last_text}")
         for key in s["missed"]:
             lines.append(f"  ! missed {key} while down: run {s['job']} {key}")
+        if s.get("waiting"):
+            lines.append(f"  … waiting: {s['waiting']}")
         if s["overdue"]:
             lines.append(f"  ! overdue {s['overdue']}: did not run within its grace window")
     return "\n".join(lines) or "no jobs"

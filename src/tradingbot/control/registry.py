@@ -2,18 +2,25 @@
 
 Command modules (:mod:`~tradingbot.control.commands`,
 :mod:`~tradingbot.control.trading_commands`) register their functions with
-:func:`command`; :class:`RuntimeCommands` serves them on a live process.
+:func:`command`; :class:`RuntimeCommands` serves them on a live process. A command sees
+the named services of :class:`ControlServices` (built by
+:mod:`tradingbot.control.wiring`), never the Runtime.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
+from tradingbot.broker.riskbook import RiskBook
+from tradingbot.broker.status import BrokerStatus
 from tradingbot.control.server import CommandError, CommandResult
 from tradingbot.events.recorder import EventRecorder
-from tradingbot.runtime import Runtime
+from tradingbot.notify import Notifier
+from tradingbot.scheduler.status import SchedulerStatus
 from tradingbot.storage import Database
 from tradingbot.supervision import SupervisionTree
+from tradingbot.trading import KillSwitch
 
 Command = Callable[["RuntimeCommands", list[str]], Awaitable[CommandResult]]
 Mutates = Callable[[Sequence[str]], bool]
@@ -38,11 +45,29 @@ def command(
     return register
 
 
-class RuntimeCommands:
-    """The :class:`~tradingbot.control.server.CommandHandler` of ``trading-bot run``."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ControlServices:
+    """What the commands use. A getter answers ``None`` until the runtime started it."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self._runtime = runtime
+    account: str  # the IB account ("" when not configured)
+    broker_status: BrokerStatus
+    scheduler_status: SchedulerStatus
+    database: Callable[[], Database | None]
+    tree: Callable[[], SupervisionTree | None]
+    recorder: Callable[[], EventRecorder | None]
+    kill_switch: Callable[[], KillSwitch | None]
+    notifier: Callable[[], Notifier | None]
+    risk_book: Callable[[], RiskBook | None] = lambda: None
+
+
+class RuntimeCommands:
+    """The :class:`~tradingbot.control.server.CommandHandler` of ``trading-bot run``.
+
+    Commands read its named services; one not running yet is a :class:`CommandError`.
+    """
+
+    def __init__(self, services: ControlServices) -> None:
+        self._services = services
 
     async def __call__(self, command: str, args: list[str]) -> CommandResult:
         entry = COMMANDS.get(command)
@@ -57,29 +82,56 @@ class RuntimeCommands:
         return test is not None and test(args)
 
     @property
-    def runtime(self) -> Runtime:
-        return self._runtime
+    def account(self) -> str:
+        return self._services.account
+
+    @property
+    def broker_status(self) -> BrokerStatus:
+        return self._services.broker_status
+
+    @property
+    def scheduler_status(self) -> SchedulerStatus:
+        return self._services.scheduler_status
 
     @property
     def recorder(self) -> EventRecorder:
-        recorder = self._runtime.recorder
+        recorder = self._services.recorder()
         if recorder is None:
             raise CommandError("the event logger is not running")
         return recorder
 
     @property
     def database(self) -> Database:
-        database = self._runtime.database
+        database = self._services.database()
         if database is None:
             raise CommandError("the database is not open")
         return database
 
     @property
     def tree(self) -> SupervisionTree:
-        tree = self._runtime.tree
+        tree = self._services.tree()
         if tree is None:
             raise CommandError("the supervision tree is not running")
         return tree
+
+    @property
+    def kill_switch(self) -> KillSwitch:
+        switch = self._services.kill_switch()
+        if switch is None:
+            raise CommandError("the kill switch is not running")
+        return switch
+
+    @property
+    def risk_book(self) -> RiskBook | None:
+        """The risk limits and today's memory of them (``None`` while starting)."""
+        return self._services.risk_book()
+
+    @property
+    def notifier(self) -> Notifier:
+        notifier = self._services.notifier()
+        if notifier is None:
+            raise CommandError("the notifier is not running")
+        return notifier
 
     def actor_arg(self, args: list[str], name: str) -> str:
         usage = COMMANDS[name][0]

@@ -31,6 +31,7 @@ from tradingbot.control.protocol import (
     Response,
     parse_command_line,
 )
+from tradingbot.control.terminal import json_printable, printable
 
 if TYPE_CHECKING:
     from tradingbot.control.lineedit import LineEditor
@@ -203,16 +204,17 @@ def _print_response(response: Response, *, as_json: bool, stdout: TextIO, stderr
 
 
 def _pretty_json(value: Any) -> str:
-    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+    return json_printable(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False))
 
 
 def _write_block(out: TextIO, text: str) -> None:
     if text:
+        text = printable(text)
         out.write(text if text.endswith("\n") else text + "\n")
 
 
 def _error(stderr: TextIO, message: str) -> None:
-    stderr.write(f"error: {' '.join(message.split())}\n")
+    stderr.write(f"error: {printable(' '.join(message.split()))}\n")
     stderr.flush()
 
 

@@ -23,8 +23,10 @@ ORDER = "ORDER"
 RISK = "RISK"
 SYSTEM = "SYSTEM"
 BUILTIN_TYPES = (TRADE, SIGNAL, ORDER, RISK, SYSTEM)
-# Types whose recording can be acknowledged only once durable (committed or spooled).
-DURABLE_TYPES = frozenset({TRADE, ORDER})
+# Types whose recording can be acknowledged only once durable (committed or spooled),
+# and which are stored whatever the persistence settings: the trading record, and the
+# strategies' decisions (a SIGNAL is stored before any order it causes).
+DURABLE_TYPES = frozenset({TRADE, ORDER, SIGNAL})
 
 _TYPE_PATTERN = re.compile(r"[A-Z][A-Z0-9_]{0,31}")
 MAX_MESSAGE_CHARS = 4000
@@ -108,7 +110,7 @@ class Event:
 
     @property
     def durable(self) -> bool:
-        """True for the types that callers may wait on until stored (TRADE, ORDER)."""
+        """True for the types that callers may wait on until stored (TRADE, ORDER, SIGNAL)."""
         return self.type in DURABLE_TYPES
 
     def to_dict(self) -> dict[str, Any]:

@@ -22,5 +22,5 @@ class PersistPolicy:
         return cls(types=frozenset(check_type(t) for t in types), min_severity=min_severity)
 
     def persists(self, event: Event) -> bool:
-        # TRADE and ORDER are the trading record: always persisted, whatever the config.
+        # TRADE, ORDER and SIGNAL are the trading record: always persisted, whatever the config.
         return event.durable or event.type in self.types or event.severity >= self.min_severity

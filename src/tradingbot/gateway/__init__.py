@@ -12,8 +12,8 @@ Error codes the simulator sends (``[4, 2, reqId, code, text, ""]``), as the real
   ``reqMktData``, ``reqContractDetails``, history and P&L requests; ib_async cancels the
   Trade (status Cancelled, ``trade.log[-1].errorCode == 200``).
 - 201 "Order rejected - reason:...": negative quantity, unsupported order type or time
-  in force, a missing limit or stop price, unknown account or parent, and the
-  ``reject_next_order`` fault; ib_async cancels the Trade.
+  in force, a missing limit or stop price, unknown account or parent, an ``ocaType``
+  other than 1-3, and the ``reject_next_order`` fault; ib_async cancels the Trade.
 - 434 "The order size cannot be zero.": ib_async records it as a validation warning.
 - 103 "Duplicate order id": an order id this client already used for a finished order.
 - 162 "Historical Market Data Service error message:...": a history request it cannot

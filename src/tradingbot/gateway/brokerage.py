@@ -107,6 +107,7 @@ class Brokerage:
         commissions: CommissionSchedule | None = None,
         clock: Callable[[], datetime] | None = None,
         calendar: SessionCalendar | None = None,
+        max_fill_shares: float | None = None,
     ) -> None:
         self.prices = prices or PriceModel()
         self.commissions = commissions or CommissionSchedule()
@@ -132,6 +133,7 @@ class Brokerage:
             commissions=self.commissions,
             clock=self.now,
             calendar=self.calendar,
+            max_fill_shares=max_fill_shares,
         )
 
     # -- reference data -------------------------------------------------------------

@@ -2,9 +2,12 @@
 
 ``AlwaysOpen`` (the default of the embedded simulator and of ``gateway-sim`` without
 ``--calendar``) has one session per New York calendar day, 00:00 to 24:00, every day,
-so a fresh bot trades at any hour. ``ExchangeSessions("XNYS")`` follows the real
-exchange calendar from ``exchange_calendars`` (regular hours only, weekends and holidays
-closed, early closes); it loads lazily because it pulls in pandas.
+so a fresh bot trades at any hour (there are no extended hours: the whole day is
+regular). ``ExchangeSessions("XNYS")`` follows the real exchange calendar from
+``exchange_calendars`` (weekends and holidays closed, early closes); it loads lazily
+because it pulls in pandas. Its sessions also carry extended hours as IB's US stock
+sessions have them: pre-market from 04:00 New York to the open, after-hours from the
+close for four hours (16:00-20:00; 13:00-17:00 on an early close).
 """
 
 from __future__ import annotations
@@ -29,13 +32,26 @@ __all__ = [
 NEW_YORK = ZoneInfo("America/New_York")
 
 
+PRE_MARKET_OPEN = time(4, 0)  # New York, as IB's US stock pre-market
+AFTER_HOURS = timedelta(hours=4)  # after-hours trading lasts four hours past the close
+
+
 @dataclass(frozen=True, slots=True)
 class Session:
-    """One trading session: its date and its open and close instants (UTC)."""
+    """One trading session: its date, its open and close instants (UTC) and, when it
+    has extended hours, their start and end (``None``: the session has none)."""
 
     day: date
     open: datetime
     close: datetime
+    ext_open: datetime | None = None
+    ext_close: datetime | None = None
+
+    def bounds(self, rth: bool = True) -> tuple[datetime, datetime]:
+        """Start and end of the regular session (``rth``) or of its extended hours."""
+        if rth:
+            return self.open, self.close
+        return self.ext_open or self.open, self.ext_close or self.close
 
 
 class SessionCalendar(Protocol):
@@ -108,7 +124,8 @@ class ExchangeSessions:
             if cal.first_session <= ts <= cal.last_session and cal.is_session(ts):
                 opened = cal.session_open(ts).to_pydatetime().astimezone(UTC)
                 closed = cal.session_close(ts).to_pydatetime().astimezone(UTC)
-                self._cache[day] = Session(day, opened, closed)
+                early = datetime.combine(day, PRE_MARKET_OPEN, NEW_YORK).astimezone(UTC)
+                self._cache[day] = Session(day, opened, closed, early, closed + AFTER_HOURS)
             else:
                 self._cache[day] = None
         return self._cache[day]
@@ -140,18 +157,20 @@ def calendar(name: str) -> SessionCalendar:
 
 def contract_hours(cal: SessionCalendar, now: datetime, days: int = 7) -> tuple[str, str]:
     """Trading and liquid hours for ``days`` days from ``now`` in the gateway's format:
-    ``20261127:0930-20261127:1300;20261128:CLOSED;...`` in New York time (the
-    simulator has no extended hours, so both strings are the regular session)."""
+    ``20261127:0400-20261127:1700;20261128:CLOSED;...`` in New York time. As at IB,
+    the trading hours include the extended hours and the liquid hours are the regular
+    session (the same string when the calendar has no extended hours)."""
     start = now.astimezone(NEW_YORK).date()
     by_day = {s.day: s for s in cal.sessions(start, start + timedelta(days=days - 1))}
-    parts = []
+    trading, liquid = [], []
     for i in range(days):
         day = start + timedelta(days=i)
         s = by_day.get(day)
         if s is None:
-            parts.append(f"{day:%Y%m%d}:CLOSED")
+            trading.append(f"{day:%Y%m%d}:CLOSED")
+            liquid.append(f"{day:%Y%m%d}:CLOSED")
             continue
-        o, c = s.open.astimezone(NEW_YORK), s.close.astimezone(NEW_YORK)
-        parts.append(f"{o:%Y%m%d:%H%M}-{c:%Y%m%d:%H%M}")
-    text = ";".join(parts)
-    return text, text
+        for rth, parts in ((False, trading), (True, liquid)):
+            o, c = (t.astimezone(NEW_YORK) for t in s.bounds(rth))
+            parts.append(f"{o:%Y%m%d:%H%M}-{c:%Y%m%d:%H%M}")
+    return ";".join(trading), ";".join(liquid)

@@ -1,9 +1,11 @@
 """Session handlers for history, real-time bars and P&L, and their streamed updates.
 
 - reqHistoricalData (20): TRADES / MIDPOINT, bar sizes 1 min .. 1 day, durations in
-  S/D/W/M/Y (intraday up to 30 days, daily up to the history's head); ``keepUpToDate``
+  S/D/W/M/Y (intraday up to 30 days, daily up to the history's head); ``useRTH=0``
+  adds the calendar's extended hours (pre-market and after-hours); ``keepUpToDate``
   then streams the last bar (historicalDataUpdate 90) on every price tick.
-- reqHeadTimeStamp (87): the first instant with history.
+- reqHeadTimeStamp (87): the first instant with history (of the extended hours when
+  ``useRTH=0``).
 - reqRealTimeBars (50): 5-second bars (``GatewaySimulator.realtime_bar_s``) of the
   streamed prices.
 - reqPnL (92) / reqPnLSingle (94): account and position P&L, sent at once and on every
@@ -13,15 +15,14 @@ Anything the simulator cannot serve is error 162 (historical data) or 200 (contr
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from .barwire import bars_payload, daily_payload, update_fields
 from .calendar import NEW_YORK
-from .history import Bar
 from .model import Instrument
 from .protocol import Field
 
@@ -51,7 +52,7 @@ class _RealTime:
 class Streams:
     """A session's subscriptions: updating history, real-time bars, P&L."""
 
-    history: dict[int, tuple[str, int, int]] = field(default_factory=dict)
+    history: dict[int, tuple[str, int, int, bool]] = field(default_factory=dict)
     realtime: dict[int, _RealTime] = field(default_factory=dict)
     pnl: dict[int, str] = field(default_factory=dict)
     pnl_single: dict[int, tuple[str, int]] = field(default_factory=dict)
@@ -131,30 +132,6 @@ def duration(text: str) -> timedelta | None:
     return timedelta(days=int(m.group(1)) * _DURATION_DAYS[m.group(2)])
 
 
-def _date(bar: Bar, minutes: int, format_date: int) -> str:
-    if minutes >= 1440:
-        return bar.start.strftime("%Y%m%d")
-    if format_date == 2:
-        return str(int(bar.start.timestamp()))
-    return bar.start.astimezone(NEW_YORK).strftime("%Y%m%d %H:%M:%S US/Eastern")
-
-
-@functools.lru_cache(maxsize=100_000)
-def _bar_text(b: Bar, minutes: int, format_date: int, midpoint: bool) -> str:
-    """One bar's fields joined by NUL (cached: history bars repeat across requests)."""
-    volume = -1 if midpoint else b.volume
-    count = -1 if midpoint else max(1, b.volume // 100)
-    return (
-        f"{_date(b, minutes, format_date)}\0{b.open!r}\0{b.high!r}\0{b.low!r}\0"
-        f"{b.close!r}\0{volume}\0{b.wap!r}\0{count}"
-    )
-
-
-def _bars_text(bars: list[Bar], minutes: int, format_date: int, midpoint: bool) -> str:
-    """The bars' fields joined by NUL (the framing adds the final one)."""
-    return "\0".join([_bar_text(b, minutes, format_date, midpoint) for b in bars])
-
-
 def req_historical_data(s: Session, f: list[str]) -> None:
     """reqHistoricalData: bars at once, then updates when ``keepUpToDate``."""
     req_id = _int(_field(f, 1))
@@ -165,6 +142,7 @@ def req_historical_data(s: Session, f: list[str]) -> None:
     end = parse_end(_field(f, 15), now)
     minutes = bar_minutes(_field(f, 16))
     span = duration(_field(f, 17))
+    rth = _field(f, 18) != "0"
     what = _field(f, 19).upper()
     keep = _field(f, 21) == "1"
     if end is None:
@@ -180,15 +158,20 @@ def req_historical_data(s: Session, f: list[str]) -> None:
     end = min(end, now + timedelta(minutes=1))
     if minutes >= 1440 and span < timedelta(days=1):
         span = timedelta(days=1)
-    bars = s.sim.brokerage.history.bars(inst.symbol, end - span, end, minutes)
+    history = s.sim.brokerage.history
+    bars = history.bars(inst.symbol, end - span, end, minutes, rth)
     format_date = _int(_field(f, 20)) or 1
     stamp = "%Y%m%d %H:%M:%S"
     head: list[Field] = [17, req_id, (end - span).strftime(stamp), end.strftime(stamp), len(bars)]
-    if bars:  # the bars as one pre-joined field: this message can hold 10,000s of fields
-        head.append(_bars_text(bars, minutes, format_date, what == "MIDPOINT"))
-    s.send(head)
+    # The bars go in pre-encoded: this message can hold 10,000s of fields.
+    midpoint = what == "MIDPOINT"
+    if minutes >= 1440:
+        payload = daily_payload(history, inst.symbol, bars, midpoint=midpoint, rth=rth)
+    else:
+        payload = bars_payload(bars, minutes, format_date, midpoint=midpoint)
+    s.send(head, payload)
     if keep:
-        s.streams.history[req_id] = (inst.symbol, minutes, format_date)
+        s.streams.history[req_id] = (inst.symbol, minutes, format_date, rth)
 
 
 def cancel_historical_data(s: Session, f: list[str]) -> None:
@@ -201,7 +184,7 @@ def req_head_timestamp(s: Session, f: list[str]) -> None:
     req_id = _int(_field(f, 1))
     inst = _instrument(s, f, req_id, 2)
     if inst is not None:
-        head = s.sim.brokerage.history.head(inst.symbol)
+        head = s.sim.brokerage.history.head(inst.symbol, _field(f, 15) != "0")
         if _field(f, 17) == "2":
             s.send([88, req_id, int(head.timestamp())])
         else:  # the gateway's local time (New York here)
@@ -288,26 +271,11 @@ def push_streams(s: Session) -> None:
     """One round of updates for every subscription of ``s`` (called on each tick)."""
     broker = s.sim.brokerage
     now = broker.now()
-    for req_id, (symbol, minutes, format_date) in list(s.streams.history.items()):
+    for req_id, (symbol, minutes, format_date, rth) in list(s.streams.history.items()):
         span = timedelta(minutes=minutes if minutes < 1440 else 2 * 1440)
-        bars = broker.history.bars(symbol, now - span, now + timedelta(minutes=1), minutes)
-        if bars:
-            b = bars[-1]
-            count = max(1, b.volume // 100)
-            s.send(
-                [
-                    90,
-                    req_id,
-                    count,
-                    _date(b, minutes, format_date),
-                    b.open,
-                    b.close,
-                    b.high,
-                    b.low,
-                    b.wap,
-                    b.volume,
-                ]
-            )
+        bars = broker.history.bars(symbol, now - span, now + timedelta(minutes=1), minutes, rth)
+        if len(bars):
+            s.send(update_fields(req_id, bars.bar(-1), minutes, format_date))
     loop_now = s.sim.loop_time()
     for req_id, rt in list(s.streams.realtime.items()):
         price = broker.prices.price(rt.symbol)

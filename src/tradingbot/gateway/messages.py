@@ -239,7 +239,7 @@ def open_order(
         fields.append("")  # faProfile
     fields += [""] * 19  # modelCode .. minQty
     fields += [
-        "",  # ocaType
+        order.oca_type or "",
         0,  # eTradeOnly
         0,  # firmQuoteOnly
         "",  # nbboPriceCap

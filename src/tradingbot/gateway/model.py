@@ -118,6 +118,8 @@ class SimOrder:
     order_ref: str
     aux_price: float | None = None
     oca_group: str = ""
+    oca_type: int = 0
+    oca_size: float = 0.0  # the quantity an OCA reduction is proportional to
     parent_id: int = 0
     outside_rth: bool = False
     trailing_percent: float | None = None

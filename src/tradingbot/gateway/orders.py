@@ -5,9 +5,16 @@ Semantics (as the real gateway, within what the simulator models):
 - ``transmit=False`` stages an order (PreSubmitted, never works); the next order of the
   group sent with ``transmit=True`` (its parent, or a child naming it as ``parentId``)
   transmits the whole group.
-- A child (``parentId``) is held until its parent fills, then works; children of one
-  parent cancel each other when one fills (a bracket's take-profit and stop), as do the
-  orders of one ``ocaGroup``. Cancelling a parent cancels its children.
+- A child (``parentId``) is held until its parent fills, then works; when one child of a
+  parent executes, its siblings are reduced by the same share of their size, so a filled
+  take-profit cancels the stop (a bracket). The orders of one ``ocaGroup`` follow their
+  ``ocaType``: 1 (and 0, unset) cancels the others at a member's first execution; 2 and
+  3 (reduce with / without block) reduce the others' quantity in proportion to what
+  executed, cancelling those reduced to nothing. Matching is sequential, so no group
+  overfills and "block" changes nothing here. Cancelling a parent cancels its children.
+- ``max_fill_shares`` (off by default: whole fills) fills a larger order in several
+  executions of at most that many shares, one per matching round (tick), each with its
+  commission and the order's cumulative status.
 - MKT, LMT, STP, STP LMT and TRAIL (``auxPrice`` amount or ``trailingPercent``) work
   against the simulated price; a triggered STP fills as a market order, a triggered STP
   LMT rests as a limit order.
@@ -19,6 +26,7 @@ Semantics (as the real gateway, within what the simulator models):
 from __future__ import annotations
 
 import math
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -43,6 +51,7 @@ __all__ = ["ORDER_TYPES", "TIFS", "OrderBook"]
 
 ORDER_TYPES = ("MKT", "LMT", "STP", "STP LMT", "TRAIL")
 TIFS = ("DAY", "GTC", "IOC")
+OCA_CANCEL, OCA_REDUCE_BLOCK, OCA_REDUCE = 1, 2, 3  # IB's ocaType values (0: unset = 1)
 
 Event = Execution | StatusChange
 
@@ -71,8 +80,10 @@ class OrderBook:
         commissions: CommissionSchedule,
         clock: Callable[[], datetime],
         calendar: SessionCalendar,
+        max_fill_shares: float | None = None,
     ) -> None:
         self._lookup = lookup
+        self.max_fill_shares = max_fill_shares
         self._price = price
         self._default_account = default_account
         self._account_exists = account_exists
@@ -86,6 +97,10 @@ class OrderBook:
         self._clients: dict[int, _ClientState] = {}
         self._next_perm_id = 1_000_000_001
         self._next_exec = 1
+        # Execution ids are unique per gateway session, as IB's are: a simulator started
+        # again (the embedded one at every bot start) must not reuse ids the bot has
+        # stored, or its fills would be taken for ones already recorded.
+        self._exec_prefix = f"{secrets.randbits(32):08x}"
         self._reject_next: str | None = None
 
     # -- ids and faults ----------------------------------------------------------------
@@ -134,6 +149,8 @@ class OrderBook:
             return "A trailing stop needs exactly one of a trailing amount or a percent"
         if (req.tif or "DAY") not in TIFS:
             return f"Time in force {req.tif!r} is not supported by the simulator"
+        if req.oca_type not in (0, OCA_CANCEL, OCA_REDUCE_BLOCK, OCA_REDUCE):
+            return f"Invalid ocaType {req.oca_type} (1, 2 or 3)"
         if req.account and not self._account_exists(req.account):
             return f"Unknown account {req.account}"
         return None
@@ -177,6 +194,8 @@ class OrderBook:
             tif=req.tif or "DAY",
             order_ref=req.order_ref,
             oca_group=req.oca_group,
+            oca_type=req.oca_type,
+            oca_size=req.quantity,
             parent_id=req.parent_id,
             outside_rth=req.outside_rth,
             trailing_percent=req.trailing_percent,
@@ -255,7 +274,7 @@ class OrderBook:
         rejection = self.validate(req)
         if rejection is not None:
             return rejection
-        order.quantity = req.quantity
+        order.quantity = order.oca_size = req.quantity
         order.lmt_price = req.lmt_price
         order.aux_price = req.aux_price
         order.order_type = req.order_type
@@ -353,8 +372,11 @@ class OrderBook:
             ):
                 return
         if order.remaining > 0:
-            events.append(self._fill(order, order.remaining, price))
-            self._after_fill(order, events)
+            shares = order.remaining
+            if self.max_fill_shares:
+                shares = min(shares, self.max_fill_shares)
+            events.append(self._fill(order, shares, price))
+            self._after_fill(order, shares, events)
 
     def _triggered(self, order: SimOrder, price: float) -> bool:
         buy = order.action == "BUY"
@@ -372,29 +394,49 @@ class OrderBook:
             order.triggered = True
         return order.triggered
 
-    def _after_fill(self, order: SimOrder, events: list[Event]) -> None:
-        if not order.is_done:
-            return
-        for child in self._descendants(order):
-            if child.parent_id == order.order_id and child.held:
-                self._arm(child, events)
-        siblings: list[SimOrder] = []
+    def _after_fill(self, order: SimOrder, shares: float, events: list[Event]) -> None:
+        """After ``shares`` of ``order`` executed: its group reacts (OCA, bracket
+        siblings) and, once it is filled, its held children start working."""
         if order.oca_group:
-            siblings += [
+            group = [
                 o
-                for o in self.open_orders()
-                if o.oca_group == order.oca_group and o.client_id == order.client_id
+                for o in self.open_orders(order.client_id)
+                if o.oca_group == order.oca_group and o is not order
             ]
+            if order.oca_type in (OCA_REDUCE_BLOCK, OCA_REDUCE):
+                self._reduce(order, shares, group, events)
+            else:
+                for other in group:
+                    self._cancel(other, events)
         parent = self._parent(order)
         if parent is not None:
-            siblings += [
+            siblings = [
                 o
                 for o in self.open_orders(order.client_id)
                 if o.parent_id == parent.order_id and o is not order
             ]
-        for sibling in siblings:
-            if sibling is not order:
-                self._cancel(sibling, events)
+            self._reduce(order, shares, siblings, events)
+        if order.is_done:
+            for child in self._descendants(order):
+                if child.parent_id == order.order_id and child.held:
+                    self._arm(child, events)
+
+    def _reduce(
+        self, order: SimOrder, shares: float, others: list[SimOrder], events: list[Event]
+    ) -> None:
+        """Reduce ``others`` by the share of their size that ``order`` just executed
+        (by the same number of shares when the sizes are equal); one with nothing left,
+        or any once ``order`` is filled, is cancelled."""
+        fraction = shares / order.oca_size if order.oca_size else 1.0
+        for other in others:
+            if other.is_done:
+                continue
+            cut = other.oca_size * fraction
+            other.quantity = max(other.filled, round(other.quantity - cut, 6))
+            if order.is_done or other.remaining <= 1e-9:
+                self._cancel(other, events)
+            else:
+                events.append(_change(other))
 
     def _fill(self, order: SimOrder, shares: float, price: float) -> Execution:
         commission = self.commissions.commission(shares)
@@ -406,7 +448,7 @@ class OrderBook:
         if order.remaining <= 0:
             order.status = "Filled"
             self._complete(order, "Filled")
-        exec_id = f"0000e1a7.{self._next_exec:08x}.01.01"
+        exec_id = f"{self._exec_prefix}.{self._next_exec:08x}.01.01"
         self._next_exec += 1
         execution = Execution(
             exec_id=exec_id,

@@ -47,9 +47,10 @@ def fmt(value: Field) -> str:
     return str(value)
 
 
-def encode_fields(fields: list[Field]) -> bytes:
-    """Encode fields into one framed message."""
-    payload = "".join(fmt(f) + "\0" for f in fields).encode()
+def encode_fields(fields: list[Field], tail: bytes = b"") -> bytes:
+    """Encode fields into one framed message; ``tail`` is more fields already encoded
+    (each followed by its NUL), appended as they are."""
+    payload = "".join(fmt(f) + "\0" for f in fields).encode() + tail
     return struct.pack(">I", len(payload)) + payload
 
 

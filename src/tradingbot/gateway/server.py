@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from datetime import time as dt_time
 from zoneinfo import ZoneInfo
@@ -71,6 +72,8 @@ class GatewaySimulator:
         # Request messages received, by TWS message id (7 reqExecutions, 5 reqOpenOrders,
         # 1 reqMktData, ...): lets a test see what a client asked for, not only the answers.
         self.requests_received: Counter[int] = Counter()
+        # Called after every fill was sent (the embedded simulator saves its account).
+        self.on_fill: Callable[[Execution], None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -177,6 +180,8 @@ class GatewaySimulator:
             s.push_fill(ex)
         for s in list(self._sessions):
             s.push_portfolio(ex)
+        if self.on_fill is not None:
+            self.on_fill(ex)
 
     async def _tick_loop(self) -> None:
         while True:

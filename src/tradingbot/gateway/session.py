@@ -106,11 +106,12 @@ class Session:
 
     # -- I/O ---------------------------------------------------------------------------
 
-    def send(self, fields: list[Field]) -> None:
-        """Queue one message to the client (dropped once the session is closed)."""
+    def send(self, fields: list[Field], tail: bytes = b"") -> None:
+        """Queue one message to the client (dropped once the session is closed);
+        ``tail``: more fields, already encoded (see ``encode_fields``)."""
         if self.closed or self.writer.is_closing():
             return
-        self.writer.write(encode_fields(fields))
+        self.writer.write(encode_fields(fields, tail))
 
     def close(self) -> None:
         """Close the socket; the client sees the peer closing the connection."""

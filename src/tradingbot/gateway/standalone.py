@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 import sys
 from datetime import time as dt_time
@@ -42,16 +43,19 @@ def build_simulator(
     calendar_name: str = "always-open",
     volatility: float = 0.02,
     step_bps: float = 5.0,
+    max_fill_shares: float | None = None,
 ) -> GatewaySimulator:
     """A simulator with a seeded price model and, optionally, a JSON seed file;
     ``account`` names its one account (else the default paper account);
     ``calendar_name`` is ``always-open`` (the default) or an exchange such as ``XNYS``;
     ``volatility`` is the synthetic history's daily volatility, ``step_bps`` the
-    largest move of one live price step."""
+    largest move of one live price step; ``max_fill_shares`` (default: whole fills)
+    fills larger orders in several executions of at most that many shares."""
     brokerage = Brokerage(
         prices=PriceModel(seed, step_bps=step_bps),
         accounts=None if not account else {account: 1e6},
         calendar=calendar(calendar_name),
+        max_fill_shares=max_fill_shares,
     )
     brokerage.history.daily_vol = volatility
     if seed_file is not None:
@@ -59,6 +63,17 @@ def build_simulator(
     return GatewaySimulator(
         brokerage, max_server_version=max_server_version, tick_interval_s=tick_interval_s
     )
+
+
+def _positive(text: str) -> float:
+    """An argparse type: a number greater than zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"want a number of shares above 0, got {text!r}")
+    return value
 
 
 def parse_restart(text: str) -> tuple[dt_time, ZoneInfo]:
@@ -114,6 +129,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="price model seed (0)")
     parser.add_argument("--seed-file", type=Path, help="JSON accounts, positions and prices")
     parser.add_argument(
+        "--account",
+        metavar="ID",
+        help="the one account served (default DU1234567, a paper account); e.g. U1234567 "
+        "to rehearse a live account (a seed file's accounts replace it)",
+    )
+    parser.add_argument(
         "--server-version",
         type=int,
         default=MAX_SERVER_VERSION,
@@ -142,6 +163,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=5.0,
         help="largest move of one live price step, in basis points (5)",
+    )
+    parser.add_argument(
+        "--max-fill-shares",
+        type=_positive,
+        metavar="SHARES",
+        help="partial fills: fill larger orders in several executions of at most SHARES "
+        "shares, one per tick (default: every order fills whole)",
     )
     parser.add_argument(
         "--restart-at",
@@ -176,11 +204,13 @@ def run_command(args: argparse.Namespace) -> int:
         sim = build_simulator(
             seed=args.seed,
             seed_file=args.seed_file,
+            account=args.account,
             max_server_version=args.server_version,
             tick_interval_s=args.tick_interval,
             calendar_name=args.calendar,
             volatility=args.volatility,
             step_bps=args.step_bps,
+            max_fill_shares=args.max_fill_shares,
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         # json.JSONDecodeError is a ValueError; a missing key is a KeyError.

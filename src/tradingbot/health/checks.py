@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 
 from tradingbot.broker import BrokerStatus, ConnectionState
-from tradingbot.broker.status import RECONCILIATION_GATE
+from tradingbot.broker.status import LIVE_ACCOUNT_GATE, RECONCILIATION_GATE, RESTART_WINDOW_GATE
 from tradingbot.events.spool import EventSpool
 from tradingbot.health.model import FAIL, PASS, WARN, Check, Status
 from tradingbot.logsink import LogFileState
@@ -371,19 +371,32 @@ def trading_check(
     status: BrokerStatus, switch: Callable[[], TradingState | None] = lambda: None
 ) -> CheckFn:
     """May new orders go out? ``fail`` when a risk limit tripped the kill switch, ``warn``
-    while an operator paused trading or reconciliation blocks it, else ``pass``."""
+    while an operator paused trading, reconciliation blocks it or a live account is not
+    allowed (``TRADINGBOT_LIVE_TRADING``), else ``pass`` (also while the IB Gateway's
+    restart window pauses orders: that is expected, the output says so). A pause or trip
+    that could not be stored says so: a restart would not remember it."""
 
     def check() -> list[Check]:
         state = switch()
         blocked = status.trading_blocked(RECONCILIATION_GATE)
         result: Status = PASS
         output = "open"
+        if (window := status.trading_blocked(RESTART_WINDOW_GATE)) is not None:
+            output = window
         if blocked is not None:
             result, output = WARN, f"blocked: reconciliation ({blocked})"
+        if (live := status.trading_blocked(LIVE_ACCOUNT_GATE)) is not None:
+            # Reconciliation first: while the broker is unreachable both gates are closed,
+            # and the account cannot be judged before the broker connects.
+            result = WARN
+            output = f"{output}; {live}" if blocked is not None else f"blocked: {live}"
         if state is not None and state.mode is TradingMode.PAUSED:
             result, output = WARN, state.gate_reason()
         if state is not None and state.mode is TradingMode.TRIPPED:
             result, output = FAIL, state.gate_reason()
+        if state is not None and state.mode is not TradingMode.RUNNING and not state.durable:
+            output += " (not stored: a restart would not remember it; pause again once the "
+            output += "database is back)"
         return [
             Check(
                 component="trading",
@@ -397,12 +410,18 @@ def trading_check(
     return check
 
 
-def broker_check(status: BrokerStatus, grace_s: float = 60.0) -> CheckFn:
+def broker_check(
+    status: BrokerStatus,
+    grace_s: float = 60.0,
+    expected_down: Callable[[], str | None] = lambda: None,
+) -> CheckFn:
     """The gateway connection, from the state the broker actor publishes (never asks it).
 
     Synced passes, with the age in seconds of the last successful round trip to the
     gateway; connecting and degraded warn; not synced for longer than ``grace_s``
-    (a reconnect taking too long, a gateway that is down) fails.
+    (a reconnect taking too long, a gateway that is down) fails. While
+    ``expected_down()`` gives a reason (the IB Gateway's daily restart window), not
+    synced passes, with that reason in the output.
     """
 
     def check() -> list[Check]:
@@ -423,6 +442,8 @@ def broker_check(status: BrokerStatus, grace_s: float = 60.0) -> CheckFn:
             output = f"broker {view.state.value} for {now - view.since:.1f} s"
             if view.last_error:
                 output += f": {view.last_error}"
+            if (expected := expected_down()) is not None:
+                status_, output = PASS, f"{output} ({expected})"
         return [
             Check(
                 component="broker",

@@ -56,6 +56,9 @@ class HealthSources:
     trading_state: Callable[[], TradingState | None] = lambda: None
     # The scheduler's per-job check (tradingbot.scheduler.health); None: not running one.
     scheduler: Callable[[], list[Check]] | None = None
+    # The IB Gateway's restart window (tradingbot.trading.guards); None: none configured.
+    restart_window: Callable[[], list[Check]] | None = None
+    broker_expected_down: Callable[[], str | None] = lambda: None
 
 
 def component_checks(config: Config, sources: HealthSources) -> list[NamedCheck]:
@@ -89,12 +92,23 @@ def component_checks(config: Config, sources: HealthSources) -> list[NamedCheck]
         NamedCheck(
             component="broker",
             measurement="connection",
-            run=broker_check(sources.broker_status, BROKER_DOWN_GRACE_S),
+            run=broker_check(
+                sources.broker_status, BROKER_DOWN_GRACE_S, sources.broker_expected_down
+            ),
         ),
         NamedCheck(
             component="trading",
             measurement="gate",
             run=trading_check(sources.broker_status, sources.trading_state),
+        ),
+        *(
+            []
+            if sources.restart_window is None
+            else [
+                NamedCheck(
+                    component="trading", measurement="restartWindow", run=sources.restart_window
+                )
+            ]
         ),
         NamedCheck(
             component="scheduler",

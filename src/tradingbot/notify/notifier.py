@@ -31,7 +31,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import jinja2
 import structlog
 
 from tradingbot.config import Config, check_mailbox
@@ -229,8 +228,9 @@ class Notifier:
         window = self.settings.storm_window_s
         values = {**context, "count": 1}
         due: datetime | None = None
-        if dedup_key is not None and window > 0:
+        if dedup_key is not None:  # stored even without coalescing: it must fit its column
             dedup_key = dedup_key_of(dedup_key)
+        if dedup_key is not None and window > 0:
             row = self.repository.coalesce(dedup_key, now)
             if row is not None:
                 return Enqueued(coalesced_into=row.id)
@@ -370,7 +370,7 @@ class Notifier:
     def _subject(self, kind: str, values: Mapping[str, Any], level: Severity) -> str:
         try:
             return self.renderer.subject(kind, self._render_context(kind, values, level))
-        except (jinja2.TemplateError, TypeError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever a template or context raises
             # Rendered again (and reported) when it is sent; the row must be stored now.
             return f"[trading-bot] {kind} (not rendered: {type(exc).__name__})"
 
@@ -497,8 +497,10 @@ class Notifier:
                 continue
             try:
                 data = row.mime if row.mime is not None else self._freeze(row)
-            except (jinja2.TemplateError, TypeError, ValueError, KeyError) as exc:
-                self._fail(row, exc, tally)
+            except StorageError:
+                raise  # the database, not this mail: the pass ends, the row waits its lease
+            except Exception as exc:  # noqa: BLE001 - a template or context error of any kind
+                self._fail(row, exc, tally)  # fails this mail alone, never the whole pass
                 continue
             try:
                 session.send(row.message_id, row.sender, row.recipients, data)
@@ -542,7 +544,7 @@ class Notifier:
         try:
             rendered = self.renderer.render(row.kind, context)
             subject, text = rendered.subject, rendered.text
-        except (jinja2.TemplateError, TypeError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - listed under its stored subject, whatever broke
             subject, text = row.subject, f"(not rendered: {exc})"
         return {
             "subject": subject,

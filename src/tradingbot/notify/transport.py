@@ -157,6 +157,12 @@ def eml_name(message_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9.@_+-]", "_", token) + ".eml"
 
 
+#: A message being written is named ``.tmp-XXXX.eml.part``: never ``*.eml`` until it is whole,
+#: so nothing reading the outbox (an operator's script, a mail pickup) sees half a message,
+#: not even one left behind by a ``kill -9`` in the middle of a write.
+PARTIAL_SUFFIX = ".eml.part"
+
+
 class EmlSession:
     """Writes each message atomically: a temporary file, fsync, then rename into place."""
 
@@ -166,7 +172,7 @@ class EmlSession:
     def send(self, message_id: str, sender: str, recipients: tuple[str, ...], data: str) -> None:
         self._folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         target = self._folder / eml_name(message_id)
-        fd, temp = tempfile.mkstemp(dir=self._folder, prefix=".tmp-", suffix=".eml")
+        fd, temp = tempfile.mkstemp(dir=self._folder, prefix=".tmp-", suffix=PARTIAL_SUFFIX)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data.encode("ascii"))

@@ -21,7 +21,7 @@ import concurrent.futures
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,6 +39,7 @@ from tradingbot.recovery.reconcile import (
     Baseline,
     BrokerBooks,
     OurFill,
+    OurOrder,
     Outcome,
     boundary_of,
     our_orders,
@@ -274,15 +275,28 @@ class ReconcilerActor(SupervisedActor):
             )
         )
         since = (started if record is None else record.as_of) - LOOKBACK
-        orders = our_orders(
-            (ref, ctx)
-            for ref, ctx, _ in self._db.events.contexts(ORDER, since)
-            if not account or ctx.get("account", account) == account
-        )
+        orders = self._our_orders(since)
+        # Orders this process is sending at this moment may reach the gateway only after
+        # its snapshot: absent from it, they are in flight, not lost (the next run sees them).
+        sending = {o.order_ref for o in orders if o.open and self._sending(o.order_ref)}
         # Executions the baseline may not contain: since just before its cutoff (the
         # gateway filters them); all of the day's without a baseline.
         window = None if record is None else datetime.fromtimestamp(baseline.cutoff - 1, UTC)
         as_of, books = self._broker_books(window, {o.order_ref for o in orders if o.open})
+        # An order placed while the snapshot was taken (trading goes on during a reconnect
+        # or periodic run) is open at the broker but was not in our books when they were
+        # read; its ORDER event, stored before it was sent, is there now: ours, not unknown.
+        placed_meanwhile = {o.order_ref for o in self._our_orders(since)} - {
+            o.order_ref for o in orders
+        }
+        if placed_meanwhile:
+            books = replace(
+                books,
+                open_orders=[o for o in books.open_orders if o.order_ref not in placed_meanwhile],
+            )
+        in_flight_orders = sending - {o.order_ref for o in books.open_orders}
+        if in_flight_orders:
+            orders = [o for o in orders if o.order_ref not in in_flight_orders]
         # Our fills are read after the snapshot: a fill the broker actor recorded before it
         # is seen as recorded; one it is still recording is "in flight", not imported twice.
         # Fills recorded before the executions window are inside the baseline already
@@ -310,6 +324,19 @@ class ReconcilerActor(SupervisedActor):
             cost_tolerance=self._settings.cost_tolerance,
         )
         return outcome, as_of, boundary_of(books.executions, as_of.timestamp())
+
+    def _sending(self, order_ref: str) -> bool:
+        record = self._status.order(order_ref)
+        return record is not None and record.sending
+
+    def _our_orders(self, since: datetime) -> list[OurOrder]:
+        """Our orders (placements and ends) from the ORDER events stored since ``since``."""
+        account = self._settings.account
+        return our_orders(
+            (ref, ctx)
+            for ref, ctx, _ in self._db.events.contexts(ORDER, since)
+            if not account or ctx.get("account", account) == account
+        )
 
     def _broker_books(
         self, window: datetime | None, our_open: set[str]

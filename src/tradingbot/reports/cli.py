@@ -94,6 +94,7 @@ def render_daily(d: dict[str, Any]) -> str:
         f"Realized P&L    {_money(d['realized_pnl']):>14} {d['currency']}",
         f"Commissions     {_money(d['commissions'], False):>14} {d['currency']}",
         f"Unrealized P&L  {_money(d['unrealized_pnl']):>14} {d['currency']}",
+        *_equity_lines(d),
         f"Round trips     {rt['closed']} closed, {rt['wins']} won, "
         f"win rate {_rate(rt['win_rate'])}",
         "",
@@ -104,12 +105,7 @@ def render_daily(d: dict[str, Any]) -> str:
             f"  {_local(t['time'])}  {t['side']:<3} {t['quantity']:>8g} {t['symbol']:<8}"
             f" @ {t['price']:>10,.2f}  P&L {_money(t['realized_pnl']):>10}"
         )
-    lines += ["", f"Open positions ({len(d['positions'])})"]
-    for p in d["positions"]:
-        lines.append(
-            f"  {p['symbol']:<8} {p['quantity']:>8g} @ {p['avg_cost']:>10,.4f}"
-            f"  unrealized {_money(p['unrealized_pnl'])}"
-        )
+    lines += ["", *_position_lines(d)]
     c = d["counts"]
     lines += [
         "",
@@ -124,6 +120,55 @@ def render_daily(d: dict[str, Any]) -> str:
     lines += ["", "Tomorrow's watchlist"]
     lines += [f"  {w['symbol']:<8} score {w['score']:g}" for w in d["watchlist"]] or ["  none"]
     return "\n".join(lines)
+
+
+def _equity_lines(d: dict[str, Any]) -> list[str]:
+    """Net liquidation, its change since the last recorded one, the broker's P&L."""
+    equity = d.get("equity")
+    recorded = d.get("broker", {}).get("recorded", False)
+    lines = [
+        f"Net liquidation {_money(equity, False):>14} {d['currency']}"
+        if equity is not None
+        else f"Net liquidation {'not recorded' if not recorded else '-':>14}"
+    ]
+    if d.get("equity_change") is not None:
+        pct = d.get("equity_change_pct")
+        lines.append(
+            f"Equity change   {_money(d['equity_change']):>14} {d['currency']}"
+            + ("" if pct is None else f" ({pct:+.2f}%)")
+            + f" since {d['equity_previous']['date']}"
+        )
+    if (pnl := d.get("broker_pnl")) is not None:
+        lines.append(
+            f"Broker's P&L    {_money(pnl['daily']):>14} {d['currency']} today"
+            f" (realized {_money(pnl['realized'])}, unrealized {_money(pnl['unrealized'])})"
+        )
+    return lines
+
+
+def _position_lines(d: dict[str, Any]) -> list[str]:
+    """The open positions, saying whose they are (the broker's recorded ones or ours)."""
+    broker = d.get("broker", {})
+    if d.get("positions_source") == "broker":
+        source = f"at the broker, marks as of {_local(broker['as_of'])} New York time"
+    else:
+        source = "from our books"
+    lines = [f"Open positions ({len(d['positions'])}, {source})"]
+    if broker.get("note"):
+        lines.append(f"  ({broker['note']})")
+    for diff in d.get("position_differences", []):
+        lines.append(
+            f"  ! our books differ: {diff['symbol']} broker {diff['broker']:g},"
+            f" books {diff['books']:g}"
+        )
+    for p in d["positions"]:
+        price = p.get("market_price")
+        lines.append(
+            f"  {p['symbol']:<8} {p['quantity']:>8g} @ {p['avg_cost']:>10,.4f}"
+            f"  market {'-' if price is None else f'{price:,.2f}':>10}"
+            f"  unrealized {_money(p['unrealized_pnl'])}"
+        )
+    return lines
 
 
 def render_pnl(d: dict[str, Any]) -> str:

@@ -3,25 +3,27 @@
 :func:`build_daily` is a pure function of the fills and events it is given (tests feed
 it a hand-computed fixture); :func:`daily_report` gathers them from the database. The
 result is plain JSON data: the ``daily_summary`` e-mail template's context, the body
-of ``GET /api/reports/daily`` and ``trading-bot report daily --json``. Definitions
-(trading date, realized P&L, win rate, watchlist rule) are in ``docs/reports.md``.
+of ``GET /api/reports/daily`` and ``trading-bot report daily --json``. The account's
+figures from the broker (positions with marks, equity, its change) come from the
+date's stored equity mark (:mod:`.account`). Definitions (trading date, realized P&L,
+win rate, watchlist rule) are in ``docs/reports.md``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from tradingbot.events.model import SIGNAL, SYSTEM, Severity
-from tradingbot.reports.books import Books, Fill
+from tradingbot.reports.account import account_section
+from tradingbot.reports.books import Booked, Books, instant
+from tradingbot.reports.ledger import FILL_LATENESS, day_window, opening
 from tradingbot.scheduler.calendar import EXCHANGE_TZ, TradingCalendar
-from tradingbot.storage import Database, EventQuery
+from tradingbot.storage import Database, EquityMark, EventQuery
+from tradingbot.storage.trades import TIME, FillRow
 
-# A fill is stored a little after its execution (and a reconnect reports the day's
-# executions again): read the events stored up to this long after the window.
-FILL_LATENESS = timedelta(days=1)
 WATCHLIST_SESSIONS = 5  # the signals of the last five sessions count
 WATCHLIST_SIZE = 10
 WATCHLIST_DECAY = 0.5  # each session back weighs half as much as the one after it
@@ -32,13 +34,6 @@ MIN_DATE = date(2000, 1, 1)  # reports cover dates from here to a year ahead
 def max_date() -> date:
     """The latest date a report may ask for (a year ahead: the calendar's reach)."""
     return datetime.now(UTC).date() + timedelta(days=365)
-
-
-def day_window(day: date) -> tuple[datetime, datetime]:
-    """The trading date's window in UTC: New York midnight to midnight."""
-    start = datetime.combine(day, time(0), tzinfo=EXCHANGE_TZ)
-    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=EXCHANGE_TZ)
-    return start.astimezone(UTC), end.astimezone(UTC)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,7 +86,7 @@ def watchlist(
 
 def build_daily(
     day: date,
-    fills: Iterable[Fill],
+    fills: Iterable[FillRow],
     *,
     calendar: TradingCalendar,
     signals: Iterable[Signal] = (),
@@ -99,21 +94,29 @@ def build_daily(
     alerts: int = 0,
     incidents: Sequence[Mapping[str, Any]] = (),
     marks: Mapping[str, float] | None = None,
-    equity: float | None = None,
     account: str = "",
     currency: str = "USD",
+    books: Books | None = None,
+    mark: EquityMark | None = None,
+    previous: EquityMark | None = None,
+    broker_note: str | None = None,
 ) -> dict[str, Any]:
-    """The summary of trading date ``day`` from every fill up to its end (older fills
-    give the positions carried into the day)."""
-    start, end = day_window(day)
-    books = Books()
-    today = []
-    for fill in sorted(fills, key=lambda f: f.time):
-        if fill.time >= end:
+    """The summary of trading date ``day`` from ``books`` (empty by default) and the
+    fills after them, in time order, up to the day's end (older fills give the
+    positions carried into the day). ``mark`` is the broker's account stored for the
+    day (``previous``: the latest one before, for the equity's change); without it the
+    positions are our books' (valued at ``marks`` when given) and ``broker_note`` says
+    why."""
+    start_dt, end_dt = day_window(day)
+    start, end = start_dt.timestamp(), end_dt.timestamp()
+    books = Books() if books is None else books
+    today: list[tuple[FillRow, Booked]] = []
+    for row in fills:
+        if row[TIME] >= end:
             break
-        booked = books.add(fill)
-        if fill.time >= start:
-            today.append(booked)
+        booked = books.add(row)
+        if booked is not None and row[TIME] >= start:
+            today.append((row, booked))
     trips = [t for t in books.round_trips if start <= t.closed_at < end]
     wins = sum(1 for t in trips if t.won)
     marks = marks or {}
@@ -121,8 +124,8 @@ def build_daily(
     unrealized_total: float | None = 0.0 if books.positions else None
     for symbol in sorted(books.positions):
         pos = books.positions[symbol]
-        mark = marks.get(symbol)
-        unrealized = None if mark is None else round((mark - pos.avg_cost) * pos.quantity, 2)
+        price = marks.get(symbol)
+        unrealized = None if price is None else round((price - pos.avg_cost) * pos.quantity, 2)
         if unrealized is None:
             unrealized_total = None
         elif unrealized_total is not None:
@@ -132,39 +135,29 @@ def build_daily(
                 "symbol": symbol,
                 "quantity": pos.quantity,
                 "avg_cost": round(pos.avg_cost, 4),
-                "opened_at": None if pos.opened_at is None else pos.opened_at.isoformat(),
-                "market_price": mark,
+                "opened_at": instant(pos.opened_at).isoformat(),
+                "market_price": price,
                 "unrealized_pnl": unrealized,
             }
         )
     counts = dict(event_counts or {})
     session = calendar.is_session(day)
+    section = account_section(
+        mark=mark,
+        previous=previous,
+        books_positions=positions,
+        books_unrealized=None if unrealized_total is None else round(unrealized_total, 2),
+        note=broker_note,
+    )
     return {
         "date": day.isoformat(),
         "account": account,
-        "currency": currency,
+        "currency": currency if mark is None else mark.currency,
         "session": session,
         "early_close": session and calendar.is_early_close(day),
-        "realized_pnl": round(sum(b.realized_pnl for b in today), 2),
-        "commissions": round(sum(b.fill.commission for b in today), 2),
-        "unrealized_pnl": None if unrealized_total is None else round(unrealized_total, 2),
-        "equity": equity,  # the broker's net liquidation when asked live, else unknown
-        "trades": [
-            {
-                "time": b.fill.time.isoformat(),
-                "symbol": b.fill.symbol,
-                "side": b.fill.side,
-                "quantity": b.fill.quantity,
-                "price": b.fill.price,
-                "commission": b.fill.commission,
-                "realized_pnl": round(b.realized_pnl, 2),
-                "closing": b.closing,
-                "position_after": b.position_after,
-                "order_ref": b.fill.order_ref,
-                "exec_id": b.fill.exec_id,
-            }
-            for b in today
-        ],
+        "realized_pnl": round(sum(b[0] for _, b in today), 2),
+        "commissions": round(sum(b[1] for _, b in today), 2),
+        "trades": [_trade(row, booked) for row, booked in today],
         "round_trips": {
             "closed": len(trips),
             "wins": wins,
@@ -172,7 +165,7 @@ def build_daily(
             "win_rate": None if not trips else round(wins / len(trips), 4),
             "pnl": round(sum(t.pnl for t in trips), 2),
         },
-        "positions": positions,
+        **section,
         "counts": {
             "signals": counts.get(SIGNAL, 0),
             "orders": counts.get("ORDER", 0),
@@ -185,14 +178,22 @@ def build_daily(
     }
 
 
-def fills_until(database: Database, end: datetime) -> list[Fill]:
-    """Every recorded fill before ``end`` (TRADE events are never pruned)."""
-    fills = []
-    for row in database.trades.fills(end + FILL_LATENESS):
-        fill = Fill.from_row(row)
-        if fill is not None and fill.time < end:
-            fills.append(fill)
-    return fills
+def _trade(row: FillRow, booked: Booked) -> dict[str, Any]:
+    """One of the day's fills as the summary lists it."""
+    realized, commission, closing, after, side, quantity, price, _ = booked
+    return {
+        "time": instant(row[TIME]).isoformat(),
+        "symbol": row[1],
+        "side": side,
+        "quantity": quantity,
+        "price": price,
+        "commission": commission,
+        "realized_pnl": round(realized, 2),
+        "closing": closing,
+        "position_after": after,
+        "order_ref": str(row[8] or ""),
+        "exec_id": str(row[7] or ""),
+    }
 
 
 def daily_report(
@@ -201,10 +202,11 @@ def daily_report(
     calendar: TradingCalendar,
     *,
     marks: Mapping[str, float] | None = None,
-    equity: float | None = None,
     account: str = "",
+    broker_note: str | None = None,
 ) -> dict[str, Any]:
-    """The summary of ``day`` from the database (see :func:`build_daily`)."""
+    """The summary of ``day`` from the database (see :func:`build_daily`), with the
+    account's equity mark stored for ``day``, if any (:func:`.account.record_mark`)."""
     start, end = day_window(day)
     summary = database.events.summary(start, end)
     since = day_window(day - timedelta(days=WATCHLIST_SESSIONS * 2 + 10))[0]
@@ -234,15 +236,19 @@ def daily_report(
         }
         for event in reversed(page.events)
     ]
+    books = opening(database, day, end + FILL_LATENESS)
     return build_daily(
         day,
-        fills_until(database, end),
+        books.fills,
+        books=books.books,
         calendar=calendar,
         signals=signals,
         event_counts=summary.by_type,
         alerts=alerts,
         incidents=incidents,
         marks=marks,
-        equity=equity,
         account=account,
+        mark=database.equity_marks.get(account, day),
+        previous=database.equity_marks.latest_before(account, day),
+        broker_note=broker_note,
     )

@@ -2,20 +2,21 @@
 
 Each fill's realized P&L (see :mod:`tradingbot.reports.books`) counts in the period of
 its New York trading date; a round trip counts where it closed. Fills before the period
-still build the positions it starts with.
+still build the positions it starts with. Days are totalled first, then periods, so
+a report computed from the snapshots' stored day totals is the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import date, timedelta
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, cast
 
 from tradingbot.reports import BY_CHOICES
-from tradingbot.reports.books import Books, Fill
-from tradingbot.reports.daily import day_window, fills_until
-from tradingbot.scheduler.calendar import EXCHANGE_TZ
+from tradingbot.reports.books import Books
+from tradingbot.reports.ledger import FILL_LATENESS, Totals, day_window, opening, replay
 from tradingbot.storage import Database
+from tradingbot.storage.trades import FillRow
 
 By = Literal["day", "week", "month"]
 MAX_SPAN_DAYS = 366 * 10
@@ -45,19 +46,28 @@ def period_of(day: date, by: By) -> tuple[str, date, date]:
     return first.strftime("%Y-%m"), first, following - timedelta(days=1)
 
 
-def build_pnl(fills: Iterable[Fill], first: date, last: date, by: str) -> dict[str, Any]:
-    """Realized P&L, commissions, fills and round trips per period of ``[first, last]``."""
-    grouping = check_period(first, last, by)
-    start, _ = day_window(first)
-    _, end = day_window(last)
-    books = Books()
-    rows: dict[str, dict[str, Any]] = {}
+def build_pnl(
+    fills: Iterable[FillRow], first: date, last: date, by: str, books: Books | None = None
+) -> dict[str, Any]:
+    """Realized P&L, commissions, fills and round trips per period of ``[first, last]``,
+    from ``books`` (empty by default) and the fills after them, in time order."""
+    check_period(first, last, by)
+    return fold(replay(Books() if books is None else books, fills, first, last), first, last, by)
 
-    def row(day: date) -> dict[str, Any]:
+
+def fold(days: Mapping[date, Totals], first: date, last: date, by: str) -> dict[str, Any]:
+    """The report of ``[first, last]`` from the totals of its days (see
+    :func:`~tradingbot.reports.ledger.replay`)."""
+    grouping = check_period(first, last, by)
+    rows: dict[str, dict[str, Any]] = {}
+    for day in sorted(days):
+        if not first <= day <= last:
+            continue
+        realized, commissions, count, trips, wins = days[day]
         label, lo, hi = period_of(day, grouping)
-        return rows.setdefault(
-            label,
-            {
+        r = rows.get(label)
+        if r is None:
+            r = rows[label] = {
                 "period": label,
                 "from": max(lo, first).isoformat(),
                 "to": min(hi, last).isoformat(),
@@ -66,23 +76,12 @@ def build_pnl(fills: Iterable[Fill], first: date, last: date, by: str) -> dict[s
                 "fills": 0,
                 "round_trips": 0,
                 "wins": 0,
-            },
-        )
-
-    for fill in sorted(fills, key=lambda f: f.time):
-        if fill.time >= end:
-            break
-        trips_before = len(books.round_trips)
-        booked = books.add(fill)
-        if fill.time < start:
-            continue
-        r = row(fill.time.astimezone(EXCHANGE_TZ).date())
-        r["realized_pnl"] += booked.realized_pnl
-        r["commissions"] += fill.commission
-        r["fills"] += 1
-        for trip in books.round_trips[trips_before:]:
-            r["round_trips"] += 1
-            r["wins"] += int(trip.won)
+            }
+        r["realized_pnl"] += realized
+        r["commissions"] += commissions
+        r["fills"] += count
+        r["round_trips"] += trips
+        r["wins"] += wins
     out = []
     for label in sorted(rows):
         r = rows[label]
@@ -109,7 +108,15 @@ def build_pnl(fills: Iterable[Fill], first: date, last: date, by: str) -> dict[s
 
 
 def pnl_report(database: Database, first: date, last: date, by: str = "day") -> dict[str, Any]:
-    """:func:`build_pnl` over the fills recorded in the database."""
+    """:func:`build_pnl` over the fills recorded in the database: the days before
+    ``last`` from the stored snapshots' totals when they hold them (see
+    :mod:`~tradingbot.reports.ledger`), else from the books at ``first``."""
     check_period(first, last, by)
-    _, end = day_window(last)
-    return build_pnl(fills_until(database, end), first, last, by)
+    until = day_window(last)[1] + FILL_LATENESS
+    if first < last and day_window(last)[0] <= datetime.now(UTC):
+        start = opening(database, last, until, days_from=first)
+        if start.days is not None:
+            days = start.days | replay(start.books, start.fills, last, last)
+            return fold(days, first, last, by)
+    start = opening(database, first, until)
+    return build_pnl(start.fills, first, last, by, start.books)

@@ -250,8 +250,36 @@ class SchedulerActor(SupervisedActor):
                 else:
                     self._missed(job, pending, now)
                 continue
+            if self._waits(job, pending, state, now):
+                continue
             trigger = SCHEDULE if pending.at >= self._started_at else MISSED
             self._start(job, pending, trigger, now)
+
+    def _waits(self, job: Job, slot: Slot, state: JobState, now: datetime) -> bool:
+        """Whether a due ``slot`` must wait for ``job.ready`` (at most ``job.ready_wait``)."""
+        try:
+            reason = job.ready()
+        except Exception as exc:  # noqa: BLE001 - a failing readiness check must not stop it
+            reason = None
+            log.warning(
+                "job_ready_check_failed", job=job.name, error=f"{type(exc).__name__}: {exc}"
+            )
+        if reason is not None and now - max(slot.at, self._started_at) < job.ready_wait:
+            if state.waiting != reason:
+                log.info("job_waiting", job=job.name, key=slot.key, reason=reason)
+                self._status.update(job.name, waiting=reason)
+            return True
+        if reason is not None:
+            log.warning(
+                "job_ran_without_waiting_longer",
+                job=job.name,
+                key=slot.key,
+                reason=reason,
+                waited_s=job.ready_wait.total_seconds(),
+            )
+        if state.waiting is not None:
+            self._status.update(job.name, waiting=None)
+        return False
 
     def _follow_other_owner(self, job: Job, state: JobState) -> None:
         """Re-read a run another process holds (every few seconds) until it finishes."""
@@ -294,11 +322,15 @@ class SchedulerActor(SupervisedActor):
     ) -> bool:
         """Claim ``slot`` and run it on a worker thread; False if it was claimed already."""
         try:
-            target = self.peer(job.actor)
-        except KeyError as exc:
+            target = None if job.work is not None else self.peer(job.actor)
+        except KeyError:
             log.error("job_actor_unknown", job=job.name, actor=job.actor)
             if reply is not None:
-                reply.set_exception(exc)
+                reply.set_exception(
+                    RuntimeError(
+                        f"job {job.name!r} cannot run: its actor {job.actor!r} is not running"
+                    )
+                )
             self._pending.pop(job.name, None)
             return False
         try:
@@ -398,7 +430,7 @@ class SchedulerActor(SupervisedActor):
 def _execute(
     job: Job,
     slot: Slot,
-    target: ActorHandle,
+    target: ActorHandle | None,
     database: Database,
     owner: str,
     now: Callable[[], datetime],
@@ -406,10 +438,15 @@ def _execute(
     done: ActorHandle,
     reply: Future[RunResult] | None,
 ) -> None:
-    """Worker thread: ask the job's actor, store the outcome, tell the scheduler."""
+    """Worker thread: ask the job's actor (or do its work), store the outcome, tell the
+    scheduler."""
     started = time.perf_counter()
     try:
-        result = target.ask(job.message(slot), job.timeout_s)
+        if job.work is not None:
+            result = job.work(slot)
+        else:
+            assert target is not None
+            result = target.ask(job.message(slot), job.timeout_s)
     except Exception as exc:  # noqa: BLE001 - a job's failure is its outcome, stored
         ok, outcome = False, f"{type(exc).__name__}: {exc}"
         log.error("job_failed", job=job.name, key=slot.key, error=outcome)

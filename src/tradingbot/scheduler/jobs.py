@@ -3,9 +3,11 @@
 A :class:`Job` names a rule (:class:`At` a wall-clock time in the exchange's zone, or
 :class:`AfterClose` an offset from the session's close, or :class:`Every` an interval),
 the days it applies to (:data:`SESSIONS` or :data:`EVERY_DAY`), the action (a message
-for an actor, addressed by name) and a grace window. Each firing is a :class:`Slot`
-whose ``key`` (the job plus the trading date, or the slot's instant for interval jobs)
-is what the durable ``job_runs`` table makes unique: a slot runs at most once.
+for an actor, addressed by name; or ``work`` run on the job's own thread, for a job that
+waits on the gateway and must not hold an actor's thread for minutes) and a grace
+window. Each firing is a :class:`Slot` whose ``key`` (the job plus the trading date, or
+the slot's instant for interval jobs) is what the durable ``job_runs`` table makes
+unique: a slot runs at most once.
 
 Wall-clock rules are built with ``zoneinfo`` from the local date and time, so a 16:30
 job fires at 16:30 New York time on both sides of a DST switch. A time that does not
@@ -67,23 +69,34 @@ Rule = At | AfterClose | Every
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Job:
-    """One scheduled job. ``message(slot)`` builds what ``actor`` is asked to do."""
+    """One scheduled job. ``message(slot)`` builds what ``actor`` is asked to do; a job
+    without an actor runs ``work(slot)`` on its own thread instead. ``timeout_s`` bounds
+    an actor's answer; ``work`` must bound its own waits and finish within it (a claim
+    still running ``timeout_s`` + 60 s after it started may be taken for abandoned by a
+    process starting on the same database)."""
 
     name: str
     rule: Rule
     days: Days = SESSIONS
-    actor: str
-    message: Callable[[Slot], Any] = field(compare=False)
+    actor: str = ""
+    message: Callable[[Slot], Any] = field(default=lambda slot: None, compare=False)
+    work: Callable[[Slot], Any] | None = field(default=None, compare=False)
     grace: timedelta = timedelta(hours=2)
     timeout_s: float = 300.0
     description: str = ""
     outcome: Callable[[Any], str] = field(default=lambda result: _outcome(result), compare=False)
+    # Why a due slot must wait (None: it may run). A slot waits at most ``ready_wait``
+    # after it came due (or after the start, for a missed one), then runs anyway.
+    ready: Callable[[], str | None] = field(default=lambda: None, compare=False)
+    ready_wait: timedelta = timedelta(minutes=15)
 
     def __post_init__(self) -> None:
         if isinstance(self.rule, AfterClose) and self.days != SESSIONS:
             raise ValueError(f"job {self.name!r}: a close-relative rule needs days=sessions")
         if not self.name or not self.name.replace("_", "").isalnum():
             raise ValueError(f"job name {self.name!r}: letters, digits and _ only")
+        if bool(self.actor) == (self.work is not None):
+            raise ValueError(f"job {self.name!r}: give either an actor or work, not both")
 
     def describe(self) -> str:
         days = "trading sessions" if self.days == SESSIONS else "every day"

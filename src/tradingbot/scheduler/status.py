@@ -32,6 +32,7 @@ class JobState:
     running: Slot | None = None
     overdue: Slot | None = None  # came due while we ran, not run within its grace
     missed: tuple[Slot, ...] = ()  # came due while the process was down, past grace
+    waiting: str | None = None  # why a due slot waits (see ``Job.ready``)
     runs: Counter[str] = field(default_factory=Counter)
 
     def to_dict(self) -> dict[str, Any]:
@@ -39,7 +40,7 @@ class JobState:
         return {
             "job": self.job.name,
             "schedule": self.job.describe(),
-            "actor": self.job.actor,
+            "actor": self.job.actor or "scheduler",  # work jobs run on its job thread
             "grace_s": self.job.grace.total_seconds(),
             "next_run": None if self.next is None else self.next.at.isoformat(),
             "next_key": None if self.next is None else self.next.key,
@@ -58,6 +59,7 @@ class JobState:
             },
             "overdue": None if self.overdue is None else self.overdue.key,
             "missed": [slot.key for slot in self.missed],
+            "waiting": self.waiting,
         }
 
 

@@ -8,7 +8,6 @@ timezone-aware UTC timestamps, and raise only :class:`StorageError` subclasses.
 
 from tradingbot.storage.advisory_lock import AdvisoryLock, LockHolder
 from tradingbot.storage.backup import (
-    BackupError,
     BackupManifest,
     RestoreResult,
     backup_database,
@@ -19,9 +18,13 @@ from tradingbot.storage.backup import (
     restore_database,
     verify_backup,
 )
+from tradingbot.storage.bars import BarRecord, BarRepository
+from tradingbot.storage.books_snapshots import BooksSnapshot, BooksSnapshotRepository
 from tradingbot.storage.database import Database
 from tradingbot.storage.engine import create_engine_for
+from tradingbot.storage.equity_marks import EquityMark, EquityMarkRepository
 from tradingbot.storage.errors import (
+    BackupError,
     DuplicateRecord,
     InvalidQuery,
     RecordNotFound,
@@ -45,8 +48,14 @@ __all__ = [
     "AdvisoryLock",
     "BackupError",
     "BackupManifest",
+    "BarRecord",
+    "BarRepository",
+    "BooksSnapshot",
+    "BooksSnapshotRepository",
     "Database",
     "DuplicateRecord",
+    "EquityMark",
+    "EquityMarkRepository",
     "EventPage",
     "EventQuery",
     "EventRepository",

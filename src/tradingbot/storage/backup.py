@@ -29,7 +29,6 @@ import os
 import re
 import shutil
 import sqlite3
-import subprocess
 import tarfile
 import tempfile
 import zlib
@@ -39,15 +38,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import exc as sa_exc
-from sqlalchemy import text
-from sqlalchemy.engine import Connection, make_url
-
 from tradingbot import __version__
-from tradingbot.storage import schema
+from tradingbot.storage import backup_postgres, schema
+from tradingbot.storage.backup_postgres import DEFAULT_SCHEMA, table_names
 from tradingbot.storage.database import Database
-from tradingbot.storage.errors import StorageError, translate_error
-from tradingbot.storage.models import Base
+from tradingbot.storage.errors import BackupError
 
 FORMAT = "trading-bot-backup/1"
 MANIFEST = "manifest.json"
@@ -58,11 +53,6 @@ SCHEDULED_PREFIX = "trading-bot-"  # trading-bot-20261206T023000Z.backup.tar
 PRE_RESTORE_PREFIX = "pre-restore-"  # never pruned by --keep
 _STAMP = re.compile(r"^trading-bot-\d{8}T\d{6}Z\.backup\.tar$")
 _CHUNK = 1 << 20
-_TOOL_TIMEOUT_S = 3600
-
-
-class BackupError(StorageError):
-    """A backup cannot be made, read, verified or restored; ``str()`` says why and what to do."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,6 +68,9 @@ class BackupManifest:
     member: str = ""
     sha256: str = ""
     size_bytes: int = 0
+    # PostgreSQL: the schema the tables were dumped from (written only when not "public",
+    # so that an older trading-bot can still read the manifest of a default install).
+    postgres_schema: str = DEFAULT_SCHEMA
 
     @property
     def rows(self) -> int:
@@ -85,9 +78,12 @@ class BackupManifest:
 
     def describe(self) -> str:
         """``revision 0006, 1234 rows in 5 tables, sqlite, 2026-12-06T02:30:00+00:00``."""
+        where = self.dialect
+        if self.dialect == "postgresql" and self.postgres_schema != DEFAULT_SCHEMA:
+            where += f" schema {self.postgres_schema}"
         return (
             f"revision {self.schema_revision or 'none'}, {self.rows} rows in "
-            f"{len(self.counts)} tables, {self.dialect}, made {self.created_at}"
+            f"{len(self.counts)} tables, {where}, made {self.created_at}"
         )
 
 
@@ -186,7 +182,7 @@ def _sqlite_contents(path: Path) -> tuple[str | None, dict[str, int]]:
             revision = None if row is None else str(row[0])
         counts = {
             name: int(connection.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0])
-            for name in _table_names()
+            for name in table_names()
             if name in names
         }
     finally:
@@ -195,48 +191,18 @@ def _sqlite_contents(path: Path) -> tuple[str | None, dict[str, int]]:
 
 
 def _backup_postgres(database: Database, scratch: Path) -> tuple[BackupManifest, Path]:
-    pg_dump = _tool("pg_dump")
     dump = scratch / "database.sql"
-    engine = database._tx.engine
-    try:
-        with engine.connect() as connection:
-            connection = connection.execution_options(isolation_level="REPEATABLE READ")
-            with connection.begin():
-                snapshot = connection.execute(text("SELECT pg_export_snapshot()")).scalar_one()
-                revision = schema.current_revision(connection)
-                counts = _postgres_counts(connection)
-                _run(
-                    [
-                        pg_dump,
-                        f"--snapshot={snapshot}",
-                        "--format=plain",
-                        "--no-owner",
-                        "--no-privileges",
-                        f"--file={dump}",
-                    ],
-                    database,
-                    "pg_dump",
-                )
-    except sa_exc.SQLAlchemyError as error:
-        raise translate_error(error, database._url) from error
-    return _compress(dump, scratch / POSTGRES_MEMBER, "postgresql", revision, counts)
-
-
-def _postgres_counts(connection: Connection) -> dict[str, int]:
-    present = set(
-        connection.execute(
-            text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
-        ).scalars()
-    )
-    return {
-        name: int(connection.execute(text(f'SELECT count(*) FROM "{name}"')).scalar_one())
-        for name in _table_names()
-        if name in present
-    }
+    revision, counts, name = backup_postgres.dump(database, dump)
+    return _compress(dump, scratch / POSTGRES_MEMBER, "postgresql", revision, counts, name)
 
 
 def _compress(
-    raw: Path, member: Path, dialect: str, revision: str | None, counts: dict[str, int]
+    raw: Path,
+    member: Path,
+    dialect: str,
+    revision: str | None,
+    counts: dict[str, int],
+    postgres_schema: str = DEFAULT_SCHEMA,
 ) -> tuple[BackupManifest, Path]:
     digest = hashlib.sha256()
     with raw.open("rb") as source, member.open("wb") as sink:
@@ -254,6 +220,7 @@ def _compress(
         member=member.name,
         sha256=digest.hexdigest(),
         size_bytes=member.stat().st_size,
+        postgres_schema=postgres_schema,
     )
     return manifest, member
 
@@ -277,7 +244,10 @@ class _Hashing(io.RawIOBase):
 
 def _write_archive(destination: Path, manifest: BackupManifest, data: Path, scratch: Path) -> None:
     partial = scratch / "backup.tar"
-    body = json.dumps(asdict(manifest), indent=2, sort_keys=True).encode()
+    fields = asdict(manifest)
+    if manifest.postgres_schema == DEFAULT_SCHEMA:
+        del fields["postgres_schema"]
+    body = json.dumps(fields, indent=2, sort_keys=True).encode()
     try:
         with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as archive:
             info = tarfile.TarInfo(MANIFEST)
@@ -435,6 +405,16 @@ def check_restorable(database: Database, manifest: BackupManifest, path: Path) -
             f"(up to {schema.head_revision()}); restore it with the version that made it "
             f"({manifest.trading_bot_version})"
         )
+    if manifest.dialect == "postgresql":
+        target = backup_postgres.target_schema(database)
+        if target != manifest.postgres_schema:
+            raise BackupError(
+                f"{path} holds the tables of schema {manifest.postgres_schema}; "
+                f"TRADINGBOT_DATABASE_URL ({database.redacted_url}) keeps them in schema "
+                f"{target}; restore with a search_path that selects "
+                f"{manifest.postgres_schema} (?options=-csearch_path%3D"
+                f"{manifest.postgres_schema})"
+            )
 
 
 def restore_database(database: Database, path: Path) -> RestoreResult:
@@ -452,7 +432,7 @@ def restore_database(database: Database, path: Path) -> RestoreResult:
         if manifest.dialect == "sqlite":
             _restore_sqlite(database, raw)
         else:
-            _restore_postgres(database, raw)
+            backup_postgres.restore(database, raw, manifest.postgres_schema)
     database.dispose()  # pooled connections may have cached the old schema
     upgraded = database.upgrade()
     return RestoreResult(manifest=manifest, upgraded=upgraded, revision=database.current_revision())
@@ -476,79 +456,7 @@ def _restore_sqlite(database: Database, raw: Path) -> None:
         raise BackupError(f"database {database.redacted_url}: restore failed: {error}") from None
 
 
-def _restore_postgres(database: Database, raw: Path) -> None:
-    psql = _tool("psql")
-    tables = sorted({*_table_names(), "alembic_version"})
-    prologue = "".join(f'DROP TABLE IF EXISTS public."{name}" CASCADE;\n' for name in tables)
-    script = raw.with_name("restore.sql")
-    with script.open("wb") as sink, raw.open("rb") as dump:
-        sink.write(prologue.encode())
-        shutil.copyfileobj(dump, sink, _CHUNK)
-    database.dispose()
-    _run(
-        [
-            psql,
-            "--no-psqlrc",
-            "--quiet",
-            "--single-transaction",
-            "--set=ON_ERROR_STOP=1",
-            f"--file={script}",
-        ],
-        database,
-        "psql",
-    )
-
-
 # -- helpers ------------------------------------------------------------------------------------
-
-
-def _table_names() -> list[str]:
-    return [table.name for table in Base.metadata.sorted_tables]
-
-
-def _tool(name: str) -> str:
-    found = shutil.which(name)
-    if found is None:
-        raise BackupError(
-            f"{name} is not installed; PostgreSQL backups need the PostgreSQL client tools "
-            "(apt-get install postgresql-client, the same major version as the server)"
-        )
-    return found
-
-
-def _run(command: list[str], database: Database, name: str) -> None:
-    """Run a PostgreSQL client tool against ``database`` (password in the environment)."""
-    url = make_url(database._url)
-    env = {**os.environ, "PGCONNECT_TIMEOUT": "5", "PGAPPNAME": f"trading-bot {name}"}
-    for variable, value in (
-        ("PGHOST", url.host),
-        ("PGPORT", url.port),
-        ("PGUSER", url.username),
-        ("PGPASSWORD", url.password),
-        ("PGDATABASE", url.database),
-    ):
-        if value is not None:
-            env[variable] = str(value)
-        else:
-            env.pop(variable, None)
-    try:
-        result = subprocess.run(
-            command,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=_TOOL_TIMEOUT_S,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as error:
-        raise BackupError(f"{name} failed: {_reason(error)}") from None
-    if result.returncode != 0:
-        lines = [line for line in result.stderr.splitlines() if line.strip()]
-        detail = lines[0] if lines else f"exit code {result.returncode}"
-        if url.password:
-            detail = detail.replace(url.password, "***")
-        raise BackupError(f"{name} failed on {database.redacted_url}: {detail}")
 
 
 @contextlib.contextmanager

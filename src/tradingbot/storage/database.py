@@ -13,7 +13,10 @@ from sqlalchemy import text
 from tradingbot.config import redact_url
 from tradingbot.storage import schema
 from tradingbot.storage.advisory_lock import AdvisoryLock, LockHolder, advisory_lock_holder
+from tradingbot.storage.bars import BarRepository
+from tradingbot.storage.books_snapshots import BooksSnapshotRepository
 from tradingbot.storage.engine import create_engine_for, sqlite_file
+from tradingbot.storage.equity_marks import EquityMarkRepository
 from tradingbot.storage.errors import (
     UPGRADE_HINT,
     SchemaOutOfDate,
@@ -48,6 +51,9 @@ class Database:
         self._trading_state = TradingStateRepository(transactions)
         self._job_runs = JobRunRepository(transactions)
         self._trades = TradeRepository(transactions)
+        self._bars = BarRepository(transactions)
+        self._books_snapshots = BooksSnapshotRepository(transactions)
+        self._equity_marks = EquityMarkRepository(transactions)
 
     @classmethod
     def open(cls, url: str) -> Database:
@@ -122,6 +128,21 @@ class Database:
         return self._trades
 
     @property
+    def bars(self) -> BarRepository:
+        """OHLCV bars by symbol and bar size (the daily bar update; strategies' warm-up)."""
+        return self._bars
+
+    @property
+    def books_snapshots(self) -> BooksSnapshotRepository:
+        """Our books at the end of a trading date, so reports skip the older fills."""
+        return self._books_snapshots
+
+    @property
+    def equity_marks(self) -> EquityMarkRepository:
+        """The account's equity, P&L and marked positions as stored by each daily summary."""
+        return self._equity_marks
+
+    @property
     def recovery(self) -> RecoveryRepository:
         """Crashed runs detected at start (``recovery_events``), updated by reconciliation."""
         return self._recovery
@@ -153,7 +174,7 @@ class Database:
         """
         with self._tx.write_connection() as connection:
             try:
-                return schema.upgrade(connection)
+                return schema.upgrade(connection, self.redacted_url)
             except CommandError as error:
                 raise SchemaOutOfDate(
                     f"database {self.redacted_url}: cannot upgrade ({error}); "

@@ -40,6 +40,10 @@ class SchemaOutOfDate(StorageError):
     """
 
 
+class BackupError(StorageError):
+    """A backup cannot be made, read, verified or restored; ``str()`` says why and what to do."""
+
+
 class DuplicateRecord(StorageError):
     """A record with the same client-generated id is already stored."""
 

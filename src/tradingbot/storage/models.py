@@ -350,3 +350,61 @@ class JobRunRow(Base):
     finished_at: Mapped[datetime | None]
     duration_s: Mapped[float | None] = mapped_column(Float())
     outcome: Mapped[str | None] = mapped_column(Text())
+
+
+class BarRow(Base):
+    """One OHLCV bar of one symbol (see ``storage/bars.py``): ``bar_size`` is IB's name
+    of its length (``1 min``, ``1 day``), ``start`` its first instant (UTC). The primary
+    key ``(symbol, bar_size, start)`` makes the daily bar update an idempotent upsert."""
+
+    __tablename__ = "bars"
+
+    symbol: Mapped[str] = mapped_column(String(20), primary_key=True)
+    bar_size: Mapped[str] = mapped_column(String(16), primary_key=True)
+    start: Mapped[datetime] = mapped_column(primary_key=True)
+    open: Mapped[float] = mapped_column(Float())
+    high: Mapped[float] = mapped_column(Float())
+    low: Mapped[float] = mapped_column(Float())
+    close: Mapped[float] = mapped_column(Float())
+    volume: Mapped[float] = mapped_column(Float())
+    wap: Mapped[float | None] = mapped_column(Float())
+    stored_at: Mapped[datetime]
+
+
+class BooksSnapshotRow(Base):
+    """Our books at the end of a New York trading date (see
+    ``storage/books_snapshots.py``): the open positions rebuilt from the fills, with the
+    count and sum of ``seq`` of the TRADE events they were built from, so a fill stored
+    later with an older timestamp makes the snapshot stale (a cheap SQL check); and the
+    P&L totals of the days since ``base``, the snapshot it was built from."""
+
+    __tablename__ = "books_snapshots"
+
+    day: Mapped[date] = mapped_column(Date(), primary_key=True)
+    boundary: Mapped[datetime]
+    fills: Mapped[int] = mapped_column(BigInteger())
+    seq_sum: Mapped[int] = mapped_column(BigInteger())
+    replay_from: Mapped[datetime]
+    positions: Mapped[list[Any]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
+    base: Mapped[date | None] = mapped_column(Date())
+    days: Mapped[dict[str, Any]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
+    created_at: Mapped[datetime]
+
+
+class EquityMarkRow(Base):
+    """The account as the broker reported it when the daily summary of a trading date
+    was made (see ``storage/equity_marks.py``): net liquidation, the broker's P&L of
+    the day and each open position with its mark. One row per account and date: the
+    first one stored stays, so later reports show what the mail showed."""
+
+    __tablename__ = "equity_marks"
+
+    account: Mapped[str] = mapped_column(String(ACCOUNT_LENGTH), primary_key=True)
+    trading_date: Mapped[date] = mapped_column(Date(), primary_key=True)
+    recorded_at: Mapped[datetime]
+    equity: Mapped[float | None] = mapped_column(Float())
+    currency: Mapped[str] = mapped_column(String(8))
+    daily_pnl: Mapped[float | None] = mapped_column(Float())
+    realized_pnl: Mapped[float | None] = mapped_column(Float())
+    unrealized_pnl: Mapped[float | None] = mapped_column(Float())
+    positions: Mapped[list[Any]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))

@@ -112,7 +112,9 @@ class OutboxRepository:
         """
         created = require_utc(mail.created_at, "created_at")
         due = require_utc(mail.next_attempt_at or created, "next_attempt_at")
-        window = None if mail.window_ends_at is None else require_utc(mail.window_ends_at, "w")
+        window = mail.window_ends_at
+        if window is not None:
+            window = require_utc(window, "window_ends_at")
         row = OutboxRow(
             message_id=mail.message_id,
             kind=mail.kind,

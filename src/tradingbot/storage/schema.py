@@ -20,6 +20,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from tradingbot.storage.errors import StorageError
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 # Key of the PostgreSQL advisory lock held (for the transaction) while upgrading, so that
@@ -64,14 +66,33 @@ def current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
-def upgrade(connection: Connection) -> list[str]:
+def postgres_schema(connection: Connection, where: str) -> str:
+    """The PostgreSQL schema trading-bot's tables live in: the first existing one of the
+    ``search_path`` (``public`` by default; ``?options=-csearch_path%3Dtb`` in the URL
+    selects ``tb``). Raises :class:`StorageError` naming the search path when none exists.
+    """
+    name, search_path = connection.execute(
+        text("SELECT current_schema(), current_setting('search_path')")
+    ).one()
+    if name is None:
+        raise StorageError(
+            f"database {where}: no schema to keep the tables in: none of the search_path "
+            f"({search_path}) exists; create it (CREATE SCHEMA …) or correct "
+            "options=-csearch_path in TRADINGBOT_DATABASE_URL"
+        )
+    return str(name)
+
+
+def upgrade(connection: Connection, where: str) -> list[str]:
     """Apply pending migrations on ``connection``, inside its (write) transaction.
 
+    ``where`` names the database in errors (its URL, password redacted).
     On PostgreSQL a transaction-scoped advisory lock is taken first, so concurrent
     upgraders queue up and the later ones find nothing left to apply.
     Returns the applied revision ids, oldest first.
     """
     if connection.dialect.name == "postgresql":
+        postgres_schema(connection, where)
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": UPGRADE_LOCK_KEY})
     applied: list[str] = []
 

@@ -10,20 +10,31 @@ The rules, in the order they are checked:
 
 1. **price band** (fat-finger guard): a limit price further than ``price_band_pct`` from
    the last quote is refused. A market order needs a quote: without one its value
-   cannot be checked, so it is refused.
+   cannot be checked, so it is refused. (A limit order without a quote is valued at
+   its limit price; its band cannot be checked.)
 2. **max order notional**: quantity x price (the limit price, else the last quote).
 3. **max position** (shares and notional), only for an order that *increases* the
-   absolute position of its symbol: an order that reduces exposure is never refused by
-   a position limit.
+   absolute position of its symbol.
 4. **max open orders** and **max orders per minute** (both count this order).
 
-Not yet enforced: the broker's order path does not call these rules yet, and their
-limits are not settings yet (the next step of the kill-switch and risk work).
+An order that **reduces** a position without flipping it (a stop-out, a flatten's
+closing order) is judged by rule 1 for a limit price only: no other limit refuses it,
+and a market order that reduces needs no quote. Such orders bound themselves: the
+position they are judged against counts the orders still working, so a second close of
+the same shares no longer reduces anything and is judged like any other order.
+
+Enforced in the broker's order path (:mod:`tradingbot.broker.pretrade`), with the limits
+of the ``TRADINGBOT_RISK_*`` settings (:meth:`RiskLimits.from_config`); the daily loss
+limit is watched by :mod:`tradingbot.trading.loss_limit`. See ``docs/risk.md``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tradingbot.config import Config
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,6 +50,20 @@ class RiskLimits:
     daily_loss_limit_usd: float
     warn_at: float = 0.8  # a limit used this much (or more) is reported once a day
 
+    @classmethod
+    def from_config(cls, config: Config) -> RiskLimits:
+        """The limits of the ``TRADINGBOT_RISK_*`` settings."""
+        return cls(
+            max_position_shares=config.risk_max_position_shares,
+            max_position_usd=config.risk_max_position_usd,
+            max_order_usd=config.risk_max_order_usd,
+            max_open_orders=config.risk_max_open_orders,
+            max_orders_per_minute=config.risk_max_orders_per_minute,
+            price_band_pct=config.risk_price_band_pct,
+            daily_loss_limit_usd=config.risk_daily_loss_limit_usd,
+            warn_at=config.risk_warn_at,
+        )
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OrderIntent:
@@ -53,12 +78,17 @@ class OrderIntent:
     def signed_quantity(self) -> float:
         return self.quantity if self.side == "BUY" else -self.quantity
 
+    def reduces(self, position: float) -> bool:
+        """True when the order brings ``position`` towards zero without flipping it."""
+        after = position + self.signed_quantity
+        return abs(after) < abs(position) and after * position >= 0
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RiskInputs:
     """The state an order is judged on (read from durable or broker state, not memory)."""
 
-    position: float  # signed shares of the order's symbol now
+    position: float  # signed shares of the order's symbol (with our working orders)
     last_price: float | None  # the last quote (None: no quote yet)
     open_orders: int  # our orders not yet final
     orders_last_minute: int  # our orders placed in the last 60 s
@@ -96,8 +126,9 @@ class RiskVerdict:
 def check_order(order: OrderIntent, inputs: RiskInputs, limits: RiskLimits) -> RiskVerdict:
     """Judge ``order``; see the module docstring for the rules and their order."""
     uses: list[LimitUse] = []
+    reducing = order.reduces(inputs.position)
     price = order.limit_price if order.limit_price is not None else inputs.last_price
-    if price is None:
+    if price is None and not reducing:
         return _refuse(
             LimitUse(limit="price_band", value=0.0, maximum=limits.price_band_pct),
             f"no quote for {order.symbol}: the order's value cannot be checked",
@@ -112,6 +143,8 @@ def check_order(order: OrderIntent, inputs: RiskInputs, limits: RiskLimits) -> R
                 f"{inputs.last_price:g} (band {limits.price_band_pct:g}%)",
             )
         uses.append(band)
+    if reducing or price is None:
+        return RiskVerdict(refused=None, reason=None, nearing=())
     notional = order.quantity * price
     order_use = LimitUse(limit="max_order_usd", value=notional, maximum=limits.max_order_usd)
     if notional > limits.max_order_usd:

@@ -1,5 +1,6 @@
-"""The operator's dashboard: server-rendered HTML pages at ``/``, ``/tree``, ``/events``
-and ``/mail``, the login form, and their static assets.
+"""The operator's dashboard: server-rendered HTML pages at ``/``, ``/strategies``,
+``/tree``, ``/events``, ``/pnl``, ``/jobs`` and ``/mail``, the login form, and their
+static assets.
 
 Every page is complete without JavaScript (the first paint is rendered here, from the
 same data the JSON API serves). With JavaScript, ``static/dashboard.js`` refreshes the
@@ -16,6 +17,7 @@ session (:mod:`tradingbot.web.session`), opened by posting the token to ``/login
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -30,16 +32,26 @@ from multidict import MultiDict
 from tradingbot import __version__
 from tradingbot.broker.status import FINAL_STATUSES
 from tradingbot.events import Severity
-from tradingbot.health import worst
-from tradingbot.runtime import Runtime
+from tradingbot.health import HealthState, worst
 from tradingbot.storage import EventQuery, StorageError, StorageUnavailable
 from tradingbot.storage.outbox import FAILED, PENDING, SENT
+from tradingbot.supervision import SupervisionTree
 from tradingbot.supervision.snapshot import ActorSnapshot
+from tradingbot.web.account_view import EQUITY_CACHE, EquityCache, account_overview
 from tradingbot.web.dashboard_reports import jobs_page, pnl_page
 from tradingbot.web.docs import ASSETS_PATH, DOCS_PATH, add_docs_routes
 from tradingbot.web.events_api import LIST_PARAMS, _read_filters, _read_range
 from tradingbot.web.outbox_api import read_outbox
 from tradingbot.web.params import InvalidParams, QueryReader
+from tradingbot.web.services import (
+    BROKER_STATUS,
+    CONFIG,
+    DATABASE,
+    HEALTH,
+    RUN_ID,
+    SCHEDULER_STATUS,
+    TREE,
+)
 from tradingbot.web.session import (
     API,
     COOKIE,
@@ -52,6 +64,7 @@ from tradingbot.web.session import (
     session_middleware,
     set_cookie,
 )
+from tradingbot.web.strategies_api import strategies_body
 from tradingbot.web.trading_view import trading_state
 
 log = structlog.get_logger(__name__)
@@ -60,6 +73,7 @@ STATIC_PREFIX: Final = "/static/dashboard"
 STATIC_DIR: Final = Path(__file__).parent / "static"
 PAGES: Final = {
     "/": "Overview",
+    "/strategies": "Strategies",
     "/tree": "Supervision tree",
     "/events": "Events",
     "/pnl": "P&L",
@@ -78,10 +92,9 @@ CSP: Final = (
 )
 NO_TOKEN_HINT: Final = (
     "Controls are disabled: set TRADINGBOT_API_TOKEN and restart to enable them "
-    "(or use the shell: trading-bot shell -c 'pause REASON')."
+    "(or use the shell: trading-bot shell -c 'pause REASON', or 'flatten REASON')."
 )
 
-_RUNTIME = web.AppKey("dashboard_runtime", Runtime)
 _TEMPLATES = web.AppKey("dashboard_templates", jinja2.Environment)
 
 # Status words with a symbol, so that no state is told by colour alone.
@@ -92,6 +105,8 @@ SYMBOLS: Final = {
     "running": "●",
     "restarting": "↻",
     "stopped": "■",
+    "waiting": "…",
+    "not started": "○",
     "unresponsive": "✖",
     "paused": "‖",
     "tripped": "✖",
@@ -129,10 +144,8 @@ def classify(request: web.Request) -> str:
 dashboard_sessions = session_middleware(classify)
 
 
-def add_dashboard(app: web.Application, runtime_key: web.AppKey[Runtime]) -> None:
+def add_dashboard(app: web.Application) -> None:
     """Register the pages, the login form, ``/docs`` and the static assets."""
-    runtime = app[runtime_key]
-    app[_RUNTIME] = runtime
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("tradingbot.web", "templates"),
         autoescape=True,
@@ -140,10 +153,14 @@ def add_dashboard(app: web.Application, runtime_key: web.AppKey[Runtime]) -> Non
         lstrip_blocks=True,
     )
     env.globals.update(symbols=SYMBOLS, version=__version__, static=STATIC_PREFIX)
+    env.filters.update(money=money, signed=signed, qty=quantity)
     app[_TEMPLATES] = env
-    if runtime.config.api_token:
-        app[SESSIONS] = Sessions(runtime.config.api_token)
+    app[EQUITY_CACHE] = EquityCache()
+    config = app[CONFIG]
+    if config.api_token:
+        app[SESSIONS] = Sessions(config.api_token)
     app.router.add_get("/", _page("overview.html", _overview))
+    app.router.add_get("/strategies", _page("strategies.html", _strategies))
     app.router.add_get("/tree", _page("tree.html", _tree))
     app.router.add_get("/events", _page("events.html", _events))
     app.router.add_get("/mail", _page("mail.html", _mail))
@@ -167,9 +184,9 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 
 def _common(request: web.Request) -> dict[str, Any]:
     """What every page's frame needs: navigation, session, controls."""
-    runtime = request.app[_RUNTIME]
+    app = request.app
     session = request.get(CURRENT)
-    token = bool(runtime.config.api_token)
+    token = bool(app[CONFIG].api_token)
     return {
         "pages": PAGES,
         "path": request.path,
@@ -179,7 +196,7 @@ def _common(request: web.Request) -> dict[str, Any]:
         "controls_enabled": token and session is not None,
         "no_token_hint": None if token else NO_TOKEN_HINT,
         "docs_path": DOCS_PATH,
-        "run_id": runtime.run_id,
+        "run_id": app[RUN_ID],
     }
 
 
@@ -217,9 +234,9 @@ def _html(text: str, status: int = 200) -> web.Response:
     )
 
 
-def _health(runtime: Runtime) -> dict[str, Any]:
+def _health(state: HealthState) -> dict[str, Any]:
     """Health checks grouped by component, with the overall status and the report's age."""
-    report = runtime.health.latest()
+    report = state.latest()
     if report is None:
         return {"status": "fail", "components": [], "age_s": None, "note": "not run yet"}
     components: dict[str, list[dict[str, Any]]] = {}
@@ -238,8 +255,8 @@ def _health(runtime: Runtime) -> dict[str, Any]:
                 "output": check.output or "",
             }
         )
-    age = runtime.health.age_s(report)
-    stale = age > runtime.health.stale_after_s
+    age = state.age_s(report)
+    stale = age > state.stale_after_s
     return {
         "status": "fail" if stale else worst(c.status for c in report.checks),
         "components": [
@@ -271,19 +288,41 @@ def _flatten(node: ActorSnapshot, depth: int = 0) -> list[dict[str, Any]]:
     return rows
 
 
-def _actors(runtime: Runtime) -> list[dict[str, Any]]:
-    tree = runtime.tree
+def _actors(tree: SupervisionTree | None) -> list[dict[str, Any]]:
     return [] if tree is None else _flatten(tree.snapshot())
 
 
-def _overview(request: web.Request) -> dict[str, Any]:
-    runtime = request.app[_RUNTIME]
-    actors = _actors(runtime)
+def money(value: float | None) -> str:
+    """``12,345.60`` (an unknown value: an em dash)."""
+    return "—" if value is None else f"{value:,.2f}"
+
+
+def signed(value: float | None) -> str:
+    """A P&L in words as well as sign, never by colour alone: ``+12.50 ▲ gain``."""
+    if value is None:
+        return "—"
+    shown = round(value, 2)  # what rounds to 0.00 reads flat, not "-0.00 ▼ loss"
+    if shown > 0:
+        return f"+{shown:,.2f} ▲ gain"
+    if shown < 0:
+        return f"-{-shown:,.2f} ▼ loss"
+    return "0.00 flat"
+
+
+def quantity(value: float) -> str:
+    """Shares without a needless ``.0``; a short position reads ``-100 (short)``."""
+    text = f"{value:,.0f}" if float(value).is_integer() else f"{value:,.4f}".rstrip("0")
+    return f"{text} (short)" if value < 0 else text
+
+
+async def _overview(request: web.Request) -> dict[str, Any]:
+    app = request.app
+    actors = _actors(app[TREE]())
     counts: dict[str, int] = {}
     for actor in actors:
         counts[actor["status"]] = counts.get(actor["status"], 0) + 1
-    health = _health(runtime)
-    orders = [o for o in runtime.broker_status.orders() if o.status not in FINAL_STATUSES]
+    health = _health(app[HEALTH])
+    orders = [o for o in app[BROKER_STATUS].orders() if o.status not in FINAL_STATUSES]
     broker = next((c for c in health["components"] if c["name"] == "broker"), None)
     return {
         "title": "Overview",
@@ -294,13 +333,23 @@ def _overview(request: web.Request) -> dict[str, Any]:
         "trading": trading_state(request.app),
         "open_orders": orders[:MAX_ORDERS_SHOWN],
         "open_orders_total": len(orders),
+        "account": await account_overview(app),
         "now": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }
 
 
+async def _strategies(request: web.Request) -> dict[str, Any]:
+    body = await strategies_body(request.app)
+    return {
+        "title": "Strategies",
+        "running": body is not None,
+        "strategies": [] if body is None else body["strategies"],
+    }
+
+
 def _tree(request: web.Request) -> dict[str, Any]:
-    runtime = request.app[_RUNTIME]
-    return {"title": "Supervision tree", "actors": _actors(runtime), "running": runtime.tree}
+    tree = request.app[TREE]()
+    return {"title": "Supervision tree", "actors": _actors(tree), "running": tree}
 
 
 def _filled(query: Mapping[str, str]) -> MultiDict[str]:
@@ -309,7 +358,6 @@ def _filled(query: Mapping[str, str]) -> MultiDict[str]:
 
 
 async def _events(request: web.Request) -> dict[str, Any] | web.Response:
-    runtime = request.app[_RUNTIME]
     query = _filled(request.query)
     context: dict[str, Any] = {
         "title": "Events",
@@ -341,7 +389,7 @@ async def _events(request: web.Request) -> dict[str, Any] | web.Response:
     except (InvalidParams, ValueError) as exc:
         context["error"] = str(exc)
         return context
-    database = runtime.database
+    database = request.app[DATABASE]()
     if database is None:
         context["error"] = "the bot is not running"
         return context
@@ -361,12 +409,12 @@ async def _events(request: web.Request) -> dict[str, Any] | web.Response:
 
 
 async def _mail(request: web.Request) -> dict[str, Any]:
-    runtime = request.app[_RUNTIME]
+    database = request.app[DATABASE]()
     lists: dict[str, list[Any]] = {}
     error = ""
     try:
         for status in (PENDING, FAILED, SENT):
-            records = await asyncio.to_thread(read_outbox, runtime, status, MAIL_ROWS)
+            records = await asyncio.to_thread(read_outbox, database, status, MAIL_ROWS)
             lists[status] = records or []
     except StorageUnavailable:
         error = "database unavailable: retry later"
@@ -381,11 +429,11 @@ async def _mail(request: web.Request) -> dict[str, Any]:
 
 
 async def _pnl(request: web.Request) -> dict[str, Any]:
-    return await pnl_page(request.app[_RUNTIME], request.query)
+    return await pnl_page(request.app[DATABASE](), request.query)
 
 
 def _jobs(request: web.Request) -> dict[str, Any]:
-    return jobs_page(request.app[_RUNTIME])
+    return jobs_page(request.app[SCHEDULER_STATUS])
 
 
 # -- login ------------------------------------------------------------------------------
@@ -399,7 +447,7 @@ def _login_page(request: web.Request, message: str = "", status: int = 200) -> w
 
 async def login_form(request: web.Request) -> web.Response:
     """``GET /login``: the token form (straight to the overview without a token)."""
-    if not request.app[_RUNTIME].config.api_token:
+    if not request.app[CONFIG].api_token:
         raise web.HTTPSeeOther("/")
     return _login_page(request)
 
@@ -409,9 +457,20 @@ async def login(request: web.Request) -> web.StreamResponse:
     store = request.app.get(SESSIONS)
     if store is None:
         raise web.HTTPSeeOther("/")
+    wait_s = store.login_wait_s()
+    if wait_s > 0:
+        log.warning("dashboard_login_throttled", remote=request.remote, wait_s=round(wait_s))
+        response = _login_page(
+            request,
+            f"Too many wrong tokens: try again in {math.ceil(wait_s)} s.",
+            status=429,
+        )
+        response.headers["Retry-After"] = str(math.ceil(wait_s))
+        return response
     form = await request.post()
     given = form.get("token")
     if not isinstance(given, str) or not given or not store.token_matches(given.strip()):
+        store.login_failed()
         log.info("dashboard_login_refused", remote=request.remote)
         return _login_page(request, "That token is not valid.", status=401)
     session_id, _ = store.open()

@@ -17,9 +17,9 @@ from multidict import MultiDict
 
 from tradingbot.reports import BY_CHOICES
 from tradingbot.reports.pnl import MAX_SPAN_DAYS, pnl_report
-from tradingbot.runtime import Runtime
 from tradingbot.scheduler import EXCHANGE_TZ
-from tradingbot.storage import StorageError, StorageUnavailable
+from tradingbot.scheduler.status import SchedulerStatus
+from tradingbot.storage import Database, StorageError, StorageUnavailable
 from tradingbot.web.params import InvalidParams, QueryReader
 from tradingbot.web.reports import _read_date
 
@@ -53,7 +53,7 @@ def _chart(periods: list[dict[str, Any]]) -> dict[str, Any]:
     return {"bars": bars, "width": max(len(periods), 1) * BAR_WIDTH, "height": CHART_HEIGHT}
 
 
-async def pnl_page(runtime: Runtime, query: Any) -> dict[str, Any]:
+async def pnl_page(database: Database | None, query: Any) -> dict[str, Any]:
     """The P&L page's data: the range form, the report, or one message naming the problem."""
     today = datetime.now(UTC).astimezone(EXCHANGE_TZ).date()
     values = _filled(query)
@@ -82,7 +82,6 @@ async def pnl_page(runtime: Runtime, query: Any) -> dict[str, Any]:
     except InvalidParams as exc:
         context["error"] = str(exc)
         return context
-    database = runtime.database
     if database is None:
         context["error"] = "the bot is not running"
         return context
@@ -99,9 +98,9 @@ async def pnl_page(runtime: Runtime, query: Any) -> dict[str, Any]:
     return context
 
 
-def jobs_page(runtime: Runtime) -> dict[str, Any]:
+def jobs_page(scheduler_status: SchedulerStatus) -> dict[str, Any]:
     """The jobs page's data: each job's schedule, last run and next run."""
     return {
         "title": "Jobs",
-        "jobs": [state.to_dict() for state in runtime.scheduler_status.snapshot()],
+        "jobs": [state.to_dict() for state in scheduler_status.snapshot()],
     }

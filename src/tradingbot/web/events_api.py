@@ -18,6 +18,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar
 
 import orjson
@@ -27,7 +28,6 @@ from aiohttp import WSCloseCode, web
 from tradingbot.events import Event, EventValidationError, Severity, check_type
 from tradingbot.events.hub import Subscription
 from tradingbot.events.model import MAX_ID_CHARS
-from tradingbot.runtime import Runtime
 from tradingbot.storage import (
     Database,
     EventQuery,
@@ -36,7 +36,8 @@ from tradingbot.storage import (
 )
 from tradingbot.web.params import InvalidParam, InvalidParams, QueryReader
 from tradingbot.web.problems import problem
-from tradingbot.web.session import same_origin
+from tradingbot.web.services import CONFIG, DATABASE, EVENT_HUB
+from tradingbot.web.session import CURRENT, SESSIONS, same_origin
 
 log = structlog.get_logger(__name__)
 
@@ -65,9 +66,9 @@ _PARAM_OF_FIELD = {"types": "type", "min_severity": "severity"}
 _LEADING_NAME = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)")
 
 
-def add_routes(app: web.Application, runtime: web.AppKey[Runtime]) -> None:
-    """Register the three endpoints; ``runtime`` is the app key holding the Runtime."""
-    api = _EventsApi(runtime)
+def add_routes(app: web.Application) -> None:
+    """Register the three endpoints (they read ``DATABASE``, ``EVENT_HUB`` and ``CONFIG``)."""
+    api = _EventsApi()
     app[_STREAMS] = set()
     app.on_shutdown.append(_close_streams)
     app.router.add_get("/api/events", api.list_events)
@@ -202,16 +203,13 @@ def _unavailable(reason: str) -> web.Response:
 
 
 class _EventsApi:
-    """The handlers, bound to the app key under which the Runtime is stored."""
-
-    def __init__(self, runtime: web.AppKey[Runtime]) -> None:
-        self._runtime = runtime
+    """The handlers of the three endpoints."""
 
     async def _in_thread(
         self, request: web.Request, call: Callable[[Database], T]
     ) -> T | web.Response:
         """Run ``call(database)`` on a worker thread; a 503 problem if the database is out."""
-        database = request.app[self._runtime].database
+        database = request.app[DATABASE]()
         if database is None:
             return _unavailable("the runtime is not running")
         try:
@@ -288,19 +286,24 @@ class _EventsApi:
             response.headers["Upgrade"] = "websocket"
             response.headers["Connection"] = "Upgrade"
             return response
-        runtime = app[self._runtime]
         # One stored batch arrives at once: a client keeping up must never be cut off
         # by a single burst, so the default is at least twice the batch size.
-        default = max(DEFAULT_STREAM_MAX_PENDING, 2 * runtime.config.events_batch_size)
+        default = max(DEFAULT_STREAM_MAX_PENDING, 2 * app[CONFIG].events_batch_size)
         max_pending = app.get(STREAM_MAX_PENDING, default)
         # Subscribed before the handshake: once the client is connected, nothing is missed.
-        subscription = runtime.hub.subscribe(accept, max_pending=max_pending)
+        subscription = app[EVENT_HUB].subscribe(accept, max_pending=max_pending)
+        # A stream opened with a browser session ends with it (logout or expiry).
+        session, sessions = request.get(CURRENT), app.get(SESSIONS)
+        alive = None
+        if session is not None and sessions is not None:
+            alive = partial(sessions.alive, session)
         stream = _Stream(
             ws,
             subscription,
             max_pending,
             transport=request.transport,
             remote=request.remote,
+            alive=alive,
         )
         streams = app[_STREAMS]
         try:
@@ -348,8 +351,10 @@ class _Stream:
         *,
         transport: asyncio.Transport | None,
         remote: str | None,
+        alive: Callable[[], bool] | None = None,
     ) -> None:
         self._ws = ws
+        self._alive = alive
         self._subscription = subscription
         self._max_pending = max_pending
         self._transport = transport
@@ -414,6 +419,8 @@ class _Stream:
             return None  # the client closed, or the connection is gone
         if sender.done() and sender.exception() is not None:
             return None  # the connection is gone (a send failed)
+        if self._stop.done():
+            return self._stop.result()
         if sender.done() or watchdog.done():
             log.warning(
                 "events_stream_slow_consumer", remote=self._remote, max_pending=self._max_pending
@@ -442,8 +449,13 @@ class _Stream:
             continue  # the tail is one-way: reading only serves pings and the close frame
 
     async def _watch(self) -> None:
-        """Return once the subscription overflowed while a send is blocked."""
+        """Return once the subscription overflowed while a send is blocked; stop the
+        stream once the browser session it was opened with has ended."""
         while not (self._subscription.overflowed and self._sending):
+            if self._alive is not None and not self._alive():
+                log.info("events_stream_session_ended", remote=self._remote)
+                self.stop(WSCloseCode.POLICY_VIOLATION, "the session ended: log in again")
+                await asyncio.Future()  # the stop ends the stream; wait to be cancelled
             await asyncio.sleep(STALLED_SEND_CHECK_S)
 
 

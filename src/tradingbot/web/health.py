@@ -15,7 +15,7 @@ from aiohttp import web
 
 from tradingbot import __version__
 from tradingbot.health import CONTENT_TYPE, FAIL, Check, health_body
-from tradingbot.runtime import Runtime
+from tradingbot.web.services import HEALTH, RUN_ID
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 
@@ -49,26 +49,25 @@ def in_summary(check: Check) -> bool:
     return check.key not in INFORMATIONAL and check.component not in INFORMATIONAL_COMPONENTS
 
 
-def add_health_routes(app: web.Application, runtime_key: web.AppKey[Runtime]) -> None:
+def add_health_routes(app: web.Application) -> None:
     """Register every ``/api/health/*`` view except ``live`` (see app.py)."""
     for name in _VIEWS:
         path = "/api/health" + (f"/{name}" if name else "")
-        app.router.add_get(path, _view(name, runtime_key))
+        app.router.add_get(path, _view(name))
 
 
-def _view(name: str, runtime_key: web.AppKey[Runtime]) -> Handler:
+def _view(name: str) -> Handler:
     description, components = _VIEWS[name]
 
     async def handler(request: web.Request) -> web.Response:
-        runtime = request.app[runtime_key]
-        state = runtime.health
+        state = request.app[HEALTH]
         report = state.latest()
         if report is None:
             body = health_body(
                 [],
                 description=description,
                 release_id=__version__,
-                service_id=runtime.run_id,
+                service_id=request.app[RUN_ID],
                 status=FAIL,
                 output="health checks have not run yet",
             )
@@ -89,7 +88,7 @@ def _view(name: str, runtime_key: web.AppKey[Runtime]) -> Handler:
             checks,
             description=description,
             release_id=__version__,
-            service_id=runtime.run_id,
+            service_id=request.app[RUN_ID],
             output=output,
             status=status,
         )

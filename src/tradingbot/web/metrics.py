@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
@@ -29,10 +30,8 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 
-from tradingbot.metrics import RuntimeStateCollector
-from tradingbot.runtime import Runtime
-from tradingbot.scheduler.status import SchedulerCollector
 from tradingbot.web.problems import Handler
 
 # The classic text format, which ``generate_latest`` writes (prometheus-client >= 0.22
@@ -80,22 +79,21 @@ def route_label(request: web.Request) -> str:
     return UNMATCHED if resource is None else resource.canonical
 
 
-def metrics_registry(runtime: Runtime) -> CollectorRegistry:
-    """A fresh registry with the process collectors and the runtime's metrics."""
+def metrics_registry(collectors: Iterable[Collector]) -> CollectorRegistry:
+    """A fresh registry with the process collectors and the runtime's ``collectors``."""
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
-    for collector in runtime.metrics.collectors():
+    for collector in collectors:
         registry.register(collector)
-    registry.register(RuntimeStateCollector(runtime))
-    registry.register(SchedulerCollector(runtime.scheduler_status))
     return registry
 
 
-def add_metrics(app: web.Application, runtime: Runtime) -> None:
-    """Give ``app`` its registry and HTTP metrics, and register ``GET /metrics``."""
-    registry = metrics_registry(runtime)
+def add_metrics(app: web.Application, collectors: Iterable[Collector]) -> None:
+    """Give ``app`` its registry (with ``collectors``) and HTTP metrics, and register
+    ``GET /metrics``; the wiring names the runtime's collectors."""
+    registry = metrics_registry(collectors)
     app[METRICS_REGISTRY] = registry
     app[HTTP_METRICS] = HttpMetrics(registry)
     app.router.add_get("/metrics", metrics)

@@ -44,6 +44,10 @@ from tradingbot.web.openapi_schemas import (
 )
 from tradingbot.web.outbox_api import OPENAPI_PATHS as _OUTBOX_PATHS
 from tradingbot.web.reports import DATE_PATTERN
+from tradingbot.web.strategies_api import OPENAPI_PATHS as _STRATEGY_PATHS
+from tradingbot.web.strategies_api import OPENAPI_SCHEMAS as _STRATEGY_SCHEMAS
+from tradingbot.web.trading_exits import OPENAPI_PATHS as _EXIT_PATHS
+from tradingbot.web.trading_exits import OPENAPI_SCHEMAS as _EXIT_SCHEMAS
 
 OPENAPI_PATH: Final = "/api/openapi.json"
 BEARER_SCHEME: Final = "bearerAuth"
@@ -289,6 +293,8 @@ def _trading_operation(name: str, description: str, *, reason_required: bool) ->
 _PATHS: Final[Json] = {
     **_HEALTH_PATHS,
     **_OUTBOX_PATHS,
+    **_EXIT_PATHS,
+    **_STRATEGY_PATHS,
     "/api/events": {
         "get": {
             "tags": ["events"],
@@ -394,8 +400,10 @@ _PATHS: Final[Json] = {
             "operationId": "getDailyReport",
             "summary": "The daily summary of a trading date",
             "description": "Trades with realized P&L, commissions, win rate, open positions,"
-            " counts, incidents and tomorrow's watchlist, from the recorded events (see"
-            " docs/reports.md). The same JSON as `trading-bot report daily --json`.",
+            " counts, incidents and tomorrow's watchlist, from the recorded events; the"
+            " broker's positions with marks, equity and its change as recorded when the"
+            " date's summary was made (see docs/reports.md). The same JSON as"
+            " `trading-bot report daily --json`.",
             "parameters": [ref("parameters", "date")],
             "responses": {
                 "200": {
@@ -490,7 +498,11 @@ def build_document(*, token_required: bool) -> Json:
             {"name": "health", "description": "`application/health+json`; 503 on `fail`."},
             {"name": "events", "description": "What the bot did."},
             {"name": "actors", "description": "The supervision tree."},
-            {"name": "trading", "description": "The kill switch: pause and resume orders."},
+            {
+                "name": "trading",
+                "description": "The kill switch: pause, resume, cancel-all, flatten.",
+            },
+            {"name": "strategies", "description": "The strategies, their signals and orders."},
             {"name": "reports", "description": "Daily summary and P&L."},
             {"name": "mail", "description": "The outbox of alert e-mails."},
             {"name": "metrics", "description": "Prometheus."},
@@ -498,7 +510,7 @@ def build_document(*, token_required: bool) -> Json:
         ],
         "paths": copy.deepcopy(_PATHS),
         "components": {
-            "schemas": copy.deepcopy(SCHEMAS),
+            "schemas": copy.deepcopy({**SCHEMAS, **_EXIT_SCHEMAS, **_STRATEGY_SCHEMAS}),
             "parameters": copy.deepcopy(_PARAMETERS),
             "responses": copy.deepcopy(_RESPONSES),
             "headers": copy.deepcopy(_HEADERS),

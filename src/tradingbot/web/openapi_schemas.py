@@ -79,6 +79,8 @@ SCHEMAS: Final[Json] = {
             "trades",
             "round_trips",
             "positions",
+            "positions_source",
+            "broker",
             "counts",
             "incidents",
             "watchlist",
@@ -90,7 +92,61 @@ SCHEMAS: Final[Json] = {
             "realized_pnl": MONEY,
             "commissions": MONEY,
             "unrealized_pnl": {"type": ["number", "null"]},
-            "equity": {"type": ["number", "null"]},
+            "equity": {
+                "type": ["number", "null"],
+                "description": "Net liquidation recorded at the date's summary (null: not"
+                " recorded).",
+            },
+            "equity_previous": {
+                "type": ["object", "null"],
+                "description": "The latest recorded equity before the date.",
+                "properties": {
+                    "date": {"type": "string", "format": "date"},
+                    "equity": {"type": "number"},
+                },
+            },
+            "equity_change": {"type": ["number", "null"]},
+            "equity_change_pct": {"type": ["number", "null"]},
+            "broker_pnl": {
+                "type": ["object", "null"],
+                "description": "The broker's P&L of the day as recorded at the summary.",
+                "properties": {
+                    "daily": MONEY,
+                    "realized": {"type": ["number", "null"]},
+                    "unrealized": {"type": ["number", "null"]},
+                },
+            },
+            "positions_source": {
+                "type": "string",
+                "enum": ["broker", "books"],
+                "description": "broker: the positions and marks recorded at the summary;"
+                " books: ours, rebuilt from the fills.",
+            },
+            "position_differences": {
+                "type": "array",
+                "description": "Symbols whose quantity at the broker differs from our books.",
+                "items": {
+                    "type": "object",
+                    "required": ["symbol", "broker", "books"],
+                    "properties": {
+                        "symbol": {"type": "string"},
+                        "broker": {"type": "number"},
+                        "books": {"type": "number"},
+                    },
+                },
+            },
+            "broker": {
+                "type": "object",
+                "required": ["recorded", "as_of", "note"],
+                "properties": {
+                    "recorded": {"type": "boolean"},
+                    "as_of": {"type": ["string", "null"], "format": "date-time"},
+                    "note": {
+                        "type": ["string", "null"],
+                        "description": "Why the broker's figures are missing.",
+                    },
+                },
+            },
             "trades": {"type": "array", "items": {"type": "object"}},
             "round_trips": {
                 "type": "object",
@@ -281,10 +337,27 @@ SCHEMAS: Final[Json] = {
                 "description": "Each order gate's reason while it refuses new orders (null: open).",
                 "properties": {
                     "kill_switch": nullable({"type": "string"}),
+                    "live_account": nullable({"type": "string"}),
+                    "restart_window": nullable({"type": "string"}),
                     "reconciliation": nullable({"type": "string"}),
                 },
             },
             "orders_allowed": {"type": "boolean"},
+            "pnl": nullable(
+                {
+                    "type": "object",
+                    "description": "The account's latest P&L from the broker (`reqPnL`); "
+                    "`daily` is what the daily loss limit reads (null: no report yet).",
+                    "required": ["account", "daily", "unrealized", "realized", "received_at"],
+                    "properties": {
+                        "account": {"type": "string"},
+                        "daily": {"type": "number"},
+                        "unrealized": nullable({"type": "number"}),
+                        "realized": nullable({"type": "number"}),
+                        "received_at": {"type": "string", "format": "date-time"},
+                    },
+                }
+            ),
             "changed": {"type": "boolean"},
             "warning": nullable({"type": "string"}),
         },

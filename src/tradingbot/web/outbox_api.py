@@ -13,11 +13,11 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
-from tradingbot.runtime import Runtime
-from tradingbot.storage import StorageUnavailable
+from tradingbot.storage import Database, StorageUnavailable
 from tradingbot.storage.outbox import FAILED, PENDING, SENT, OutboxRecord, OutboxRepository
 from tradingbot.web.params import InvalidParams, QueryReader
 from tradingbot.web.problems import problem
+from tradingbot.web.services import DATABASE
 
 OUTBOX_PATH: Final = "/api/outbox"
 STATUSES: Final = (PENDING, FAILED, SENT)
@@ -48,15 +48,14 @@ def mail_dict(record: OutboxRecord) -> dict[str, Any]:
     }
 
 
-def read_outbox(runtime: Runtime, status: str, limit: int) -> list[OutboxRecord] | None:
+def read_outbox(database: Database | None, status: str, limit: int) -> list[OutboxRecord] | None:
     """The newest ``limit`` mails of ``status`` (None: the runtime is not running)."""
-    database = runtime.database
     if database is None:
         return None
     return OutboxRepository(database).recent(status=status, limit=limit)
 
 
-def add_outbox_route(app: web.Application, runtime: web.AppKey[Runtime]) -> None:
+def add_outbox_route(app: web.Application) -> None:
     async def outbox(request: web.Request) -> web.Response:
         """``GET /api/outbox?status=&limit=``: stored mails of one status, newest first."""
         reader = QueryReader(request.query, ("status", "limit"))
@@ -69,7 +68,8 @@ def add_outbox_route(app: web.Application, runtime: web.AppKey[Runtime]) -> None
         except InvalidParams as exc:
             return exc.response()
         try:
-            records = await asyncio.to_thread(read_outbox, request.app[runtime], status, limit)
+            database = request.app[DATABASE]()
+            records = await asyncio.to_thread(read_outbox, database, status, limit)
         except StorageUnavailable:
             return problem(503, "database unavailable: retry later")
         if records is None:

@@ -17,11 +17,11 @@ from aiohttp import web
 from tradingbot.reports import BY_CHOICES
 from tradingbot.reports.daily import MIN_DATE, daily_report, max_date
 from tradingbot.reports.pnl import MAX_SPAN_DAYS, pnl_report
-from tradingbot.runtime import Runtime
 from tradingbot.scheduler import EXCHANGE_TZ, nyse
 from tradingbot.storage import StorageUnavailable
 from tradingbot.web.params import InvalidParams, QueryReader
 from tradingbot.web.problems import problem
+from tradingbot.web.services import ACCOUNT, DATABASE
 
 log = structlog.get_logger(__name__)
 
@@ -53,16 +53,15 @@ def _json(body: Any) -> web.Response:
     )
 
 
-def add_report_routes(app: web.Application, runtime_key: web.AppKey[Runtime]) -> None:
+def add_report_routes(app: web.Application) -> None:
     """Register the two report endpoints."""
 
     async def compute(request: web.Request, call: Any) -> web.Response:
-        runtime = request.app[runtime_key]
-        database = runtime.database
+        database = request.app[DATABASE]()
         if database is None:
             return problem(503, "database unavailable: the runtime is not running")
         try:
-            body = await asyncio.to_thread(call, database, runtime)
+            body = await asyncio.to_thread(call, database, request.app[ACCOUNT])
         except StorageUnavailable as exc:
             log.warning("reports_api_database_unavailable", path=request.path, error=str(exc))
             return problem(503, "database unavailable: retry later")
@@ -79,7 +78,7 @@ def add_report_routes(app: web.Application, runtime_key: web.AppKey[Runtime]) ->
         day = day or datetime.now(UTC).astimezone(EXCHANGE_TZ).date()
         return await compute(
             request,
-            lambda db, rt: daily_report(db, day, nyse(), account=rt.account),
+            lambda db, account: daily_report(db, day, nyse(), account=account),
         )
 
     async def pnl(request: web.Request) -> web.Response:
@@ -104,7 +103,7 @@ def add_report_routes(app: web.Application, runtime_key: web.AppKey[Runtime]) ->
             return exc.response()
         assert first is not None
         assert last is not None
-        return await compute(request, lambda db, rt: pnl_report(db, first, last, by))
+        return await compute(request, lambda db, account: pnl_report(db, first, last, by))
 
     app.router.add_get("/api/reports/daily", daily)
     app.router.add_get("/api/reports/pnl", pnl)

@@ -16,7 +16,11 @@ without a session redirect to ``/login``; the API without a session or bearer to
 still answers 401.
 
 Sessions live in memory (bounded, oldest dropped first) and last ``SESSION_TTL_S``: a
-restart or a changed token logs every browser out.
+restart or a changed token logs every browser out. A live event stream opened with a
+session ends when the session does (logout or expiry). Wrong tokens at the login form are
+throttled for the whole app: after ``LOGIN_FAILURES_MAX`` failures within
+``LOGIN_WINDOW_S`` every attempt answers 429 until the oldest failure leaves the window
+(the shell and the bearer API keep working meanwhile).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -44,6 +48,8 @@ CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 SESSION_TTL_S = 12 * 3600.0
 MAX_SESSIONS = 256
+LOGIN_FAILURES_MAX = 10  # wrong tokens allowed per window, for the whole app
+LOGIN_WINDOW_S = 60.0
 SAFE_METHODS = frozenset({hdrs.METH_GET, hdrs.METH_HEAD, hdrs.METH_OPTIONS})
 
 CSRF_REFUSED = f"this request needs the session's {CSRF_HEADER} header; reload the page"
@@ -76,6 +82,28 @@ class Sessions:
         self._ttl_s = ttl_s
         self._clock = clock
         self._sessions: OrderedDict[bytes, Session] = OrderedDict()
+        self._failures: deque[float] = deque()
+
+    def login_wait_s(self) -> float:
+        """Seconds until the login form takes another attempt (0: now)."""
+        now = self._clock()
+        while self._failures and self._failures[0] <= now - LOGIN_WINDOW_S:
+            self._failures.popleft()
+        if len(self._failures) < LOGIN_FAILURES_MAX:
+            return 0.0
+        return self._failures[0] + LOGIN_WINDOW_S - now
+
+    def login_failed(self) -> None:
+        """Count a wrong token (see :meth:`login_wait_s`)."""
+        self._failures.append(self._clock())
+        while len(self._failures) > LOGIN_FAILURES_MAX:
+            self._failures.popleft()
+
+    def alive(self, session: Session) -> bool:
+        """Whether ``session`` is still open (not logged out, not expired)."""
+        if session.expires_at <= self._clock():
+            return False
+        return any(open_ is session for open_ in self._sessions.values())
 
     def token_matches(self, given: str) -> bool:
         """Constant-time comparison of ``given`` with the API token."""
@@ -134,8 +162,17 @@ def set_cookie(response: web.StreamResponse, request: web.Request, session_id: s
         path="/",
         httponly=True,
         samesite="Strict",
-        secure=request.secure,
+        secure=request.secure or forwarded_https(request),
     )
+
+
+def forwarded_https(request: web.Request) -> bool:
+    """Whether a TLS-terminating proxy says the browser used https (``X-Forwarded-Proto``).
+
+    Trusting the header is safe here: it can only make the cookie ``Secure`` (stricter).
+    """
+    proto = request.headers.get("X-Forwarded-Proto", "")
+    return proto.split(",")[0].strip().lower() == "https"
 
 
 def session_middleware(classify: Callable[[web.Request], str]) -> Middleware:

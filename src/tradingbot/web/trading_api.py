@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tradingbot.broker.status import KILL_SWITCH_GATE, RECONCILIATION_GATE, BrokerStatus
+from tradingbot.broker.status import BrokerStatus
 from tradingbot.storage import StorageError
 from tradingbot.trading import KillSwitch, SwitchResult
 from tradingbot.trading.switch import MAX_REASON_CHARS
@@ -66,14 +66,12 @@ def _json(body: Any) -> web.Response:
 
 
 def _state(api: TradingApi, switch: KillSwitch) -> dict[str, Any]:
-    gates = {
-        KILL_SWITCH_GATE: api.status.trading_blocked(KILL_SWITCH_GATE),
-        RECONCILIATION_GATE: api.status.trading_blocked(RECONCILIATION_GATE),
-    }
+    pnl = api.status.pnl()
     return {
         "kill_switch": switch.state().as_dict(),
-        "gates": gates,
+        "gates": api.status.gates(),
         "orders_allowed": api.status.trading_blocked() is None,
+        "pnl": None if pnl is None else pnl.as_dict(),
     }
 
 

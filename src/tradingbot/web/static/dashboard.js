@@ -52,7 +52,8 @@
     document.addEventListener("visibilitychange", refresh);
   }
 
-  // Kill-switch controls: confirm, then POST JSON with the session's CSRF token.
+  // Trading controls (pause, resume, cancel-all, flatten): confirm, then POST JSON with
+  // the session's CSRF token.
   const result = document.getElementById("control-result");
   for (const form of document.querySelectorAll("form[data-action]")) {
     form.addEventListener("submit", async (event) => {
@@ -69,7 +70,11 @@
           body: JSON.stringify(reason ? { reason } : {}),
         });
         const body = await response.json().catch(() => ({}));
-        if (response.ok) {
+        if (response.ok && Array.isArray(body.summary)) {
+          // cancel-all / flatten: what was cancelled and sent, as the shell prints it.
+          result.textContent = "✔ " + body.summary.join(" · ");
+          form.reset();
+        } else if (response.ok) {
           result.textContent = "✔ Done: trading is " + body.kill_switch.mode +
             (body.changed === false ? " (it already was)." : ".");
           form.reset();
