@@ -94,10 +94,20 @@ def test_a_crashed_strategy_restarts_with_its_state_from_the_broker_and_the_even
     assert after.position == 1
     assert after.last_signal is not None
     assert after.last_signal.id == str(first_signal.id)
-    node = bot.tree.snapshot().find("strategy-buy_once")
+    # The restarted strategy starts before its supervisor records the restart: wait for it.
+    tree = bot.tree
+    wait_until(
+        lambda: (
+            (n := tree.snapshot().find("strategy-buy_once")) is not None
+            and n.status == "running"
+            and n.restarts >= 1
+        ),
+        10,
+        "the restart recorded",
+    )
+    node = tree.snapshot().find("strategy-buy_once")
     assert node is not None
     assert node.restarts == 1
-    assert node.status == "running"
     assert bot.simulator is not None
     refs = bot.simulator.call(lambda sim: [o.order_ref for o in sim.brokerage.orders.values()])
     assert refs == BuyOnce.orders  # one order in all, never sent again
