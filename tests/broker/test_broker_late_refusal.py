@@ -1,17 +1,28 @@
-"""An order refused at the last moment (a gate closed while its ORDER event was being
-stored): the gateway never sees it, and its end is stored durably, so a crash right after
-cannot leave it open in our books for reconciliation to report as an orphaned order."""
+"""Orders stopped before ``placeOrder``: refused at the last moment (a gate closed while
+their ORDER event was being stored), or cut off by a lost connection during a reduce-only
+order's position check. The gateway never sees them, and their end is stored durably, so
+nothing is left open in our books for reconciliation to report as an orphaned order."""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import threading
 from typing import Any
 
 import pytest
 from brokerharness import BrokerHarness, wait_until
 
+import tradingbot.broker.orders as orders_module
+from support.ib_errors import IbErrorGuard
 from support.memory_events import MemorySink
-from tradingbot.broker import ConnectionState, OrderRequest, TradingBlocked, place_order
+from tradingbot.broker import (
+    BrokerConnectionError,
+    ConnectionState,
+    OrderRequest,
+    TradingBlocked,
+    place_order,
+)
 from tradingbot.broker.status import KILL_SWITCH_GATE, BrokerStatus
 from tradingbot.events import ORDER, Event
 from tradingbot.events.recorder import EventRecorder, RecordEvents
@@ -20,13 +31,11 @@ from tradingbot.gateway import SimulatorThread
 PAUSE = "paused by the test while the ORDER event was being stored"
 
 
-class PausingSink(MemorySink):
-    """The event logger's stand-in: pauses trading as it stores an order's placement (the
-    operator's pause arriving at that moment), and remembers which events were durable."""
+class DurableSink(MemorySink):
+    """The event logger's stand-in: remembers which events were stored durably."""
 
-    def __init__(self, status: BrokerStatus) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self._status = status
         self.durable: set[str] = set()
         self._guard = threading.Lock()
 
@@ -35,12 +44,25 @@ class PausingSink(MemorySink):
         if message.ack is not None:
             with self._guard:
                 self.durable.update(str(e.id) for e in message.events)
+        super().tell(message)
+
+
+class PausingSink(DurableSink):
+    """Pauses trading as it stores an order's placement (the operator's pause arriving
+    at that moment)."""
+
+    def __init__(self, status: BrokerStatus) -> None:
+        super().__init__()
+        self._status = status
+
+    def tell(self, message: Any) -> None:
+        assert isinstance(message, RecordEvents)
         if any(e.type == ORDER and e.context.get("action") == "place" for e in message.events):
             self._status.block_trading(PAUSE, gate=KILL_SWITCH_GATE)
         super().tell(message)
 
 
-def _final(sink: PausingSink) -> Event | None:
+def _final(sink: MemorySink) -> Event | None:
     ends = [e for e in sink.of_type(ORDER) if e.context.get("action") == "final"]
     return ends[0] if ends else None
 
@@ -79,5 +101,53 @@ def test_an_order_refused_at_the_last_moment_is_never_sent_and_its_end_is_durabl
         assert record is not None
         assert record.status == "Cancelled"
         assert (record.order_id, record.perm_id, record.filled) == (0, 0, 0)  # never at the gateway
+    finally:
+        broker.stop()
+
+
+def test_a_reduce_only_order_cut_off_in_its_position_check_ends_never_sent(
+    sim: SimulatorThread, ib_errors: IbErrorGuard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flatten's reduce-only order still waiting for its position check when the gateway
+    drops the connection was never sent: the caller hears so, and the next broker
+    stores its Cancelled end durably instead of leaving it Unresolved (which the next
+    reconciliation would report as an orphaned order and block trading on)."""
+    ib_errors.allow(r"Peer closed connection|API connection failed|Connect call failed")
+    held = threading.Event()
+
+    async def never_answered(*args: Any) -> None:
+        held.set()
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(orders_module, "refuse_unless_reducing", never_answered)
+    broker = BrokerHarness(sim.port)
+    sink = DurableSink()
+    broker.sink = sink
+    broker.recorder = EventRecorder(sink)
+    broker.start()
+    try:
+        broker.wait_state(ConnectionState.SYNCED)
+        request = OrderRequest("AAPL", "SELL", 5, client_order_id="cut-off", reduce_only=True)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            sent = pool.submit(
+                place_order, broker.tree.handle("broker"), broker.status, request, 30
+            )
+            assert held.wait(10), "the order to reach its position check"
+            sim.call(lambda s: s.close_all_connections())
+            with pytest.raises(BrokerConnectionError, match="before the order was sent"):
+                sent.result(30)
+        end = wait_until(lambda: _final(sink), 15, "the order's final ORDER event")
+        placed = [e for e in sink.of_type(ORDER) if e.context.get("action") == "place"]
+        assert len(placed) == 1
+        order_ref = str(placed[0].context["order_ref"])
+        assert (end.context["order_ref"], end.context["status"]) == (order_ref, "Cancelled")
+        assert "before the order was sent" in end.context["never_sent"]
+        assert str(end.id) in sink.durable
+        broker.wait_state(ConnectionState.SYNCED, timeout_s=15)
+        record = broker.status.order(order_ref)
+        assert record is not None
+        assert (record.status, record.order_id, record.filled) == ("Cancelled", 0, 0)
+        assert broker.status.unresolved_orders() == []
+        assert sim.call(lambda s: len(s.brokerage.orders)) == 0
     finally:
         broker.stop()

@@ -164,6 +164,7 @@ class BrokerActor(SupervisedActor):
         loop = self._loop = LoopThread(name=f"ib-loop-{s.client_id}")
         loop.start()
         ref, epoch, status, closing = self.actor_ref, self._epoch, self._status, self._closing
+        deliver = self.context.handle.tell
 
         def tell(message: Any) -> bool:
             return tell_if_alive(ref, message)
@@ -171,7 +172,7 @@ class BrokerActor(SupervisedActor):
         async def connected() -> Client:
             ib = await connect(s)
             listen(ib, tell, epoch, status, closing)
-            return Client(loop, ib, epoch, tell)
+            return Client(loop, ib, epoch, tell, deliver)
 
         try:
             client = self._client = loop.run(connected(), s.connect_timeout_s + 5.0)

@@ -33,16 +33,23 @@ CONNECTIVITY_RESTORED = 1102
 NOTICES = (CONNECTIVITY_LOST, CONNECTIVITY_RESTORED_DATA_LOST, CONNECTIVITY_RESTORED)
 
 Tell = Callable[[Any], bool]  # tell the incarnation a message; False once it stopped
+Deliver = Callable[[Any], None]  # tell the broker, this incarnation or the next
 
 
 @dataclass(frozen=True, slots=True)
 class Client:
-    """A connected client: its loop, the ``IB`` object, and how to tell its actor."""
+    """A connected client: its loop, the ``IB`` object, and how to tell its actor.
+
+    ``tell`` reaches this incarnation only; ``deliver`` whichever incarnation runs, or
+    the next one once this one ended: for a fact that must outlive the connection (the
+    end of an order that was never sent).
+    """
 
     loop: LoopThread
     ib: IB
     epoch: str
     tell: Tell
+    deliver: Deliver
 
 
 async def connect(settings: BrokerSettings) -> IB:

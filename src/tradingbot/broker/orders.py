@@ -5,8 +5,11 @@ answer a known key with its order and send nothing, pass the pre-trade risk chec
 (:mod:`tradingbot.broker.pretrade`; a refusal is a RISK event and nothing is sent),
 record a durable ORDER event, and only then send the order with ``orderRef`` = our id;
 the caller's reply resolves on the loop thread the moment ``placeOrder`` returned. A
-send that fails or is cut off leaves the order ``Unresolved`` (whether the gateway got
-it is unknown) until the gateway reports it again. Cancelling: look the order up in the
+send that fails or is cut off once ``placeOrder`` was called leaves the order
+``Unresolved`` (whether the gateway got it is unknown) until the gateway reports it
+again; one stopped before it (a gate closed at the last moment, a lost connection
+during a reduce-only order's position check) ends ``Cancelled``, never sent, and that
+end is stored durably. Cancelling: look the order up in the
 client (on the loop), record a durable ORDER event, send the cancel. Status reports
 keep :class:`BrokerStatus` current; an order's end is an ORDER event; each fill's
 commission report is one TRADE event with an id derived from the execution id (stored
@@ -44,7 +47,7 @@ from tradingbot.events import ORDER, TRADE
 from tradingbot.events.recorder import EventNotDurable, EventRecorder
 
 if TYPE_CHECKING:
-    from tradingbot.broker.client import Client
+    from tradingbot.broker.client import Client, Deliver
 
 log = structlog.get_logger("tradingbot.broker")
 
@@ -72,6 +75,14 @@ def send_failed(status: BrokerStatus, order_ref: str, error: BaseException) -> N
     """The send raised or was cut off: whether the gateway got the order is unknown."""
     log.warning("broker_order_send_failed", order_ref=order_ref, error=str(error))
     status.update_order(order_ref, status=UNRESOLVED)
+
+
+def never_sent(status: BrokerStatus, deliver: Deliver, order_ref: str, why: str) -> None:
+    """The order never reached ``placeOrder`` (refused at the last moment, or cut off
+    before it by a lost connection): it ends Cancelled in our books at once, and the
+    broker stores that end durably -- this incarnation, or the next one when this one is
+    ending -- so reconciliation never takes it for an open order the broker lost."""
+    deliver(applied(status, OrderStatusChanged(order_ref, "Cancelled", 0, 0, 0, 0, never_sent=why)))
 
 
 class Orders:
@@ -156,8 +167,9 @@ class Orders:
                 signal_id=request.signal_id,
             )
         )
-        ib, status, tell = client.ib, self._status, client.tell
+        ib, status, tell, deliver = client.ib, self._status, client.tell, client.deliver
         account = self._settings.account or ""
+        placing = [False]  # True from the moment placeOrder is called: sent, or maybe sent
 
         async def send() -> int:
             contract = Stock(request.symbol, request.exchange, request.currency)
@@ -175,6 +187,7 @@ class Orders:
                 raise TradingBlocked(f"order refused: trading is blocked ({blocked})")
             if request.reduce_only:
                 await refuse_unless_reducing(ib, account, request)
+            placing[0] = True
             trade = ib.placeOrder(contract, order)
             return int(trade.order.orderId)
 
@@ -182,7 +195,11 @@ class Orders:
             # On the loop thread, right after placeOrder: the caller gets its answer
             # without waiting for the actor (which is free for the next message).
             error: BaseException | None = (
-                BrokerConnectionError("the connection closed while sending")
+                BrokerConnectionError(
+                    "the connection closed while sending"
+                    if placing[0]
+                    else "the connection closed before the order was sent"
+                )
                 if future.cancelled()
                 else future.exception()
             )
@@ -193,20 +210,21 @@ class Orders:
                 reply.set_result(order_ref)
                 return
             if isinstance(error, TradingBlocked):
-                # Never sent: its end goes into our books (a final ORDER event), so
-                # reconciliation does not take it for an open order the broker lost.
                 log.warning("broker_order_refused_late", order_ref=order_ref, error=str(error))
-                tell(OrderStatusChanged(order_ref, "Cancelled", 0, 0, 0, 0, never_sent=str(error)))
-                reply.set_exception(error)
-                return
-            send_failed(status, order_ref, error)
-            tell(SendFailed(order_ref))
+                never_sent(status, deliver, order_ref, str(error))
+            elif not placing[0]:  # cut off before placeOrder (its position check)
+                log.warning("broker_order_not_sent", order_ref=order_ref, error=str(error))
+                never_sent(status, deliver, order_ref, f"{type(error).__name__}: {error}")
+            else:
+                send_failed(status, order_ref, error)
+                tell(SendFailed(order_ref))
             reply.set_exception(error)
 
         try:
             client.loop.submit(send()).add_done_callback(sent)
-        except RuntimeError as exc:  # the loop stopped meanwhile: outcome unknown
-            send_failed(status, order_ref, exc)
+        except RuntimeError as exc:  # the loop stopped meanwhile: send() never ran
+            log.warning("broker_order_not_sent", order_ref=order_ref, error=str(exc))
+            never_sent(status, deliver, order_ref, f"{type(exc).__name__}: {exc}")
             reply.set_exception(exc)
             return True
         return False
