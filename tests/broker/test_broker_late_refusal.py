@@ -6,8 +6,8 @@ nothing is left open in our books for reconciliation to report as an orphaned or
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import threading
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -105,6 +105,52 @@ def test_an_order_refused_at_the_last_moment_is_never_sent_and_its_end_is_durabl
         broker.stop()
 
 
+def _started_broker(sim: SimulatorThread) -> tuple[BrokerHarness, DurableSink]:
+    broker = BrokerHarness(sim.port)
+    sink = DurableSink()
+    broker.sink = sink
+    broker.recorder = EventRecorder(sink)
+    broker.start()
+    return broker, sink
+
+
+def _cut_off_order(
+    broker: BrokerHarness,
+    sink: DurableSink,
+    monkeypatch: pytest.MonkeyPatch,
+    check: Callable[[Any], Awaitable[None]],
+) -> Event:
+    """Place a reduce-only order whose position check is ``check(ib)`` (it cuts the
+    connection); the caller must hear it was never sent. Returns its final ORDER event."""
+
+    async def position_check(ib: Any, *args: Any) -> None:
+        await check(ib)
+
+    monkeypatch.setattr(orders_module, "refuse_unless_reducing", position_check)
+    broker.wait_state(ConnectionState.SYNCED)
+    request = OrderRequest("AAPL", "SELL", 5, client_order_id="cut-off", reduce_only=True)
+    with pytest.raises(BrokerConnectionError, match="before the order was sent"):
+        place_order(broker.tree.handle("broker"), broker.status, request, 30)
+    return wait_until(lambda: _final(sink), 15, "the order's final ORDER event")
+
+
+def _assert_ended_unsent(
+    broker: BrokerHarness, sink: DurableSink, end: Event, sim: SimulatorThread
+) -> None:
+    placed = [e for e in sink.of_type(ORDER) if e.context.get("action") == "place"]
+    assert len(placed) == 1
+    order_ref = str(placed[0].context["order_ref"])
+    assert (end.context["order_ref"], end.context["status"]) == (order_ref, "Cancelled")
+    assert "before the order was sent" in end.context["never_sent"]
+    assert str(end.id) in sink.durable
+    broker.wait_state(ConnectionState.SYNCED, timeout_s=15)
+    record = broker.status.order(order_ref)
+    assert record is not None
+    assert (record.status, record.order_id, record.filled) == ("Cancelled", 0, 0)
+    assert broker.status.unresolved_orders() == []
+    assert sim.call(lambda s: len(s.brokerage.orders)) == 0
+
+
 def test_a_reduce_only_order_cut_off_in_its_position_check_ends_never_sent(
     sim: SimulatorThread, ib_errors: IbErrorGuard, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -113,41 +159,38 @@ def test_a_reduce_only_order_cut_off_in_its_position_check_ends_never_sent(
     stores its Cancelled end durably instead of leaving it Unresolved (which the next
     reconciliation would report as an orphaned order and block trading on)."""
     ib_errors.allow(r"Peer closed connection|API connection failed|Connect call failed")
-    held = threading.Event()
 
-    async def never_answered(*args: Any) -> None:
-        held.set()
-        await asyncio.Event().wait()
+    async def cut_while_waiting(ib: Any) -> None:
+        sim.call(lambda s: s.close_all_connections())
+        await asyncio.Event().wait()  # the answer never comes: the broker's loop ends
 
-    monkeypatch.setattr(orders_module, "refuse_unless_reducing", never_answered)
-    broker = BrokerHarness(sim.port)
-    sink = DurableSink()
-    broker.sink = sink
-    broker.recorder = EventRecorder(sink)
-    broker.start()
+    broker, sink = _started_broker(sim)
     try:
-        broker.wait_state(ConnectionState.SYNCED)
-        request = OrderRequest("AAPL", "SELL", 5, client_order_id="cut-off", reduce_only=True)
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            sent = pool.submit(
-                place_order, broker.tree.handle("broker"), broker.status, request, 30
-            )
-            assert held.wait(10), "the order to reach its position check"
-            sim.call(lambda s: s.close_all_connections())
-            with pytest.raises(BrokerConnectionError, match="before the order was sent"):
-                sent.result(30)
-        end = wait_until(lambda: _final(sink), 15, "the order's final ORDER event")
-        placed = [e for e in sink.of_type(ORDER) if e.context.get("action") == "place"]
-        assert len(placed) == 1
-        order_ref = str(placed[0].context["order_ref"])
-        assert (end.context["order_ref"], end.context["status"]) == (order_ref, "Cancelled")
-        assert "before the order was sent" in end.context["never_sent"]
-        assert str(end.id) in sink.durable
-        broker.wait_state(ConnectionState.SYNCED, timeout_s=15)
-        record = broker.status.order(order_ref)
-        assert record is not None
-        assert (record.status, record.order_id, record.filled) == ("Cancelled", 0, 0)
-        assert broker.status.unresolved_orders() == []
-        assert sim.call(lambda s: len(s.brokerage.orders)) == 0
+        end = _cut_off_order(broker, sink, monkeypatch, cut_while_waiting)
+        _assert_ended_unsent(broker, sink, end, sim)
+    finally:
+        broker.stop()
+
+
+def test_an_order_whose_connection_closed_before_its_send_ends_never_sent(
+    sim: SimulatorThread, ib_errors: IbErrorGuard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An order reaching its send just after the client saw the connection close is not
+    handed to placeOrder (which would refuse it, "Not connected", and leave it Unresolved):
+    it ends Cancelled, never sent, with its end stored durably."""
+    ib_errors.allow(r"Peer closed connection|API connection failed|Connect call failed")
+
+    async def answered_after_the_close(ib: Any) -> None:
+        # Resumed by the client's own disconnect handling: ahead of the broker's reaction.
+        closed = asyncio.get_running_loop().create_future()
+        ib.disconnectedEvent += lambda: closed.done() or closed.set_result(None)
+        sim.call(lambda s: s.close_all_connections())
+        await closed
+        assert not ib.isConnected()
+
+    broker, sink = _started_broker(sim)
+    try:
+        end = _cut_off_order(broker, sink, monkeypatch, answered_after_the_close)
+        _assert_ended_unsent(broker, sink, end, sim)
     finally:
         broker.stop()

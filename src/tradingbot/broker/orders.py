@@ -187,6 +187,8 @@ class Orders:
                 raise TradingBlocked(f"order refused: trading is blocked ({blocked})")
             if request.reduce_only:
                 await refuse_unless_reducing(ib, account, request)
+            if not ib.isConnected():  # placeOrder would refuse: nothing reaches the gateway
+                raise BrokerConnectionError("the connection closed before the order was sent")
             placing[0] = True
             trade = ib.placeOrder(contract, order)
             return int(trade.order.orderId)
