@@ -244,6 +244,28 @@ def test_every_4xx_reply_is_transient(
     assert str(code) in (stored.last_error or "")
 
 
+def test_a_421_reply_costs_only_its_own_mail_an_attempt(
+    smtp_notifier: Notifier, smtp_server: SmtpServer
+) -> None:
+    """A 421 reply (the server closing the channel) keeps that mail pending; the next mail
+    of the same pass goes out at its first attempt on a new connection, and the server
+    is not reported down."""
+    first = smtp_notifier.enqueue("alert", alert("first")).record
+    second = smtp_notifier.enqueue("alert", alert("second")).record
+    assert first is not None
+    assert second is not None
+    smtp_server.fail_next(1, "421 4.3.2 Service shutting down, closing channel")
+    report = smtp_notifier.deliver_due()
+    assert (report.sent, report.retried) == (1, 1)
+    assert smtp_server.message_ids() == {second.message_id: 1}
+    assert smtp_server.data_attempts[second.message_id] == 1
+    stored = smtp_notifier.repository.get(first.id)
+    assert stored is not None
+    assert stored.status == PENDING
+    assert "421" in (stored.last_error or "")
+    assert smtp_notifier.status.snapshot()["server"] == "up"
+
+
 def test_prune_keeps_mail_for_the_retention_period(
     smtp_notifier: Notifier, wall: WallClock
 ) -> None:

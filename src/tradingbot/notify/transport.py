@@ -105,7 +105,12 @@ class SmtpSession:
                 data.encode("ascii"),
             )
         except (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused):
-            raise  # a reply about this message; smtplib reset the transaction, reuse it
+            # A reply about this message: smtplib reset the transaction, so the connection
+            # is reused -- unless the reply was 421 (the server closes the channel) and
+            # smtplib closed it: the next mail then opens a new one instead of failing.
+            if smtp.sock is None:
+                self._drop()
+            raise
         except OSError:
             self._drop()  # the connection is gone or in an unknown state
             raise
