@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import time
 import zlib
@@ -16,7 +17,7 @@ from structlog.testing import capture_logs
 
 from tradingbot.events import spool as spool_module
 from tradingbot.events.model import TRADE, Event
-from tradingbot.events.spool import SPOOL_FILE_NAME, EventSpool, SpoolFull
+from tradingbot.events.spool import SPOOL_FILE_NAME, EventSpool, SpoolError, SpoolFull
 
 T0 = datetime(2024, 3, 8, 14, 30, tzinfo=UTC)
 
@@ -118,6 +119,41 @@ def test_commit_of_nothing_still_quarantines_corrupt_records_all_of_them(tmp_pat
     assert quarantine.read_bytes() == bad
     assert b"fill 8" not in reopened.path.read_bytes()
     assert reopened.read() == [written[0], written[3]]
+
+
+def test_a_quarantine_cut_off_by_a_full_disk_leaves_no_partial_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk while writing the quarantine file fails the commit and leaves no
+    half-written ``.corrupt-*`` file: the spool keeps every record, and the next commit
+    (the disk freed) quarantines the damage once, whole."""
+    written = events(3)
+    spool = EventSpool(tmp_path)
+    spool.append(written)
+    lines = lines_of(spool.path)
+    lines[1] = lines[1].replace(b"fill 1", b"fill 8")
+    spool.path.write_bytes(b"".join(lines))
+    real_write_all = spool_module._write_all
+
+    def disk_full_in_quarantine(fd: int, data: bytes) -> None:
+        if ".corrupt-" in os.readlink(f"/proc/self/fd/{fd}"):
+            real_write_all(fd, data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write_all(fd, data)
+
+    monkeypatch.setattr(spool_module, "_write_all", disk_full_in_quarantine)
+    reopened = EventSpool(tmp_path)
+    assert reopened.read() == [written[0], written[2]]
+    with pytest.raises(SpoolError, match=r"cannot commit .*No space left on device"):
+        reopened.commit(1)
+    assert list(tmp_path.glob(f"{SPOOL_FILE_NAME}.corrupt-*")) == []
+    assert reopened.path.read_bytes() == b"".join(lines)
+    monkeypatch.setattr(spool_module, "_write_all", real_write_all)
+    assert reopened.read() == [written[0], written[2]]
+    reopened.commit(1)
+    [quarantine] = tmp_path.glob(f"{SPOOL_FILE_NAME}.corrupt-*")
+    assert quarantine.read_bytes() == lines[1]
+    assert reopened.read() == [written[2]]
 
 
 def test_every_torn_tail_is_counted(tmp_path: Path) -> None:

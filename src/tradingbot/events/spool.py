@@ -485,7 +485,8 @@ class EventSpool:
         self._publish()
 
     def _quarantine(self, lines: list[bytes]) -> None:
-        """Write corrupt lines to ``<name>.corrupt-<timestamp>`` and fsync it."""
+        """Write corrupt lines to ``<name>.corrupt-<timestamp>`` and fsync it; a write that
+        fails (a full disk) removes the partial file: the lines are still in the spool."""
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         base = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
         target, n = base, 1
@@ -499,8 +500,11 @@ class EventSpool:
         try:
             _write_all(fd, b"".join(lines))
             os.fsync(fd)
-        finally:
+        except BaseException:
             os.close(fd)
+            target.unlink(missing_ok=True)
+            raise
+        os.close(fd)
         _fsync_dir(self.directory)
         log.error(
             "event spool: corrupt records quarantined",
