@@ -105,50 +105,44 @@ def test_an_order_refused_at_the_last_moment_is_never_sent_and_its_end_is_durabl
         broker.stop()
 
 
-def _started_broker(sim: SimulatorThread) -> tuple[BrokerHarness, DurableSink]:
-    broker = BrokerHarness(sim.port)
-    sink = DurableSink()
-    broker.sink = sink
-    broker.recorder = EventRecorder(sink)
-    broker.start()
-    return broker, sink
-
-
-def _cut_off_order(
-    broker: BrokerHarness,
-    sink: DurableSink,
+def _assert_cut_off_order_ends_unsent(
+    sim: SimulatorThread,
     monkeypatch: pytest.MonkeyPatch,
     check: Callable[[Any], Awaitable[None]],
-) -> Event:
+) -> None:
     """Place a reduce-only order whose position check is ``check(ib)`` (it cuts the
-    connection); the caller must hear it was never sent. Returns its final ORDER event."""
+    connection): the caller hears it was never sent; its Cancelled end is stored durably
+    and, once the broker is back, nothing is unresolved and the gateway has no order."""
 
     async def position_check(ib: Any, *args: Any) -> None:
         await check(ib)
 
     monkeypatch.setattr(orders_module, "refuse_unless_reducing", position_check)
-    broker.wait_state(ConnectionState.SYNCED)
-    request = OrderRequest("AAPL", "SELL", 5, client_order_id="cut-off", reduce_only=True)
-    with pytest.raises(BrokerConnectionError, match="before the order was sent"):
-        place_order(broker.tree.handle("broker"), broker.status, request, 30)
-    return wait_until(lambda: _final(sink), 15, "the order's final ORDER event")
-
-
-def _assert_ended_unsent(
-    broker: BrokerHarness, sink: DurableSink, end: Event, sim: SimulatorThread
-) -> None:
-    placed = [e for e in sink.of_type(ORDER) if e.context.get("action") == "place"]
-    assert len(placed) == 1
-    order_ref = str(placed[0].context["order_ref"])
-    assert (end.context["order_ref"], end.context["status"]) == (order_ref, "Cancelled")
-    assert "before the order was sent" in end.context["never_sent"]
-    assert str(end.id) in sink.durable
-    broker.wait_state(ConnectionState.SYNCED, timeout_s=15)
-    record = broker.status.order(order_ref)
-    assert record is not None
-    assert (record.status, record.order_id, record.filled) == ("Cancelled", 0, 0)
-    assert broker.status.unresolved_orders() == []
-    assert sim.call(lambda s: len(s.brokerage.orders)) == 0
+    broker = BrokerHarness(sim.port)
+    sink = DurableSink()
+    broker.sink = sink
+    broker.recorder = EventRecorder(sink)
+    broker.start()
+    try:
+        broker.wait_state(ConnectionState.SYNCED)
+        request = OrderRequest("AAPL", "SELL", 5, client_order_id="cut-off", reduce_only=True)
+        with pytest.raises(BrokerConnectionError, match="before the order was sent"):
+            place_order(broker.tree.handle("broker"), broker.status, request, 30)
+        end = wait_until(lambda: _final(sink), 15, "the order's final ORDER event")
+        placed = [e for e in sink.of_type(ORDER) if e.context.get("action") == "place"]
+        assert len(placed) == 1
+        order_ref = str(placed[0].context["order_ref"])
+        assert (end.context["order_ref"], end.context["status"]) == (order_ref, "Cancelled")
+        assert "before the order was sent" in end.context["never_sent"]
+        assert str(end.id) in sink.durable
+        broker.wait_state(ConnectionState.SYNCED, timeout_s=15)
+        record = broker.status.order(order_ref)
+        assert record is not None
+        assert (record.status, record.order_id, record.filled) == ("Cancelled", 0, 0)
+        assert broker.status.unresolved_orders() == []
+        assert sim.call(lambda s: len(s.brokerage.orders)) == 0
+    finally:
+        broker.stop()
 
 
 def test_a_reduce_only_order_cut_off_in_its_position_check_ends_never_sent(
@@ -164,12 +158,7 @@ def test_a_reduce_only_order_cut_off_in_its_position_check_ends_never_sent(
         sim.call(lambda s: s.close_all_connections())
         await asyncio.Event().wait()  # the answer never comes: the broker's loop ends
 
-    broker, sink = _started_broker(sim)
-    try:
-        end = _cut_off_order(broker, sink, monkeypatch, cut_while_waiting)
-        _assert_ended_unsent(broker, sink, end, sim)
-    finally:
-        broker.stop()
+    _assert_cut_off_order_ends_unsent(sim, monkeypatch, cut_while_waiting)
 
 
 def test_an_order_whose_connection_closed_before_its_send_ends_never_sent(
@@ -188,9 +177,4 @@ def test_an_order_whose_connection_closed_before_its_send_ends_never_sent(
         await closed
         assert not ib.isConnected()
 
-    broker, sink = _started_broker(sim)
-    try:
-        end = _cut_off_order(broker, sink, monkeypatch, answered_after_the_close)
-        _assert_ended_unsent(broker, sink, end, sim)
-    finally:
-        broker.stop()
+    _assert_cut_off_order_ends_unsent(sim, monkeypatch, answered_after_the_close)
