@@ -21,8 +21,15 @@ import pytest
 from support.ports import free_port
 from support.simulator import running_simulator
 from support.waiting import wait_until
-from tradingbot.broker import ConnectionState, OrderRequest, TradingBlocked, place_order
+from tradingbot.broker import (
+    BrokerConnectionError,
+    ConnectionState,
+    OrderRequest,
+    TradingBlocked,
+    place_order,
+)
 from tradingbot.broker import orders as orders_module
+from tradingbot.broker.ids import order_ref_for
 from tradingbot.config import Config, load_config
 from tradingbot.events import ORDER, TRADE, Event
 from tradingbot.events.recorder import EventRecorder, RecordEvents
@@ -316,6 +323,13 @@ def test_an_unknown_id_never_reaches_the_broker(bots: Bots) -> None:
     assert uuid.UUID(result.record.id)
 
 
+def at_gateway(sim: SimulatorThread, order_ref: str) -> list[str]:
+    """Statuses of the simulator's orders carrying ``order_ref``."""
+    return sim.call(
+        lambda s: [o.status for o in s.brokerage.orders.values() if o.order_ref == order_ref]
+    )
+
+
 def run_now(bot: Runtime) -> dict[str, Any]:
     """An operator's ``reconcile run``: the summary of one reconciliation while trading."""
     assert bot.tree is not None
@@ -384,3 +398,40 @@ def test_an_order_still_being_sent_when_the_broker_is_asked_is_in_flight_not_orp
     assert status.wait_for_order(order_ref, {"Filled"}, 10) is not None
     assert world.bought != order_ref
     assert run_now(bot)["status"] == "clean"  # the next run sees it, filled, in both books
+
+
+def test_a_closing_order_cut_off_by_a_lost_connection_leaves_nothing_to_reconcile(
+    bots: Bots, sim: SimulatorThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reduce-only order cut off by a lost connection during its position check was never
+    sent: its Cancelled end is in the database, and after the reconnect reconciliation
+    finds nothing orphaned and trading reopens without an operator."""
+    bot = bots.start()
+    trading_open(bot)
+    World(bot, sim)
+    assert bot.tree is not None
+    database = bot.database
+    assert database is not None
+    handle, status = bot.tree.handle("broker"), bot.broker_status
+
+    async def cut_in_the_check(*args: Any) -> None:
+        sim.call(lambda s: s.close_all_connections())
+        await asyncio.Event().wait()  # never answered: the broker's loop ends
+
+    monkeypatch.setattr(orders_module, "refuse_unless_reducing", cut_in_the_check)
+    request = OrderRequest("AAPL", "SELL", 5, client_order_id="flatten-cut", reduce_only=True)
+    with pytest.raises(BrokerConnectionError, match="before the order was sent"):
+        place_order(handle, status, request)
+    order_ref = order_ref_for("flatten-cut")
+    ends = wait_until(
+        lambda: [e for e in stored(database, ORDER, order_ref) if e.context["action"] == "final"],
+        20,
+        "the order's end stored",
+    )
+    assert ends[0].context["status"] == "Cancelled"
+    assert "before the order was sent" in ends[0].context["never_sent"]
+    wait_until(lambda: len(bot.reconciliations) >= 2, 30, "the reconciliation after the reconnect")
+    trading_open(bot)
+    assert bot.reconciliations[-1].record.status == "clean"
+    assert (summary := run_now(bot))["status"] == "clean", summary
+    assert at_gateway(sim, order_ref) == []
