@@ -9,11 +9,21 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import inspect
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel every task of ``loop`` and let each finish its cancellation."""
+    tasks = asyncio.all_tasks(loop)
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
 
 
 class LoopThread:
@@ -24,6 +34,12 @@ class LoopThread:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        # Every submitted coroutine's future until it is done: asyncio keeps only a weak
+        # reference to a waiting task, so a task awaiting something nothing else holds
+        # would be garbage-collected mid-flight -- its done callback (a caller's answer,
+        # an order's end) never run. Held here, it runs, or is cancelled at stop.
+        self._in_flight: dict[concurrent.futures.Future[Any], Coroutine[Any, Any, Any]] = {}
+        self._in_flight_lock = threading.Lock()
 
     @property
     def running(self) -> bool:
@@ -48,12 +64,9 @@ class LoopThread:
             try:
                 # Let callbacks scheduled by the last ones (transport closes) run.
                 loop.run_until_complete(asyncio.sleep(0))
-                tasks = asyncio.all_tasks(loop)
-                for task in tasks:
-                    task.cancel()
-                if tasks:
-                    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+                _cancel_all(loop)
                 loop.run_until_complete(loop.shutdown_asyncgens())
+                _cancel_all(loop)  # any submitted meanwhile
             finally:
                 loop.close()
 
@@ -63,7 +76,15 @@ class LoopThread:
         if loop is None or loop.is_closed():
             coro.close()
             raise RuntimeError(f"{self._name} is not running")
-        return asyncio.run_coroutine_threadsafe(coro, loop)
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
+        with self._in_flight_lock:
+            self._in_flight[future] = coro
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, future: concurrent.futures.Future[Any]) -> None:
+        with self._in_flight_lock:
+            self._in_flight.pop(future, None)
 
     def run(self, coro: Coroutine[Any, Any, T], timeout_s: float) -> T:
         """Run ``coro`` on the loop and wait for its result (TimeoutError after ``timeout_s``)."""
@@ -104,3 +125,13 @@ class LoopThread:
             with contextlib.suppress(RuntimeError):  # closed meanwhile
                 loop.call_soon_threadsafe(finish)
         thread.join(timeout_s)
+        if thread.is_alive():
+            return
+        # Submitted as the loop was ending, never started: cancel them, so that their
+        # callbacks still answer (every task that did start was cancelled on the loop).
+        with self._in_flight_lock:
+            left, self._in_flight = self._in_flight, {}
+        for future, coro in left.items():
+            if inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
+                coro.close()  # never started: nothing of it ran
+            future.cancel()
