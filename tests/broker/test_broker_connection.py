@@ -149,16 +149,19 @@ def test_connectivity_notices_degrade_and_restore(
         sim.call(lambda s: s.connectivity_restored())
         broker.wait_state(SYNCED)
         assert broker.status.view().last_error is None
-        assert messages(broker)[-1] == (
+        # The state changes before its SYSTEM event is recorded: wait for the event.
+        restored = (
             "broker synced again: Connectivity between IB and Trader Workstation has been"
             " restored - data maintained."
         )
+        wait_until(lambda: messages(broker)[-1] == restored, message="the restored event")
         sim.call(lambda s: s.freeze())
         broker.wait_state(DEGRADED)
         sim.call(lambda s: s.unfreeze())
         broker.wait_state(SYNCED, timeout_s=15)
         assert broker.status.view().last_error is None
-        assert messages(broker)[-1] == "broker synced again: the gateway answers"
+        answers = "broker synced again: the gateway answers"
+        wait_until(lambda: messages(broker)[-1] == answers, message="the answered-probe event")
         assert broker.node().restarts == 0
     finally:
         broker.stop()
