@@ -435,3 +435,45 @@ def test_a_closing_order_cut_off_by_a_lost_connection_leaves_nothing_to_reconcil
     assert bot.reconciliations[-1].record.status == "clean"
     assert (summary := run_now(bot))["status"] == "clean", summary
     assert at_gateway(sim, order_ref) == []
+
+
+def test_an_order_ended_unsent_whose_end_is_not_stored_yet_is_not_orphaned(
+    bots: Bots, sim: SimulatorThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reduce-only order stopped before its send ends Cancelled at once, but its end
+    reaches our books later (by the next broker incarnation after a lost connection): a
+    reconciliation in between finds it open only in our books and must not call it an
+    orphaned order; once its end is stored the run is clean too."""
+    bot = bots.start()
+    trading_open(bot)
+    assert bot.tree is not None
+    database = bot.database
+    assert database is not None
+    handle, status = bot.tree.handle("broker"), bot.broker_status
+
+    async def check_cut_off(*args: Any) -> None:
+        raise ConnectionError("the connection closed during the position check")
+
+    held: list[Any] = []  # the end on its way to the broker actor, held here
+    real_never_sent = orders_module.never_sent
+
+    def deliver_later(status: Any, deliver: Any, order_ref: str, why: str) -> None:
+        real_never_sent(status, held.append, order_ref, why)
+
+    monkeypatch.setattr(orders_module, "refuse_unless_reducing", check_cut_off)
+    monkeypatch.setattr(orders_module, "never_sent", deliver_later)
+    request = OrderRequest("AAPL", "SELL", 5, client_order_id="unsent-end", reduce_only=True)
+    with pytest.raises(ConnectionError, match="during the position check"):
+        place_order(handle, status, request)
+    order_ref = order_ref_for("unsent-end")
+    record = status.order(order_ref)
+    assert record is not None
+    assert record.status == "Cancelled"
+    assert held
+    assert [e.context["action"] for e in stored(database, ORDER, order_ref)] == ["place"]
+    summary = run_now(bot)
+    assert (summary["status"], summary["discrepancies"]) == ("clean", []), summary
+    assert status.trading_blocked() is None
+    handle.tell(held[0])
+    wait_until(lambda: len(stored(database, ORDER, order_ref)) == 2, 10, "the end stored")
+    assert run_now(bot)["status"] == "clean"

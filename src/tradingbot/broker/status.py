@@ -109,6 +109,13 @@ class OrderRecord:
         order checks the position before it goes out)."""
         return self.order_id == 0 and self.status == "PendingSubmit"
 
+    @property
+    def ended_unsent(self) -> bool:
+        """Cancelled before the gateway gave it an id: never sent (refused at the last
+        moment, or cut off before ``placeOrder``); its end may still be on its way to
+        our books."""
+        return self.order_id == 0 and self.perm_id == 0 and self.status == "Cancelled"
+
 
 class BrokerStatus:
     """Thread-safe broker state; every method may be called from any thread."""

@@ -278,7 +278,9 @@ class ReconcilerActor(SupervisedActor):
         orders = self._our_orders(since)
         # Orders this process is sending at this moment may reach the gateway only after
         # its snapshot: absent from it, they are in flight, not lost (the next run sees them).
-        sending = {o.order_ref for o in orders if o.open and self._sending(o.order_ref)}
+        # So are orders it ended unsent whose end is not in our books yet (the broker
+        # stores it, after a lost connection by its next incarnation).
+        sending = {o.order_ref for o in orders if o.open and self._in_transit(o.order_ref)}
         # Executions the baseline may not contain: since just before its cutoff (the
         # gateway filters them); all of the day's without a baseline.
         window = None if record is None else datetime.fromtimestamp(baseline.cutoff - 1, UTC)
@@ -325,9 +327,9 @@ class ReconcilerActor(SupervisedActor):
         )
         return outcome, as_of, boundary_of(books.executions, as_of.timestamp())
 
-    def _sending(self, order_ref: str) -> bool:
+    def _in_transit(self, order_ref: str) -> bool:
         record = self._status.order(order_ref)
-        return record is not None and record.sending
+        return record is not None and (record.sending or record.ended_unsent)
 
     def _our_orders(self, since: datetime) -> list[OurOrder]:
         """Our orders (placements and ends) from the ORDER events stored since ``since``."""
