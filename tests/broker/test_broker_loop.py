@@ -38,6 +38,21 @@ def test_a_waiting_coroutine_nothing_else_holds_is_cancelled_at_stop_not_collect
     assert answered[0].cancelled()
 
 
+def _submit_while_stopping(
+    loop: LoopThread, closing: threading.Event, go_on: threading.Event
+) -> concurrent.futures.Future[None]:
+    """Stop ``loop`` in a thread; once it says ``closing`` (and waits for ``go_on``),
+    submit a coroutine; return its future after the stop has finished."""
+    stopper = threading.Thread(target=loop.stop)
+    stopper.start()
+    assert closing.wait(5)
+    late = loop.submit(asyncio.sleep(30))
+    go_on.set()
+    stopper.join(10)
+    assert not stopper.is_alive()
+    return late
+
+
 def test_a_coroutine_submitted_during_the_loops_last_clean_up_is_cancelled_there(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -62,13 +77,7 @@ def test_a_coroutine_submitted_during_the_loops_last_clean_up_is_cancelled_there
         generators.append(started)
 
     loop.run(start_generator(), 5)
-    stopper = threading.Thread(target=loop.stop)
-    stopper.start()
-    assert closing.wait(5)
-    late = loop.submit(asyncio.sleep(30))
-    go_on.set()
-    stopper.join(10)
-    assert not stopper.is_alive()
+    late = _submit_while_stopping(loop, closing, go_on)
     assert late.cancelled()
     del late
     gc.collect()
@@ -94,11 +103,4 @@ def test_a_coroutine_submitted_after_the_loops_last_pass_is_cancelled_by_stop(
     monkeypatch.setattr(loop_module, "_cancel_all", last_pass_then_wait)
     loop = LoopThread(name="test-loop")
     loop.start()
-    stopper = threading.Thread(target=loop.stop)
-    stopper.start()
-    assert closing.wait(5)
-    late = loop.submit(asyncio.sleep(30))
-    go_on.set()
-    stopper.join(10)
-    assert not stopper.is_alive()
-    assert late.cancelled()
+    assert _submit_while_stopping(loop, closing, go_on).cancelled()
